@@ -1,0 +1,182 @@
+"""``p2p``: the thin command-line client.
+
+Parses arguments, asks the daemon over its Unix socket, and prints either short
+plain text for an LLM agent or one JSON document (``--json``). It imports neither
+asyncio nor nostr_sdk: agents run it hundreds of times per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from . import launcher, rpc, textout
+from .paths import HomePaths, home_dir
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DAEMON = 3
+
+
+class CliError(Exception):
+    """A user-facing failure: one sentence and an exit code."""
+
+    def __init__(self, message: str, code: str = "error", exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see 'p2p --help').", "usage", EXIT_USAGE)
+
+
+Command = Callable[[argparse.Namespace, HomePaths], Any]
+
+
+def _daemon_call(paths: HomePaths, method: str, params: dict[str, Any] | None = None,
+                 timeout: float | None = 30.0) -> Any:
+    """Ask the daemon, starting it first if nothing answers."""
+    try:
+        return rpc.request(paths.socket, method, params, timeout=timeout)
+    except rpc.DaemonUnavailable:
+        pass
+    except rpc.RpcError as exc:
+        raise _from_rpc(exc) from None
+    try:
+        launcher.start(paths)
+        return rpc.request(paths.socket, method, params, timeout=timeout)
+    except launcher.LaunchError as exc:
+        raise CliError(f"cannot start the daemon: {exc}", "daemon_unavailable", EXIT_DAEMON) from None
+    except rpc.RpcError as exc:
+        raise _from_rpc(exc) from None
+
+
+def _from_rpc(exc: rpc.RpcError) -> CliError:
+    unreachable = exc.code in {"daemon_unavailable", "daemon_gone", "unsafe_socket", "timeout"}
+    return CliError(exc.message, exc.code, EXIT_DAEMON if unreachable else EXIT_ERROR)
+
+
+# Commands ---------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "status")
+
+
+def cmd_whoami(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "whoami")
+
+
+def cmd_list(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "list", {"capability": args.capability})
+
+
+def cmd_daemon(args: argparse.Namespace, paths: HomePaths) -> Any:
+    try:
+        if args.action == "start":
+            already = launcher.lock_held(paths)
+            launcher.ensure_running(paths)
+            return {"daemon": "running", "started": not already, **rpc.request(paths.socket, "ping")}
+        if args.action == "stop":
+            return {"daemon": "stopped", "was_running": launcher.stop(paths)}
+        if args.action == "restart":
+            launcher.stop(paths)
+            launcher.start(paths)
+            return {"daemon": "running", "started": True, **rpc.request(paths.socket, "ping")}
+    except launcher.LaunchError as exc:
+        raise CliError(str(exc), "daemon_unavailable", EXIT_DAEMON) from None
+    except rpc.RpcError as exc:
+        raise _from_rpc(exc) from None
+    return {"log": os.fspath(paths.log), "lines": _tail(paths, args.lines)}
+
+
+def _tail(paths: HomePaths, count: int) -> list[str]:
+    try:
+        with open(paths.log, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 256 * count))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        raise CliError(f"no daemon log yet at {paths.log}.", "not_found") from None
+    return lines[-count:]
+
+
+def cmd_relay(args: argparse.Namespace, paths: HomePaths) -> Any:
+    from . import relay
+
+    sys.exit(relay.main(args.host, args.port, args.db))
+
+
+def cmd_demo(args: argparse.Namespace, paths: HomePaths) -> Any:
+    from . import demo
+
+    sys.exit(demo.main(json_output=args.json))
+
+
+# Parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document instead of text")
+    parser = _Parser(prog="p2p", parents=[common],
+                     description="Encrypted real-time calls between AI agents over Nostr.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    add("status", cmd_status, "identity, relays, calls, unread counts")
+    add("whoami", cmd_whoami, "own name, npub, hex key and relays")
+    listing = add("list", cmd_list, "agents online now")
+    listing.add_argument("--capability", help="only agents that announce this capability")
+    daemon = add("daemon", cmd_daemon, "manage the background daemon (never required)")
+    daemon.add_argument("action", choices=["start", "stop", "restart", "logs"])
+    daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
+    relay = add("relay", cmd_relay, "run an embedded Nostr relay in the foreground")
+    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument("--port", type=int, default=7777, help="0 picks a free port")
+    relay.add_argument("--db", help="LMDB directory to persist events (default: in memory)")
+    add("demo", cmd_demo, "run a whole exchange between two local agents on an embedded relay")
+    return parser
+
+
+def _emit(command: str, result: Any, as_json: bool) -> None:
+    if as_json:
+        payload = {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
+        print(json.dumps(payload, ensure_ascii=False, indent=None))
+    else:
+        print(textout.render(command, result))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "command", None):
+            raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
+        as_json = getattr(args, "json", False)
+        paths = HomePaths(home_dir())
+        command = args.command if args.command != "daemon" else f"daemon {args.action}"
+        _emit(command, args.func(args, paths), as_json)
+        return EXIT_OK
+    except CliError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message}}))
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

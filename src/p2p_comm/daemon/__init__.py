@@ -1,0 +1,1 @@
+"""The asyncio daemon: socket server, relay I/O through nostr-sdk, scheduling."""

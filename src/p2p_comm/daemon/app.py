@@ -1,0 +1,206 @@
+"""The daemon process: one per home, holding the identity, relays and state."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nostr_sdk as ns
+
+from .. import __version__, rpc
+from ..config import Config, ConfigError, load_config
+from ..identity import Identity, IdentityError, load_or_create
+from ..paths import HomePaths, ensure_private_dir
+from .nostr_io import InboundEvent, RelayPool, spawn
+from .presence import PresenceService
+from .server import SocketServer
+
+log = logging.getLogger("p2p.daemon")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is for the user."""
+
+
+class AlreadyRunning(StartupError):
+    """Another daemon holds this home's lock."""
+
+
+def acquire_lock(paths: HomePaths) -> int:
+    """Take the home's exclusive lock (released by the kernel even on SIGKILL)."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(f"a daemon is already running for this home (pid {holder}).") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def setup_logging(paths: HomePaths, level: str) -> None:
+    handler = logging.handlers.RotatingFileHandler(
+        paths.log, maxBytes=2 * 1024 * 1024, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    os.chmod(paths.log, 0o600)
+
+
+class Daemon:
+    """Wires the parts together and answers the CLI."""
+
+    def __init__(self, paths: HomePaths, config: Config, identity: Identity) -> None:
+        self.paths = paths
+        self.config = config
+        self.identity = identity
+        self.started_at = time.time()
+        self.pool = RelayPool(config.relays, self._on_event)
+        self.presence = PresenceService(self.pool, identity, config)
+        self.server = SocketServer(paths.socket, self.dispatch)
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.handlers: dict[str, Handler] = {
+            "ping": self._ping,
+            "status": self._status,
+            "whoami": self._whoami,
+            "list": self._list,
+            "shutdown": self._shutdown,
+        }
+
+    async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        handler = self.handlers.get(method)
+        if handler is None:
+            raise rpc.RpcError("unknown_method", f"the daemon does not know '{method}'.")
+        return await handler(params)
+
+    async def _on_event(self, event: InboundEvent) -> None:
+        self.presence.handle(event)
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.pool.start()
+        await self.pool.subscribe(self.presence.filters())
+        self._tasks.append(spawn(self.presence.run(), "presence"))
+        log.info("daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays)
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        log.info("daemon stopping")
+        for task in self._tasks:
+            task.cancel()
+        try:
+            await asyncio.wait_for(self.presence.announce("offline"), timeout=3)
+        except Exception as exc:  # a clean exit matters more than the last announcement
+            log.warning("offline announcement failed: %s", exc)
+        await self.server.stop()
+        await self.pool.stop()
+        log.info("daemon stopped")
+
+    # Handlers -----------------------------------------------------------------
+
+    def _whoami_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.presence.name,
+            "npub": self.identity.npub,
+            "pubkey": self.identity.public_hex,
+            "relays": list(self.config.relays),
+        }
+
+    async def _ping(self, params: dict[str, Any]) -> Any:
+        return {"pid": os.getpid(), "version": __version__}
+
+    async def _whoami(self, params: dict[str, Any]) -> Any:
+        return self._whoami_dict()
+
+    async def _status(self, params: dict[str, Any]) -> Any:
+        relays = await self.pool.states()
+        return {
+            "identity": self._whoami_dict(),
+            "daemon": {
+                "pid": os.getpid(),
+                "version": __version__,
+                "uptime_s": round(time.time() - self.started_at, 1),
+            },
+            "relays": relays,
+            "connected_relays": sum(1 for r in relays if r["state"] == "connected"),
+            "presence": {"status": self.presence.status, **self.presence.last_announce},
+            "online_agents": len(self.presence.online(time.time())),
+        }
+
+    async def _list(self, params: dict[str, Any]) -> Any:
+        agents = self.presence.describe(time.time())
+        capability = params.get("capability")
+        if capability:
+            wanted = str(capability).casefold()
+            agents = [a for a in agents if wanted in (c.casefold() for c in a["capabilities"])]
+        return {"agents": agents}
+
+    async def _shutdown(self, params: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_soon(self.request_stop)
+        return {"stopping": True, "pid": os.getpid()}
+
+
+async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    config = load_config(paths.config)
+    setup_logging(paths, config.log_level)
+    identity, created = load_or_create(paths.identity)
+    if created:
+        log.info("created a new identity %s", identity.npub)
+    daemon = Daemon(paths, config, identity)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    await daemon.start()
+    report_ready("ready")
+    await daemon.wait_stopped()
+    await daemon.stop()
+    return 0
+
+
+def run(paths: HomePaths, ready_fd: int | None = None) -> int:
+    """Run the daemon until stopped; tell the starter through ``ready_fd`` how it went."""
+
+    def report(message: str) -> None:
+        nonlocal ready_fd
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (message.replace("\n", " ") + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass
+            ready_fd = None
+
+    ensure_private_dir(paths.home)
+    try:
+        lock_fd = acquire_lock(paths)
+    except AlreadyRunning as exc:
+        report(f"already-running: {exc}")
+        return 3
+    try:
+        return asyncio.run(_run(paths, report))
+    except (ConfigError, IdentityError, StartupError, OSError) as exc:
+        logging.getLogger("p2p.daemon").error("cannot start: %s", exc)
+        report(f"error: {exc}")
+        return 1
+    finally:
+        os.close(lock_fd)

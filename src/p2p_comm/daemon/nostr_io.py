@@ -1,0 +1,147 @@
+"""Relay I/O through nostr-sdk: connections, subscriptions, publishing, inbound events.
+
+This is the only daemon module that talks to relays. It turns nostr-sdk events into
+plain values (`InboundEvent`) for the rest of the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import nostr_sdk as ns
+
+log = logging.getLogger("p2p.relays")
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """A verified event from a relay, as plain values."""
+
+    event: Any  # nostr_sdk.Event, kept for unwrapping gift wraps
+    id: str
+    kind: int
+    pubkey: str
+    created_at: int
+    content: str
+    tags: list[list[str]]
+    relay: str
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """Which relays took an event, and why the others refused it."""
+
+    event_id: str
+    accepted: list[str]
+    failed: dict[str, str]
+
+
+Handler = Callable[[InboundEvent], Awaitable[None]]
+
+
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    """A background task whose crash is logged instead of vanishing."""
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_report_crash)
+    return task
+
+
+def _to_inbound(event: Any, relay: str) -> InboundEvent:
+    return InboundEvent(
+        event=event,
+        id=event.id().to_hex(),
+        kind=event.kind().as_u16(),
+        pubkey=event.author().to_hex(),
+        created_at=event.created_at().as_secs(),
+        content=event.content(),
+        tags=[tag.to_vec() for tag in event.tags()],
+        relay=relay,
+    )
+
+
+class RelayPool:
+    """Our connections to the configured relays, with reconnect and resubscribe."""
+
+    def __init__(self, relays: tuple[str, ...], handler: Handler) -> None:
+        self.urls = relays
+        self._handler = handler
+        self._client = ns.Client()
+        self._task: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        opts = (
+            ns.RelayOptions()
+            .reconnect(True)
+            .retry_interval(timedelta(seconds=2))
+            .adjust_retry_interval(True)
+        )
+        for url in self.urls:
+            await self._client.add_relay(ns.RelayUrl.parse(url), opts=opts)
+        # The stream only carries what arrives after it exists: open it before any REQ.
+        stream = self._client.notifications()
+        self._task = spawn(self._pump(stream), "relay-notifications")
+        await self._client.connect(and_wait=timedelta(seconds=0))
+
+    async def wait_connected(self, timeout: float) -> None:
+        await self._client.connect(and_wait=timedelta(seconds=timeout))
+
+    async def subscribe(self, filters: list[Any]) -> None:
+        await self._client.subscribe(ns.ReqTarget.auto(filters))
+
+    async def publish(self, event: Any, timeout: float = 5.0) -> PublishResult:
+        output = await self._client.send_event(event, ok_timeout=timedelta(seconds=timeout))
+        return PublishResult(
+            event_id=output.id.to_hex(),
+            accepted=[str(url) for url in output.success],
+            failed={str(url): reason for url, reason in output.failed.items()},
+        )
+
+    async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
+        events = await self._client.fetch_events(
+            ns.ReqTarget.auto(filters), timeout=timedelta(seconds=timeout)
+        )
+        return [_to_inbound(event, "") for event in events]
+
+    async def states(self) -> list[dict[str, Any]]:
+        relays = await self._client.relays()
+        states = []
+        for url, relay in relays.items():
+            stats = relay.stats()
+            latency = stats.latency()
+            states.append(
+                {
+                    "url": str(url),
+                    "state": relay.status().name.lower(),
+                    "attempts": stats.attempts(),
+                    "successes": stats.success(),
+                    "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,
+                }
+            )
+        return sorted(states, key=lambda s: self.urls.index(s["url"]) if s["url"] in self.urls else 99)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._client.shutdown()
+
+    async def _pump(self, stream: Any) -> None:
+        while True:
+            note = await stream.next()
+            if note is None or note.is_shutdown():
+                return
+            if not note.is_new_event():
+                continue
+            try:
+                await self._handler(_to_inbound(note.event, str(note.relay_url)))
+            except Exception:
+                log.exception("handling an inbound event failed; event dropped")

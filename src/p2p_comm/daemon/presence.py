@@ -1,0 +1,159 @@
+"""Announcing ourselves and keeping the directory of agents seen on our relays."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import nostr_sdk as ns
+
+from ..config import Config
+from ..identity import Identity
+from ..protocol.presence import (
+    INBOX_RELAYS_KIND,
+    PRESENCE_D_TAG,
+    PRESENCE_KIND,
+    PeerPresence,
+    Presence,
+    decode_inbox_relays,
+    decode_presence,
+    encode_presence,
+    inbox_relay_tags,
+)
+from ..sanitize import skeleton
+from .nostr_io import InboundEvent, RelayPool
+
+log = logging.getLogger("p2p.presence")
+
+
+def _build(kind: int, content: str, tags: list[list[str]], created_at: int, keys: Any) -> Any:
+    builder = ns.EventBuilder(ns.Kind(kind), content).tags([ns.Tag.parse(t) for t in tags])
+    return builder.custom_created_at(ns.Timestamp.from_secs(created_at)).finalize(keys)
+
+
+class PresenceService:
+    """Periodic announcements out; other agents' announcements in."""
+
+    def __init__(self, pool: RelayPool, identity: Identity, config: Config) -> None:
+        self._pool = pool
+        self._identity = identity
+        self._config = config
+        self._peers: dict[str, PeerPresence] = {}
+        self._inbox_relays: dict[str, tuple[str, ...]] = {}
+        self._last_created_at = 0
+        self.status = "available"
+        self.last_announce: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._config.name or f"agent-{self._identity.npub[5:13]}"
+
+    def filters(self) -> list[Any]:
+        since = ns.Timestamp.from_secs(int(time.time() - self._config.effective_liveness_window))
+        return [
+            ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since),
+            ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)),
+        ]
+
+    def _next_created_at(self) -> int:
+        # Addressable events replace by created_at: never reuse a second, or the
+        # relay may keep the older version (e.g. an "offline" right after an announce).
+        created = max(int(time.time()), self._last_created_at + 1)
+        self._last_created_at = created
+        return created
+
+    async def announce(self, status: str | None = None) -> None:
+        if status:
+            self.status = status
+        created = self._next_created_at()
+        lifetime = math.ceil(self._config.effective_liveness_window)
+        presence = Presence(
+            name=self.name,
+            description=self._config.description,
+            capabilities=self._config.capabilities,
+            status=self.status,
+            relays=self._config.relays,
+        )
+        content, tags = encode_presence(presence, created + lifetime)
+        event = _build(PRESENCE_KIND, content, tags, created, self._identity.keys)
+        result = await self._pool.publish(event)
+        self.last_announce = {"at": created, "status": self.status, "accepted": result.accepted}
+        if result.failed:
+            log.warning("presence not accepted by %s", result.failed)
+
+    async def publish_inbox_relays(self) -> None:
+        tags = inbox_relay_tags(self._config.relays)
+        event = _build(INBOX_RELAYS_KIND, "", tags, self._next_created_at(), self._identity.keys)
+        result = await self._pool.publish(event)
+        if result.failed:
+            log.warning("inbox relay list not accepted by %s", result.failed)
+
+    async def run(self) -> None:
+        """Announce now and then every interval, until cancelled."""
+        await self.publish_inbox_relays()
+        while True:
+            try:
+                await self.announce()
+            except Exception:
+                log.exception("presence announcement failed; will retry next interval")
+            await asyncio.sleep(self._config.announce_interval)
+
+    def handle(self, event: InboundEvent) -> bool:
+        """Take a presence or inbox-relay event; False if it is neither."""
+        if event.kind == INBOX_RELAYS_KIND:
+            self._inbox_relays[event.pubkey] = decode_inbox_relays(event.tags)
+            return True
+        if event.kind != PRESENCE_KIND:
+            return False
+        peer = decode_presence(event.pubkey, event.created_at, event.content, event.tags)
+        if peer is None:
+            return True
+        known = self._peers.get(event.pubkey)
+        if known is None or known.created_at <= peer.created_at:
+            self._peers[event.pubkey] = peer
+        return True
+
+    def online(self, now: float) -> list[PeerPresence]:
+        window = self._config.effective_liveness_window
+        return [
+            peer
+            for pubkey, peer in self._peers.items()
+            if pubkey != self._identity.public_hex and peer.is_live(now, window)
+        ]
+
+    def lookup(self, pubkey: str) -> PeerPresence | None:
+        return self._peers.get(pubkey)
+
+    def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
+        """Where a peer receives: its kind-10050 list, else its presence relays."""
+        listed = self._inbox_relays.get(pubkey)
+        if listed:
+            return listed
+        peer = self._peers.get(pubkey)
+        return peer.presence.relays if peer else ()
+
+    def describe(self, now: float) -> list[dict[str, Any]]:
+        """The online agents as plain dicts, flagged where names collide."""
+        peers = sorted(self.online(now), key=lambda p: (p.presence.name.casefold(), p.pubkey))
+        by_skeleton: dict[str, int] = {}
+        for peer in peers:
+            key = skeleton(peer.presence.name)
+            by_skeleton[key] = by_skeleton.get(key, 0) + 1
+        return [
+            {
+                "name": p.presence.name,
+                "npub": ns.PublicKey.parse(p.pubkey).to_bech32(),
+                "pubkey": p.pubkey,
+                "description": p.presence.description,
+                "capabilities": list(p.presence.capabilities),
+                "status": p.presence.status,
+                "last_seen": p.created_at,
+                "age_s": max(0, int(now - p.created_at)),
+                "relays": list(p.presence.relays),
+                "name_conflict": by_skeleton[skeleton(p.presence.name)] > 1,
+            }
+            for p in peers
+        ]

@@ -1,0 +1,151 @@
+"""Presence announcements: how an agent says it is online, and how we read others'.
+
+Wire format (see docs/PROTOCOL.md): an addressable event of kind 30078 with
+``d`` = ``p2p-comm/presence``, a NIP-40 ``expiration`` tag, a ``t`` tag
+``p2p-comm``, and JSON content. Also a kind-10050 list of inbox relays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..sanitize import clean_label
+
+PRESENCE_KIND = 30078
+PRESENCE_D_TAG = "p2p-comm/presence"
+PRESENCE_T_TAG = "p2p-comm"
+INBOX_RELAYS_KIND = 10050
+STATUSES = ("available", "busy", "offline")
+
+MAX_CONTENT_BYTES = 8192
+MAX_NAME = 64
+MAX_DESCRIPTION = 280
+MAX_CAPABILITIES = 32
+MAX_CAPABILITY = 64
+MAX_RELAYS = 10
+MAX_RELAY_URL = 256
+
+Tags = list[list[str]]
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What one agent announces about itself."""
+
+    name: str
+    description: str = ""
+    capabilities: tuple[str, ...] = ()
+    status: str = "available"
+    relays: tuple[str, ...] = ()
+    protocol: int = 1
+
+
+@dataclass(frozen=True)
+class PeerPresence:
+    """A presence we received: who said it, when, and until when it holds."""
+
+    pubkey: str
+    presence: Presence
+    created_at: int
+    expires_at: int | None
+
+    def is_live(self, now: float, window: float) -> bool:
+        if self.presence.status == "offline":
+            return False
+        if self.expires_at is not None and now >= self.expires_at:
+            return False
+        return now - self.created_at <= window
+
+
+def encode_presence(presence: Presence, expires_at: int) -> tuple[str, Tags]:
+    """Content and tags for a presence event."""
+    content = json.dumps(
+        {
+            "v": presence.protocol,
+            "name": presence.name,
+            "description": presence.description,
+            "capabilities": list(presence.capabilities),
+            "status": presence.status,
+            "relays": list(presence.relays),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    tags = [
+        ["d", PRESENCE_D_TAG],
+        ["t", PRESENCE_T_TAG],
+        ["expiration", str(expires_at)],
+    ]
+    return content, tags
+
+
+def inbox_relay_tags(relays: tuple[str, ...]) -> Tags:
+    """Tags of the kind-10050 event listing where we receive private messages."""
+    return [["relay", url] for url in relays]
+
+
+def _tag_value(tags: Tags, name: str) -> str | None:
+    for tag in tags:
+        if len(tag) >= 2 and tag[0] == name:
+            return tag[1]
+    return None
+
+
+def _relay_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    urls = [
+        url
+        for url in value[:MAX_RELAYS]
+        if isinstance(url, str)
+        and len(url) <= MAX_RELAY_URL
+        and url.startswith(("ws://", "wss://"))
+        and url.isprintable()
+        and " " not in url
+    ]
+    return tuple(dict.fromkeys(urls))
+
+
+def _capabilities(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    caps = [clean_label(c, MAX_CAPABILITY) for c in value[:MAX_CAPABILITIES] if isinstance(c, str)]
+    return tuple(dict.fromkeys(c for c in caps if c))
+
+
+def decode_presence(
+    pubkey: str, created_at: int, content: str, tags: Tags
+) -> PeerPresence | None:
+    """Parse a presence event already verified by the Nostr layer; None if it is not one."""
+    if _tag_value(tags, "d") != PRESENCE_D_TAG or len(content.encode()) > MAX_CONTENT_BYTES:
+        return None
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    name = clean_label(data["name"], MAX_NAME)
+    if not name:
+        return None
+    status = data.get("status")
+    version = data.get("v")
+    description = data.get("description")
+    presence = Presence(
+        name=name,
+        description=clean_label(description, MAX_DESCRIPTION) if isinstance(description, str) else "",
+        capabilities=_capabilities(data.get("capabilities")),
+        status=status if status in STATUSES else "available",
+        relays=_relay_list(data.get("relays")),
+        protocol=version if isinstance(version, int) and not isinstance(version, bool) else 1,
+    )
+    expiration = _tag_value(tags, "expiration")
+    expires_at = int(expiration) if expiration and expiration.isdigit() else None
+    return PeerPresence(pubkey=pubkey, presence=presence, created_at=created_at, expires_at=expires_at)
+
+
+def decode_inbox_relays(tags: Tags) -> tuple[str, ...]:
+    """Relay URLs of a kind-10050 event, validated like presence relays."""
+    return _relay_list([tag[1] for tag in tags if len(tag) >= 2 and tag[0] == "relay"])

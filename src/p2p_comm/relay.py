@@ -1,0 +1,58 @@
+"""``p2p relay``: nostr-sdk's embedded relay in the foreground, for LANs, tests and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+
+import nostr_sdk as ns
+
+# A private group of agents sends bursts (file chunks, receipts); public-relay limits would throttle it.
+MAX_REQS_PER_CONNECTION = 2000
+NOTES_PER_MINUTE = 600_000
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def build_relay(host: str, port: int, db: str | None) -> tuple[object, str]:
+    """Build and start a LocalRelay; returns (relay, url)."""
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    builder = (
+        ns.LocalRelayBuilder()
+        .addr(host)
+        .port(port or free_port(host))
+        .rate_limit(ns.RateLimit(max_reqs=MAX_REQS_PER_CONNECTION, notes_per_minute=NOTES_PER_MINUTE))
+    )
+    if db:
+        builder = builder.database(await ns.NostrLmdb.open(db))
+    relay = builder.build()
+    await relay.run()
+    return relay, str(await relay.url())
+
+
+async def serve(host: str, port: int, db: str | None) -> int:
+    relay, url = await build_relay(host, port, db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    where = f"database {db}" if db else "in memory"
+    print(f"relay ready: {url} ({where})", flush=True)
+    await stop.wait()
+    relay.shutdown()  # type: ignore[attr-defined]
+    print("relay stopped", flush=True)
+    return 0
+
+
+def main(host: str, port: int, db: str | None) -> int:
+    try:
+        return asyncio.run(serve(host, port, db))
+    except OSError as exc:
+        print(f"error: cannot start the relay: {exc}", file=sys.stderr)
+        return 1

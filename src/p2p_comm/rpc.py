@@ -1,0 +1,119 @@
+"""The local protocol between the ``p2p`` CLI and its daemon.
+
+One JSON object per line over a Unix stream socket. A request is
+``{"method": str, "params": {...}}``; a reply is ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": {"code": str, "message": str}}``. This module imports
+neither asyncio nor nostr_sdk, so the CLI stays fast; the daemon uses the same
+encode/decode helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+MAX_LINE = 64 * 1024 * 1024  # a request carrying a 10 MiB file as base64 fits easily
+
+
+class RpcError(Exception):
+    """An error reply from the daemon, or a failure to reach it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class DaemonUnavailable(RpcError):
+    """Nothing is listening on the socket."""
+
+    def __init__(self, message: str = "the daemon is not running.") -> None:
+        super().__init__("daemon_unavailable", message)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RpcError("bad_request", "the request is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise RpcError("bad_request", "the request must be a JSON object.")
+    return value
+
+
+def ok(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def check_socket_safe(path: Path) -> None:
+    """Refuse a socket that is not ours or that other users could open."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise DaemonUnavailable() from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise RpcError("unsafe_socket", f"{path} is not a socket; refusing to use it.")
+    if info.st_uid != os.getuid():
+        raise RpcError("unsafe_socket", f"socket {path} belongs to another user; refusing it.")
+    if info.st_mode & 0o077:
+        raise RpcError(
+            "unsafe_socket",
+            f"socket {path} is open to other users (mode {info.st_mode & 0o777:o}); "
+            "refusing it. Run 'p2p daemon restart' to recreate it.",
+        )
+
+
+def request(
+    path: Path, method: str, params: dict[str, Any] | None = None, timeout: float | None = 30.0
+) -> Any:
+    """Send one request and return its result, raising RpcError on an error reply."""
+    check_socket_safe(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(os.fspath(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DaemonUnavailable() from None
+        sock.sendall(encode({"method": method, "params": params or {}}))
+        reply = _read_line(sock)
+    except TimeoutError:
+        raise RpcError("timeout", f"the daemon did not answer '{method}' in time.") from None
+    except (BrokenPipeError, ConnectionResetError):
+        raise RpcError("daemon_gone", "the daemon closed the connection.") from None
+    finally:
+        sock.close()
+    message = decode(reply)
+    if message.get("ok"):
+        return message.get("result")
+    err = message.get("error") or {}
+    raise RpcError(str(err.get("code", "error")), str(err.get("message", "unknown error")))
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RpcError("daemon_gone", "the daemon closed the connection without answering.")
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            chunks.append(chunk[:newline])
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_LINE:
+            raise RpcError("too_large", "the daemon's reply is too large.")
