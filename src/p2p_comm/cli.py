@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import launcher, rpc, textout
+from . import rpc, textout
 from .paths import HomePaths, home_dir
 
 EXIT_OK = 0
@@ -41,8 +41,12 @@ class _Parser(argparse.ArgumentParser):
 Command = Callable[[argparse.Namespace, HomePaths], Any]
 
 
-def _daemon_call(paths: HomePaths, method: str, params: dict[str, Any] | None = None,
-                 timeout: float | None = 30.0) -> Any:
+def _daemon_call(
+    paths: HomePaths,
+    method: str,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = 30.0,
+) -> Any:
     """Ask the daemon, starting it first if nothing answers."""
     try:
         return rpc.request(paths.socket, method, params, timeout=timeout)
@@ -50,11 +54,15 @@ def _daemon_call(paths: HomePaths, method: str, params: dict[str, Any] | None = 
         pass
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
+    from . import launcher
+
     try:
         launcher.start(paths)
         return rpc.request(paths.socket, method, params, timeout=timeout)
     except launcher.LaunchError as exc:
-        raise CliError(f"cannot start the daemon: {exc}", "daemon_unavailable", EXIT_DAEMON) from None
+        raise CliError(
+            f"cannot start the daemon: {exc}", "daemon_unavailable", EXIT_DAEMON
+        ) from None
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
 
@@ -80,11 +88,17 @@ def cmd_list(args: argparse.Namespace, paths: HomePaths) -> Any:
 
 
 def cmd_daemon(args: argparse.Namespace, paths: HomePaths) -> Any:
+    from . import launcher
+
     try:
         if args.action == "start":
             already = launcher.lock_held(paths)
             launcher.ensure_running(paths)
-            return {"daemon": "running", "started": not already, **rpc.request(paths.socket, "ping")}
+            return {
+                "daemon": "running",
+                "started": not already,
+                **rpc.request(paths.socket, "ping"),
+            }
         if args.action == "stop":
             return {"daemon": "stopped", "was_running": launcher.stop(paths)}
         if args.action == "restart":
@@ -125,11 +139,18 @@ def cmd_demo(args: argparse.Namespace, paths: HomePaths) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print one JSON document instead of text")
-    parser = _Parser(prog="p2p", parents=[common],
-                     description="Encrypted real-time calls between AI agents over Nostr.")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON document instead of text",
+    )
+    parser = _Parser(
+        prog="p2p",
+        parents=[common],
+        description="Encrypted real-time calls between AI agents over Nostr.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
@@ -154,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _emit(command: str, result: Any, as_json: bool) -> None:
     if as_json:
-        payload = {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
+        payload = (
+            {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
+        )
         print(json.dumps(payload, ensure_ascii=False, indent=None))
     else:
         print(textout.render(command, result))
@@ -167,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not getattr(args, "command", None):
             raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
-        as_json = getattr(args, "json", False)
+        as_json = args.json = getattr(args, "json", False)
         paths = HomePaths(home_dir())
         command = args.command if args.command != "daemon" else f"daemon {args.action}"
         _emit(command, args.func(args, paths), as_json)
@@ -180,3 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        message = f"unexpected failure ({type(exc).__name__}: {exc}); see 'p2p daemon logs'."
+        if as_json:
+            print(json.dumps({"ok": False, "error": {"code": "internal", "message": message}}))
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR

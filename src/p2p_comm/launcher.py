@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import rpc
 from .paths import HomePaths, ensure_private_dir
@@ -42,7 +43,7 @@ def lock_holder_pid(paths: HomePaths) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _wait_for(predicate: Any, timeout: float) -> bool:
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.005
     while time.monotonic() < deadline:
@@ -134,10 +135,8 @@ def stop(paths: HomePaths, timeout: float = 10.0) -> bool:
         if pid:
             import signal
 
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     if not _wait_for(lambda: not lock_held(paths), timeout):
         raise LaunchError("the daemon did not stop in time.")
     return True

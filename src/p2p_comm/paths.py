@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 # sun_path is 108 bytes on Linux; leave room for the terminating NUL.
@@ -17,11 +15,16 @@ def home_dir() -> Path:
     return Path(env).expanduser().absolute() if env else Path.home() / ".openclaw"
 
 
-@dataclass(frozen=True)
 class HomePaths:
-    """Every file the daemon and CLI use under one home."""
+    """Every file the daemon and CLI use under one home.
 
-    home: Path
+    A plain class, not a dataclass: importing dataclasses costs the CLI several ms.
+    """
+
+    __slots__ = ("home",)
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
 
     @property
     def identity(self) -> Path:
@@ -61,6 +64,8 @@ class HomePaths:
         preferred = self.home / "p2p-daemon.sock"
         if len(os.fsencode(preferred)) <= _MAX_SOCKET_PATH:
             return preferred
+        import hashlib
+
         digest = hashlib.sha256(os.fsencode(self.home)).hexdigest()[:16]
         return Path("/tmp") / f"p2p-comm-{os.getuid()}" / f"{digest}.sock"
 

@@ -9,7 +9,8 @@ import sys
 
 import nostr_sdk as ns
 
-# A private group of agents sends bursts (file chunks, receipts); public-relay limits would throttle it.
+# A private group of agents sends bursts (file chunks, receipts) that public-relay
+# limits would throttle.
 MAX_REQS_PER_CONNECTION = 2000
 NOTES_PER_MINUTE = 600_000
 
@@ -27,7 +28,9 @@ async def build_relay(host: str, port: int, db: str | None) -> tuple[object, str
         ns.LocalRelayBuilder()
         .addr(host)
         .port(port or free_port(host))
-        .rate_limit(ns.RateLimit(max_reqs=MAX_REQS_PER_CONNECTION, notes_per_minute=NOTES_PER_MINUTE))
+        .rate_limit(
+            ns.RateLimit(max_reqs=MAX_REQS_PER_CONNECTION, notes_per_minute=NOTES_PER_MINUTE)
+        )
     )
     if db:
         builder = builder.database(await ns.NostrLmdb.open(db))

@@ -1,4 +1,4 @@
-"""``python -m p2p_comm.daemon [--ready-fd N]``: run the daemon for ``P2P_HOME`` in the foreground."""
+"""``python -m p2p_comm.daemon [--ready-fd N]``: the daemon for ``P2P_HOME``, in the foreground."""
 
 from __future__ import annotations
 

@@ -95,7 +95,9 @@ class Daemon:
         await self.pool.start()
         await self.pool.subscribe(self.presence.filters())
         self._tasks.append(spawn(self.presence.run(), "presence"))
-        log.info("daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays)
+        log.info(
+            "daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays
+        )
 
     async def wait_stopped(self) -> None:
         await self._stopping.wait()

@@ -127,7 +127,9 @@ class RelayPool:
                     "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,
                 }
             )
-        return sorted(states, key=lambda s: self.urls.index(s["url"]) if s["url"] in self.urls else 99)
+        return sorted(
+            states, key=lambda s: self.urls.index(s["url"]) if s["url"] in self.urls else 99
+        )
 
     async def stop(self) -> None:
         if self._task:

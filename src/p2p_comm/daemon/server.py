@@ -57,7 +57,9 @@ class SocketServer:
         try:
             if _peer_uid(writer) != os.getuid():
                 log.warning("refused a socket connection from another user")
-                writer.write(rpc.encode(rpc.error("forbidden", "only the owner may use this daemon.")))
+                writer.write(
+                    rpc.encode(rpc.error("forbidden", "only the owner may use this daemon."))
+                )
                 return
             line = await reader.readline()
             if not line:

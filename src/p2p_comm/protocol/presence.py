@@ -115,9 +115,7 @@ def _capabilities(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in caps if c))
 
 
-def decode_presence(
-    pubkey: str, created_at: int, content: str, tags: Tags
-) -> PeerPresence | None:
+def decode_presence(pubkey: str, created_at: int, content: str, tags: Tags) -> PeerPresence | None:
     """Parse a presence event already verified by the Nostr layer; None if it is not one."""
     if _tag_value(tags, "d") != PRESENCE_D_TAG or len(content.encode()) > MAX_CONTENT_BYTES:
         return None
@@ -135,7 +133,9 @@ def decode_presence(
     description = data.get("description")
     presence = Presence(
         name=name,
-        description=clean_label(description, MAX_DESCRIPTION) if isinstance(description, str) else "",
+        description=clean_label(description, MAX_DESCRIPTION)
+        if isinstance(description, str)
+        else "",
         capabilities=_capabilities(data.get("capabilities")),
         status=status if status in STATUSES else "available",
         relays=_relay_list(data.get("relays")),
@@ -143,7 +143,9 @@ def decode_presence(
     )
     expiration = _tag_value(tags, "expiration")
     expires_at = int(expiration) if expiration and expiration.isdigit() else None
-    return PeerPresence(pubkey=pubkey, presence=presence, created_at=created_at, expires_at=expires_at)
+    return PeerPresence(
+        pubkey=pubkey, presence=presence, created_at=created_at, expires_at=expires_at
+    )
 
 
 def decode_inbox_relays(tags: Tags) -> tuple[str, ...]:

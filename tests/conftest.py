@@ -1,0 +1,119 @@
+"""Fixtures that start real relays and real agents, and clean up after them."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from p2p_comm.harness import Agent, RelayProcess, wait_until
+from p2p_comm.relay import free_port
+
+NOSTR_RELAY_CONFIG = """\
+DEBUG: false
+relay_name: p2p-comm test relay
+storage:
+  sqlalchemy.url: sqlite+aiosqlite:///{db}
+  num_concurrent_reqs: 10
+  num_concurrent_adds: 2
+  validators:
+    - nostr_relay.validators.is_not_too_large
+    - nostr_relay.validators.is_signed
+    - nostr_relay.validators.is_recent
+verification:
+  nip05_verification: disabled
+gunicorn:
+  bind: 127.0.0.1:{port}
+  workers: 1
+  loglevel: warning
+  reload: false
+authentication:
+  enabled: false
+message_timeout: 1800
+subscription_limit: 32
+max_limit: 6000
+max_event_size: 65536
+"""
+
+
+class NostrRelayProcess:
+    """The independent ``nostr-relay`` package (Python + SQLite) on a free port."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="p2p-nostr-relay-", dir="/tmp"))
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NostrRelayProcess:
+        config = self.dir / "config.yaml"
+        config.write_text(NOSTR_RELAY_CONFIG.format(db=self.dir / "relay.sqlite3", port=self.port))
+        binary = Path(sys.executable).with_name("nostr-relay")
+        self.proc = subprocess.Popen(
+            [str(binary), "-c", str(config), "serve"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "relay.log", "wb"),  # noqa: SIM115
+            cwd=self.dir,
+            start_new_session=True,
+        )
+        wait_until(self._accepting, 30, "nostr-relay to accept connections")
+        return self
+
+    def _accepting(self) -> bool:
+        import socket
+
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nostr-relay exited: {(self.dir / 'relay.log').read_text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            import os
+
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def relay() -> Iterator[RelayProcess]:
+    process = RelayProcess().start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def independent_relay() -> Iterator[NostrRelayProcess]:
+    process = NostrRelayProcess().start()
+    yield process
+    process.stop()
+
+
+AgentFactory = Callable[..., Agent]
+
+
+@pytest.fixture
+def make_agent() -> Iterator[AgentFactory]:
+    """Agents in temporary homes; every daemon is stopped and every home removed afterwards."""
+    created: list[Agent] = []
+
+    def factory(name: str, relays: list[str], **settings: str) -> Agent:
+        agent = Agent(name, relays, **settings)
+        created.append(agent)
+        return agent
+
+    yield factory
+    for agent in created:
+        agent.cleanup()
