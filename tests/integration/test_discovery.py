@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from p2p_comm.harness import wait_until
+from p2p_comm.harness import RelayProcess, wait_until
 from tests.conftest import AgentFactory
 
 
@@ -61,3 +61,22 @@ def test_stopped_agent_drops_out_of_list(relay, make_agent: AgentFactory, how: s
         wait_until(lambda: "bob" not in alice.online_names(), 6, "bob to age out of the window")
     bob.run("daemon", "start")
     wait_until(lambda: "bob" in alice.online_names(), 10, "bob to come back")
+
+
+def test_reconnects_and_resubscribes_after_relay_restart(make_agent: AgentFactory) -> None:
+    relay = RelayProcess().start()
+    try:
+        fast = {"announce_interval": "0.5", "liveness_window": "2"}
+        alice = make_agent("alice", [relay.url], **fast)
+        bob = make_agent("bob", [relay.url], **fast)
+        bob.run("daemon", "start")
+        wait_until(lambda: "bob" in alice.online_names(), 15, "alice to see bob")
+        relay.stop()
+        wait_until(lambda: "bob" not in alice.online_names(), 6, "bob to age out while down")
+        assert alice.json("status")["connected_relays"] == 0
+        relay = RelayProcess(port=relay.port).start()  # same URL, empty memory
+        # Only a reconnected bob re-announcing to a re-subscribed alice brings bob back.
+        wait_until(lambda: "bob" in alice.online_names(), 20, "bob to reappear after restart")
+        assert alice.json("status")["connected_relays"] == 1
+    finally:
+        relay.stop()
