@@ -1,0 +1,180 @@
+"""Call-protocol messages and their JSON codec (the content of a gift-wrapped rumor).
+
+Every message is one JSON object inside a NIP-59 gift wrap. The decoder is the
+boundary for peer-controlled data: anything that is not exactly a valid message
+raises `WireError`, and every string and number it returns is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrapped
+VERSION = 1
+
+TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
+FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
+MAX_CONTENT_BYTES = 24_000  # a rumor larger than this is refused outright
+MAX_PARTS = 4096
+MAX_CHUNKS = 1 << 20
+MAX_TOPIC = 1000
+MAX_REASON = 1000
+MAX_NAME = 64
+MAX_FILE_NAME = 255
+
+TYPES = ("request", "accept", "reject", "message", "file", "escalation", "end", "ack")
+SEQUENCED = frozenset(TYPES) - {"ack"}
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class WireError(ValueError):
+    """The content is not a valid call-protocol message."""
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """One protocol message. ``seq`` is 0 for ``ack``; ``ack`` is cumulative."""
+
+    type: str
+    call: str
+    seq: int
+    ack: int = 0
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        document: dict[str, Any] = {
+            "v": VERSION,
+            "type": self.type,
+            "call": self.call,
+            "seq": self.seq,
+            "ack": self.ack,
+        }
+        for key, value in self.body.items():
+            document[key] = base64.b64encode(value).decode() if key == "data" else value
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def _int(value: Any, low: int, high: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise WireError(f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _str(value: Any, limit: int, name: str) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise WireError(f"{name} must be a string of at most {limit} characters")
+    return value
+
+
+def _text_part(value: Any) -> str:
+    text = _str(value, TEXT_PART_BYTES, "text")
+    if len(text.encode()) > TEXT_PART_BYTES:
+        raise WireError("text part too large")
+    return text
+
+
+def _hex(value: Any, pattern: re.Pattern[str], name: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise WireError(f"{name} is malformed")
+    return value
+
+
+def _data(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) > (FILE_CHUNK_BYTES * 4) // 3 + 4:
+        raise WireError("data must be base64 of at most one chunk")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError("data is not valid base64") from None
+    if len(data) > FILE_CHUNK_BYTES:
+        raise WireError("chunk too large")
+    return data
+
+
+Validator = Callable[[Any], Any]
+
+_BODY: dict[str, dict[str, Validator]] = {
+    "request": {
+        "topic": lambda v: _str(v, MAX_TOPIC, "topic"),
+        "name": lambda v: _str(v, MAX_NAME * 4, "name"),
+    },
+    "accept": {},
+    "reject": {"reason": lambda v: _str(v, MAX_REASON, "reason")},
+    "message": {
+        "text": _text_part,
+        "part": lambda v: _int(v, 1, MAX_PARTS, "part"),
+        "parts": lambda v: _int(v, 1, MAX_PARTS, "parts"),
+    },
+    "file": {
+        "fid": lambda v: _hex(v, _HEX32, "fid"),
+        "name": lambda v: _str(v, MAX_FILE_NAME * 4, "name"),
+        "size": lambda v: _int(v, 0, MAX_CHUNKS * FILE_CHUNK_BYTES, "size"),
+        "sha256": lambda v: _hex(v, _HEX64, "sha256"),
+        "index": lambda v: _int(v, 0, MAX_CHUNKS - 1, "index"),
+        "count": lambda v: _int(v, 1, MAX_CHUNKS, "count"),
+        "data": _data,
+    },
+    "escalation": {"text": _text_part},
+    "end": {"reason": lambda v: _str(v, MAX_REASON, "reason")},
+    "ack": {},
+}
+
+
+def decode(content: str) -> WireMessage:
+    """Parse and validate a rumor's content; raises WireError on anything unexpected."""
+    if not isinstance(content, str) or len(content.encode()) > MAX_CONTENT_BYTES:
+        raise WireError("content missing or too large")
+    try:
+        document = json.loads(content)
+    except (json.JSONDecodeError, RecursionError):
+        raise WireError("content is not JSON") from None
+    if not isinstance(document, dict):
+        raise WireError("content is not a JSON object")
+    if document.get("v") != VERSION:
+        raise WireError("unsupported protocol version")
+    kind = document.get("type")
+    if kind not in _BODY:
+        raise WireError("unknown message type")
+    call = _hex(document.get("call"), _HEX32, "call")
+    seq = _int(document.get("seq"), 0 if kind == "ack" else 1, 2**53, "seq")
+    if kind == "ack" and seq != 0:
+        raise WireError("ack must have seq 0")
+    ack = _int(document.get("ack", 0), 0, 2**53, "ack")
+    schema = _BODY[kind]
+    missing = schema.keys() - document.keys()
+    if missing:
+        raise WireError(f"missing fields: {sorted(missing)}")
+    body = {key: check(document[key]) for key, check in schema.items()}
+    if kind == "message" and body["part"] > body["parts"]:
+        raise WireError("part beyond parts")
+    if kind == "file" and body["index"] >= body["count"]:
+        raise WireError("index beyond count")
+    return WireMessage(type=kind, call=call, seq=seq, ack=ack, body=body)
+
+
+def split_text(text: str, limit: int = TEXT_PART_BYTES) -> list[str]:
+    """Cut text into parts of at most ``limit`` UTF-8 bytes, never inside a character."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in text:
+        width = len(char.encode())
+        if size + width > limit:
+            parts.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    parts.append("".join(current))
+    return parts
+
+
+def chunk_count(size: int) -> int:
+    return max(1, -(-size // FILE_CHUNK_BYTES))

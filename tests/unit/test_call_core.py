@@ -1,0 +1,259 @@
+"""The call state machine, driven by hand: no sockets, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from p2p_comm.protocol.call import (
+    ACTIVE,
+    ENDED,
+    FIRST_RETRY,
+    RETRY_AFTER_END,
+    RINGING,
+    Call,
+    CallError,
+    Limits,
+)
+from p2p_comm.protocol.events import (
+    Deliver,
+    Dropped,
+    Effect,
+    FileComplete,
+    Retransmit,
+    Transmit,
+    WriteChunk,
+)
+from p2p_comm.protocol.wire import FILE_CHUNK_BYTES, TEXT_PART_BYTES, WireMessage, decode
+
+CALL_ID = "ab" * 16
+ALICE, BOB = "a" * 64, "b" * 64
+
+
+def sent(effects: list[Effect]) -> list[WireMessage]:
+    """Messages put on the wire, round-tripped through the codec like the real transport."""
+    return [decode(e.message.encode()) for e in effects if isinstance(e, Transmit)]
+
+
+def delivered(effects: list[Effect]) -> list[Deliver]:
+    return [e for e in effects if isinstance(e, Deliver)]
+
+
+def connected(limits: Limits | None = None) -> tuple[Call, Call]:
+    limits = limits or Limits()
+    caller, out = Call.start(CALL_ID, BOB, "topic", "alice", 0.0, limits)
+    callee, _ = Call.ring_in(sent(out)[0], ALICE, 0.0, 0.1, limits)
+    accept = sent(callee.accept(1.0))
+    assert delivered(caller.receive(accept[0], 1.1)) == [Deliver("call_accepted", {})]
+    return caller, callee
+
+
+def exchange(sender: Call, receiver: Call, effects: list[Effect], now: float) -> list[Effect]:
+    out: list[Effect] = []
+    for message in sent(effects):
+        out += receiver.receive(message, now)
+    return out
+
+
+def test_request_rings_with_topic_and_caller_name() -> None:
+    caller, out = Call.start(CALL_ID, BOB, "review my PR", "alice", 10.0, Limits())
+    assert caller.state == RINGING
+    (request,) = sent(out)
+    assert (request.type, request.seq, request.body["topic"]) == ("request", 1, "review my PR")
+    callee, effects = Call.ring_in(request, ALICE, 10.0, 10.5, Limits())
+    assert callee.state == RINGING
+    assert delivered(effects) == [
+        Deliver("call_request", {"topic": "review my PR", "caller_name": "alice"})
+    ]
+
+
+def test_accept_activates_both_sides_and_acknowledges_the_request() -> None:
+    caller, callee = connected()
+    assert caller.state == callee.state == ACTIVE
+    assert caller.unacked == 0, "the accept carried the receipt for the request"
+    assert callee.unacked == 1, "the accept itself is not yet receipted"
+    ack = caller.take_ack()
+    assert ack is not None and ack.ack == 1
+    callee.receive(ack, 2.0)
+    assert callee.unacked == 0
+
+
+def test_reject_with_reason() -> None:
+    caller, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits())
+    callee, _ = Call.ring_in(sent(out)[0], ALICE, 0.0, 0.0, Limits())
+    effects = exchange(callee, caller, callee.reject("busy with another task", 1.0), 1.0)
+    assert delivered(effects) == [Deliver("call_rejected", {"reason": "busy with another task"})]
+    assert caller.state == callee.state == ENDED
+    assert caller.outcome == callee.outcome == "rejected"
+
+
+def test_ring_timeout_is_a_missed_call_on_both_sides() -> None:
+    limits = Limits(ring_timeout=60)
+    caller, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, limits)
+    callee, _ = Call.ring_in(sent(out)[0], ALICE, 0.0, 1.0, limits)
+    assert delivered(caller.tick(59.9)) == [] and caller.state == RINGING
+    caller_effects = caller.tick(60.0)
+    assert Deliver("call_missed", {"reason": "nobody answered"}) in caller_effects
+    assert [m.type for m in sent(caller_effects)] == ["end"]
+    assert delivered(callee.tick(60.0)) == [Deliver("call_missed", {"reason": "the call rang out"})]
+    assert caller.outcome == callee.outcome == "missed"
+    with pytest.raises(CallError):
+        callee.accept(61.0)
+
+
+def test_request_that_arrives_after_its_ring_time_is_missed_at_once() -> None:
+    _, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits(ring_timeout=60))
+    callee, effects = Call.ring_in(sent(out)[0], ALICE, 0.0, 500.0, Limits(ring_timeout=60))
+    assert [d.type for d in delivered(effects)] == ["call_request", "call_missed"]
+    assert callee.state == ENDED
+
+
+def test_caller_hanging_up_while_ringing_is_a_missed_call_for_the_callee() -> None:
+    caller, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits())
+    callee, _ = Call.ring_in(sent(out)[0], ALICE, 0.0, 0.0, Limits())
+    effects = exchange(caller, callee, caller.end("never mind", 1.0), 1.0)
+    assert delivered(effects) == [Deliver("call_missed", {"reason": "never mind"})]
+    assert caller.outcome == "cancelled"
+
+
+def test_messages_both_ways_and_end() -> None:
+    caller, callee = connected()
+    got = exchange(caller, callee, caller.send_text("hello", 2.0), 2.0)
+    assert delivered(got) == [Deliver("message", {"text": "hello"})]
+    got = exchange(callee, caller, callee.send_text("hi back", 3.0), 3.0)
+    assert delivered(got) == [Deliver("message", {"text": "hi back"})]
+    got = exchange(caller, callee, caller.end("done", 4.0), 4.0)
+    assert delivered(got) == [Deliver("call_ended", {"reason": "done"})]
+    assert caller.state == callee.state == ENDED
+    with pytest.raises(CallError):
+        caller.send_text("late", 5.0)
+
+
+def test_long_message_is_split_and_joined() -> None:
+    caller, callee = connected()
+    text = "é" * (TEXT_PART_BYTES)  # 2 bytes each: two parts
+    effects = caller.send_text(text, 2.0)
+    assert len(sent(effects)) == 2
+    assert delivered(exchange(caller, callee, effects, 2.0)) == [Deliver("message", {"text": text})]
+
+
+def test_message_over_the_limit_is_refused_on_both_sides() -> None:
+    caller, callee = connected(Limits(max_message_bytes=100))
+    with pytest.raises(CallError, match="over the limit"):
+        caller.send_text("x" * 101, 2.0)
+    big = Call.from_dict(
+        {**caller.to_dict(), "limits": {**caller.to_dict()["limits"], "max_message_bytes": 10**6}}
+    )
+    got = exchange(big, callee, big.send_text("y" * 101, 2.0), 2.0)
+    assert delivered(got) == [] and any(isinstance(e, Dropped) for e in got)
+
+
+def test_out_of_order_and_duplicates_deliver_once_in_order() -> None:
+    caller, callee = connected()
+    messages = sent([e for i in range(20) for e in caller.send_text(f"m{i}", 2.0)])
+    shuffled = messages + messages[:7]
+    random.Random(4).shuffle(shuffled)
+    got: list[Effect] = []
+    for message in shuffled:
+        got += callee.receive(message, 3.0)
+    assert [d.fields["text"] for d in delivered(got)] == [f"m{i}" for i in range(20)]
+    ack = callee.take_ack()
+    assert ack is not None and ack.ack == 21
+    caller.receive(ack, 3.0)
+    assert caller.unacked == 0
+
+
+def test_duplicate_after_delivery_owes_a_fresh_receipt() -> None:
+    caller, callee = connected()
+    (message,) = sent(caller.send_text("once", 2.0))
+    callee.receive(message, 2.0)
+    callee.take_ack()
+    assert callee.receive(message, 3.0) == []
+    assert callee.take_ack() is not None
+
+
+def test_unacknowledged_messages_are_retransmitted_with_backoff() -> None:
+    caller, _ = connected()
+    caller.take_ack()
+    caller.send_text("lost", 10.0)
+    seq = max(caller.pending)
+    times = []
+    now = 10.0
+    while len(times) < 5:
+        now += 0.5
+        if any(e == Retransmit(seq) for e in caller.tick(now)):
+            times.append(now)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == pytest.approx(10.0 + FIRST_RETRY, abs=0.5)
+    assert gaps == sorted(gaps) and gaps[-1] > gaps[0], "backoff grows"
+    caller.receive(WireMessage("ack", CALL_ID, 0, ack=seq), now)
+    assert caller.tick(now + 1000) == []
+
+
+def test_retransmits_continue_after_end_until_receipted_or_expired() -> None:
+    caller, _ = connected()
+    caller.end("bye", 10.0)
+    assert any(isinstance(e, Retransmit) for e in caller.tick(10.0 + FIRST_RETRY))
+    assert caller.tick(10.0 + RETRY_AFTER_END + 1) == []
+    assert caller.next_deadline() is None
+
+
+def _receive_file(data: bytes, limits: Limits | None = None) -> tuple[list[Effect], Call]:
+    caller, callee = connected(limits)
+    digest = hashlib.sha256(data).hexdigest()
+    got = exchange(caller, callee, caller.send_file("f" * 32, "a.bin", data, digest, 2.0), 2.0)
+    return got, callee
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, FILE_CHUNK_BYTES - 1, FILE_CHUNK_BYTES, FILE_CHUNK_BYTES + 1, 5 * FILE_CHUNK_BYTES + 7],
+)
+def test_file_chunks_reassemble(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    got, _ = _receive_file(data)
+    writes = [e for e in got if isinstance(e, WriteChunk)]
+    assert b"".join(w.data for w in sorted(writes, key=lambda w: w.index)) == data
+    (complete,) = [e for e in got if isinstance(e, FileComplete)]
+    assert (complete.size, complete.sha256) == (size, hashlib.sha256(data).hexdigest())
+
+
+def test_file_over_the_limit_is_dropped() -> None:
+    caller, callee = connected(Limits(max_file_bytes=10))
+    with pytest.raises(CallError):
+        caller.send_file("f" * 32, "x", b"x" * 11, "0" * 64, 2.0)
+    generous = Call.from_dict(
+        {**caller.to_dict(), "limits": {**caller.to_dict()["limits"], "max_file_bytes": 100}}
+    )
+    data = b"x" * 11
+    got = exchange(generous, callee, generous.send_file("f" * 32, "x", data, "0" * 64, 2.0), 2.0)
+    assert not any(isinstance(e, WriteChunk | FileComplete) for e in got)
+
+
+def test_forged_chunk_that_does_not_fit_is_dropped() -> None:
+    caller, callee = connected()
+    data = bytes(3 * FILE_CHUNK_BYTES)
+    messages = sent(caller.send_file("f" * 32, "x", data, "0" * 64, 2.0))
+    callee.receive(messages[0], 2.0)
+    bad = WireMessage("file", CALL_ID, messages[1].seq, body={**messages[1].body, "size": 5})
+    got = callee.receive(bad, 2.0)
+    assert any(isinstance(e, Dropped) for e in got)
+    assert not any(isinstance(e, FileComplete) for e in got)
+
+
+def test_state_survives_a_round_trip_through_dict() -> None:
+    caller, callee = connected()
+    caller.send_text("pending", 2.0)
+    restored = Call.from_dict(caller.to_dict())
+    assert restored.to_dict() == caller.to_dict()
+    assert restored.pending.keys() == caller.pending.keys()
+
+
+def test_local_actions_in_the_wrong_state_are_errors() -> None:
+    caller, _ = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits())
+    with pytest.raises(CallError, match="not active"):
+        caller.send_text("too early", 1.0)
+    with pytest.raises(CallError, match="not ringing here"):
+        caller.accept(1.0)
