@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 
 import pytest
@@ -185,7 +186,7 @@ def test_unacknowledged_messages_are_retransmitted_with_backoff() -> None:
         now += 0.5
         if any(e == Retransmit(seq) for e in caller.tick(now)):
             times.append(now)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[0] == pytest.approx(10.0 + FIRST_RETRY, abs=0.5)
     assert gaps == sorted(gaps) and gaps[-1] > gaps[0], "backoff grows"
     caller.receive(WireMessage("ack", CALL_ID, 0, ack=seq), now)
@@ -244,7 +245,7 @@ def test_forged_chunk_that_does_not_fit_is_dropped() -> None:
 
 
 def test_state_survives_a_round_trip_through_dict() -> None:
-    caller, callee = connected()
+    caller, _callee = connected()
     caller.send_text("pending", 2.0)
     restored = Call.from_dict(caller.to_dict())
     assert restored.to_dict() == caller.to_dict()
