@@ -21,6 +21,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_DAEMON = 3
+EXIT_TIMEOUT = 4
 
 
 class CliError(Exception):
@@ -85,6 +86,69 @@ def cmd_whoami(args: argparse.Namespace, paths: HomePaths) -> Any:
 
 def cmd_list(args: argparse.Namespace, paths: HomePaths) -> Any:
     return _daemon_call(paths, "list", {"capability": args.capability})
+
+
+def _with_call(args: argparse.Namespace, **params: Any) -> dict[str, Any]:
+    return {"call": args.call, **params}
+
+
+def cmd_call(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "call", {"agent": args.agent, "topic": args.topic})
+
+
+def cmd_answer(args: argparse.Namespace, paths: HomePaths) -> Any:
+    if args.decision == "accept" and args.reason:
+        raise CliError("a reason goes only with 'reject'.", "usage", EXIT_USAGE)
+    params = _with_call(args, decision=args.decision, reason=args.reason or "")
+    return _daemon_call(paths, "answer", params)
+
+
+def cmd_send(args: argparse.Namespace, paths: HomePaths) -> Any:
+    text = sys.stdin.read() if args.message == "-" else args.message
+    return _daemon_call(paths, "send", _with_call(args, text=text), timeout=120)
+
+
+def cmd_sendfile(args: argparse.Namespace, paths: HomePaths) -> Any:
+    if (args.base64 is None) == (args.path is None):
+        raise CliError("give the content as base64 (or '-' for stdin), or --path FILE.", "usage",
+                       EXIT_USAGE)  # fmt: skip
+    if args.path is not None:
+        params = _with_call(args, name=args.name, path=os.path.abspath(args.path))
+    else:
+        data = sys.stdin.read() if args.base64 == "-" else args.base64
+        params = _with_call(args, name=args.name, data=data)
+    if not args.json:
+        print(f"sending {args.name} ...", file=sys.stderr, flush=True)
+    return _daemon_call(paths, "sendfile", params, timeout=600)
+
+
+def cmd_escalate(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "escalate", _with_call(args, text=args.message))
+
+
+def cmd_end(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "end", _with_call(args, reason=args.reason or ""))
+
+
+def cmd_inbox(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "inbox")
+
+
+def cmd_wait(args: argparse.Namespace, paths: HomePaths) -> Any:
+    if args.timeout < 0:
+        raise CliError("--timeout must not be negative.", "usage", EXIT_USAGE)
+    result = _daemon_call(paths, "wait", {"timeout": args.timeout}, timeout=args.timeout + 30)
+    if result.get("timed_out"):
+        result["_exit"] = EXIT_TIMEOUT
+    return result
+
+
+def cmd_transcript(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "transcript", {"call": args.call_id or args.call})
+
+
+def cmd_history(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, "history")
 
 
 def cmd_daemon(args: argparse.Namespace, paths: HomePaths) -> Any:
@@ -158,10 +222,43 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         return cmd
 
+    with_call = _Parser(add_help=False)
+    with_call.add_argument("--call", help="call id or unambiguous prefix (implied with one call)")
+
+    def add_in_call(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common, with_call], help=help_text,
+                             description=help_text)  # fmt: skip
+        cmd.set_defaults(func=func)
+        return cmd
+
     add("status", cmd_status, "identity, relays, calls, unread counts")
     add("whoami", cmd_whoami, "own name, npub, hex key and relays")
     listing = add("list", cmd_list, "agents online now")
     listing.add_argument("--capability", help="only agents that announce this capability")
+    call = add("call", cmd_call, "ring an agent (npub, hex key, or unique online name)")
+    call.add_argument("agent")
+    call.add_argument("topic")
+    answer = add_in_call("answer", cmd_answer, "accept or reject a ringing call")
+    answer.add_argument("decision", choices=["accept", "reject"])
+    answer.add_argument("reason", nargs="?", help="why, with reject")
+    send = add_in_call("send", cmd_send, "send a message in the active call ('-' reads stdin)")
+    send.add_argument("message")
+    sendfile = add_in_call("sendfile", cmd_sendfile, "send a file: base64 content, '-', or --path")
+    sendfile.add_argument("name")
+    sendfile.add_argument("base64", nargs="?", help="file content as base64, or '-' for stdin")
+    sendfile.add_argument("--path", help="read the file from this path instead")
+    escalate = add_in_call(
+        "escalate", cmd_escalate, "tell the peer and the owner: a human is needed"
+    )
+    escalate.add_argument("message")
+    end = add_in_call("end", cmd_end, "end the call and print its transcript")
+    end.add_argument("reason", nargs="?", help="optional closing note for the peer")
+    add("inbox", cmd_inbox, "print unread events and mark them read")
+    wait = add("wait", cmd_wait, "block until an event arrives (exit 4 on timeout)")
+    wait.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    transcript = add_in_call("transcript", cmd_transcript, "a call's transcript (default: latest)")
+    transcript.add_argument("call_id", nargs="?", metavar="CALL")
+    add("history", cmd_history, "past and current calls")
     daemon = add("daemon", cmd_daemon, "manage the background daemon (never required)")
     daemon.add_argument("action", choices=["start", "stop", "restart", "logs"])
     daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
@@ -173,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _emit(command: str, result: Any, as_json: bool) -> None:
+def _emit(command: str, result: Any, as_json: bool) -> int:
+    exit_code = result.pop("_exit", EXIT_OK) if isinstance(result, dict) else EXIT_OK
     if as_json:
         payload = (
             {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
@@ -181,6 +279,7 @@ def _emit(command: str, result: Any, as_json: bool) -> None:
         print(json.dumps(payload, ensure_ascii=False, indent=None))
     else:
         print(textout.render(command, result))
+    return int(exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         as_json = args.json = getattr(args, "json", False)
         paths = HomePaths(home_dir())
         command = args.command if args.command != "daemon" else f"daemon {args.action}"
-        _emit(command, args.func(args, paths), as_json)
-        return EXIT_OK
+        return _emit(command, args.func(args, paths), as_json)
     except CliError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message}}))

@@ -18,6 +18,9 @@ from .. import __version__, rpc
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
 from ..paths import HomePaths, ensure_private_dir
+from ..store import Store
+from .calls import CallService
+from .commands import CallCommands
 from .nostr_io import InboundEvent, RelayPool, spawn
 from .presence import PresenceService
 from .server import SocketServer
@@ -70,6 +73,8 @@ class Daemon:
         self.started_at = time.time()
         self.pool = RelayPool(config.relays, self._on_event)
         self.presence = PresenceService(self.pool, identity, config)
+        self.store = Store(paths.database)
+        self.calls = CallService(paths, config, identity, self.pool, self.presence, self.store)
         self.server = SocketServer(paths.socket, self.dispatch)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -79,6 +84,7 @@ class Daemon:
             "whoami": self._whoami,
             "list": self._list,
             "shutdown": self._shutdown,
+            **CallCommands(self.calls).handlers(),
         }
 
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
@@ -88,13 +94,18 @@ class Daemon:
         return await handler(params)
 
     async def _on_event(self, event: InboundEvent) -> None:
-        self.presence.handle(event)
+        if event.kind == 1059:
+            await self.calls.on_wrap(event)
+        else:
+            self.presence.handle(event)
 
     async def start(self) -> None:
+        self.calls.load()
         await self.server.start()
         await self.pool.start()
-        await self.pool.subscribe(self.presence.filters())
+        await self.pool.subscribe([*self.presence.filters(), self.calls.wrap_filter()])
         self._tasks.append(spawn(self.presence.run(), "presence"))
+        self._tasks.append(spawn(self.calls.run_timers(), "call-timers"))
         log.info(
             "daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays
         )
@@ -115,6 +126,7 @@ class Daemon:
             log.warning("offline announcement failed: %s", exc)
         await self.server.stop()
         await self.pool.stop()
+        self.store.close()
         log.info("daemon stopped")
 
     # Handlers -----------------------------------------------------------------
@@ -146,6 +158,7 @@ class Daemon:
             "connected_relays": sum(1 for r in relays if r["state"] == "connected"),
             "presence": {"status": self.presence.status, **self.presence.last_announce},
             "online_agents": len(self.presence.online(time.time())),
+            "calls": self.calls.summary(),
         }
 
     async def _list(self, params: dict[str, Any]) -> Any:

@@ -77,6 +77,7 @@ class RelayPool:
         self._handler = handler
         self._client = ns.Client()
         self._task: asyncio.Task[Any] | None = None
+        self._extra: set[str] = set()
 
     async def start(self) -> None:
         opts = (
@@ -92,14 +93,34 @@ class RelayPool:
         self._task = spawn(self._pump(stream), "relay-notifications")
         await self._client.connect(and_wait=timedelta(seconds=0))
 
+    async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
+        """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
+        for url in urls:
+            if url in self.urls or url in self._extra:
+                continue
+            self._extra.add(url)
+            await self._client.add_relay(
+                ns.RelayUrl.parse(url), capabilities=ns.RelayCapabilities.write(), and_connect=True
+            )
+
     async def wait_connected(self, timeout: float) -> None:
         await self._client.connect(and_wait=timedelta(seconds=timeout))
 
     async def subscribe(self, filters: list[Any]) -> None:
         await self._client.subscribe(ns.ReqTarget.auto(filters))
 
-    async def publish(self, event: Any, timeout: float = 5.0) -> PublishResult:
-        output = await self._client.send_event(event, ok_timeout=timedelta(seconds=timeout))
+    async def publish(
+        self, event: Any, relays: tuple[str, ...] | None = None, timeout: float = 5.0
+    ) -> PublishResult:
+        """Send to ``relays`` (adding any we lack, write-only), or to all of ours."""
+        if relays is None:
+            output = await self._client.send_event(event, ok_timeout=timedelta(seconds=timeout))
+        else:
+            await self._ensure_relays(relays)
+            target = ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in relays])
+            output = await self._client.send_event(
+                event, target=target, ok_timeout=timedelta(seconds=timeout)
+            )
         return PublishResult(
             event_id=output.id.to_hex(),
             accepted=[str(url) for url in output.success],

@@ -1,0 +1,504 @@
+"""The calls shell: gift-wrap transport, durable state and timers around the sans-IO core."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import nostr_sdk as ns
+
+from .. import rpc
+from ..config import Config
+from ..identity import Identity
+from ..paths import HomePaths, ensure_private_dir
+from ..protocol import wire
+from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call, CallError, Limits
+from ..protocol.events import (
+    Deliver,
+    Dropped,
+    Effect,
+    FileComplete,
+    Retransmit,
+    Transmit,
+    WriteChunk,
+)
+from ..protocol.files import numbered, safe_file_name
+from ..protocol.presence import MAX_NAME
+from ..sanitize import clean_label, skeleton
+from ..store import Store
+from ..transcripts import render_json, render_markdown
+from .nostr_io import InboundEvent, RelayPool, spawn
+from .presence import PresenceService
+
+log = logging.getLogger("p2p.calls")
+
+# Wraps are backdated up to two days (NIP-59); ask for a little more.
+WRAP_LOOKBACK = 2 * 86400 + 3600
+ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
+PUBLISH_CONCURRENCY = 16
+
+
+def npub_of(pubkey: str) -> str:
+    return str(ns.PublicKey.parse(pubkey).to_bech32())
+
+
+class CallService:
+    """Owns every call: inbound wraps, local commands, retransmits and ring timers."""
+
+    def __init__(
+        self,
+        paths: HomePaths,
+        config: Config,
+        identity: Identity,
+        pool: RelayPool,
+        presence: PresenceService,
+        store: Store,
+    ) -> None:
+        self.paths = paths
+        self.config = config
+        self.identity = identity
+        self.pool = pool
+        self.presence = presence
+        self.store = store
+        self.limits = Limits(config.max_message_bytes, config.max_file_bytes, config.ring_timeout)
+        self.calls: dict[str, Call] = {}
+        self.peer_names: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._new_event = asyncio.Event()
+        self._ack_owed: set[str] = set()
+        self._ack_handle: asyncio.TimerHandle | None = None
+        self._publish_slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        self._background: set[asyncio.Task[Any]] = set()
+        self.waiters = 0
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        for core, peer_name in self.store.load_calls():
+            call = Call.from_dict(core)
+            self.calls[call.id] = call
+            self.peer_names[call.id] = peer_name
+
+    def wrap_filter(self) -> Any:
+        since = ns.Timestamp.from_secs(int(time.time() - WRAP_LOOKBACK))
+        me = ns.PublicKey.parse(self.identity.public_hex)
+        return ns.Filter().kind(ns.Kind(1059)).pubkey(me).since(since)
+
+    async def run_timers(self) -> None:
+        """Fire ring timeouts and retransmits when due; sleep until the next one."""
+        while True:
+            deadlines = [d for c in self.calls.values() if (d := c.next_deadline()) is not None]
+            delay = max(0.0, min(deadlines) - time.time()) if deadlines else 3600.0
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            now = time.time()
+            for call in list(self.calls.values()):
+                deadline = call.next_deadline()
+                if deadline is not None and deadline <= now:
+                    self._spawn_all(self._apply(call, call.tick(now), now))
+            self.store.commit()
+
+    # Inbound --------------------------------------------------------------------------
+
+    async def on_wrap(self, event: InboundEvent) -> None:
+        """A kind-1059 event for us: dedupe, unwrap, verify, hand to the core."""
+        if self.store.seen(event.id):
+            return
+        now = time.time()
+        self.store.mark_seen(event.id, now)
+        try:
+            gift = await ns.UnwrappedGift.from_gift_wrap_async(self.identity.keys, event.event)
+        except Exception as exc:
+            log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
+            self.store.commit()
+            return
+        sender = gift.sender().to_hex()
+        rumor = gift.rumor()
+        if rumor.kind().as_u16() != wire.CALL_KIND:
+            log.info(
+                "dropped wrap %s: rumor kind %s is not ours", event.id[:12], rumor.kind().as_u16()
+            )
+            self.store.commit()
+            return
+        try:
+            message = wire.decode(rumor.content())
+        except wire.WireError as exc:
+            log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
+            self.store.commit()
+            return
+        self._spawn_all(self._receive(sender, message, rumor.created_at().as_secs(), now))
+        self.store.commit()
+
+    def _receive(
+        self, sender: str, message: wire.WireMessage, sent_at: int, now: float
+    ) -> list[Awaitable[None]]:
+        call = self.calls.get(message.call)
+        if call is None:
+            if message.type != "request" or sender == self.identity.public_hex:
+                log.info("dropped %s for unknown call %s", message.type, message.call[:8])
+                return []
+            try:
+                call, effects = Call.ring_in(message, sender, sent_at, now, self.limits)
+            except CallError as exc:
+                log.info("dropped request from %s: %s", sender[:12], exc)
+                return []
+            self.calls[call.id] = call
+            self.peer_names[call.id] = self._peer_name(sender, message.body["name"])
+            self.store.add_entry(call.id, sent_at, "in", "call_request", {"topic": call.topic})
+        elif call.peer != sender:
+            log.warning("dropped %s for call %s from a key not in it", message.type, call.id[:8])
+            return []
+        else:
+            before = set(call.pending)
+            effects = call.receive(message, now)
+            self.store.outbox_mark_delivered(call.id, before - set(call.pending))
+        if call.ack_due:
+            self._owe_ack(call.id)
+        return self._apply(call, effects, now)
+
+    def _owe_ack(self, call_id: str) -> None:
+        self._ack_owed.add(call_id)
+        if self._ack_handle is None:
+            loop = asyncio.get_running_loop()
+            self._ack_handle = loop.call_later(ACK_DELAY, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_handle = None
+        owed, self._ack_owed = self._ack_owed, set()
+        for call_id in owed:
+            call = self.calls[call_id]
+            ack = call.take_ack()
+            if ack is not None:
+                self._spawn_all([self._send_ack(call, ack)])
+
+    # Effects --------------------------------------------------------------------------
+
+    def _apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
+        """Carry out effects that touch disk now; return the publishing still to do."""
+        publishing: list[Awaitable[None]] = []
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                message = effect.message
+                self.store.outbox_put(call.id, message.seq, message.type, message.encode(), now)
+                publishing.append(self._send_stored(call, message.seq))
+            elif isinstance(effect, Retransmit):
+                publishing.append(self._send_stored(call, effect.seq))
+            elif isinstance(effect, Deliver):
+                self._deliver(call, effect.type, effect.fields, now)
+            elif isinstance(effect, WriteChunk):
+                self._write_chunk(call, effect)
+            elif isinstance(effect, FileComplete):
+                self._complete_file(call, effect, now)
+            elif isinstance(effect, Dropped):
+                log.info("call %s: dropped: %s", call.id[:8], effect.reason)
+        self.store.save_call(call.to_dict(), self.peer_names.get(call.id, ""), now)
+        if call.state == ENDED:
+            self._write_transcript(call)
+        self._presence_changed()
+        self._wake.set()
+        return publishing
+
+    def _spawn_all(self, work: list[Awaitable[None]]) -> None:
+        for item in work:
+            task = spawn(item, "publish")  # type: ignore[arg-type]
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _wrap(self, call: Call, content: str) -> Any:
+        me = ns.PublicKey.parse(self.identity.public_hex)
+        rumor = ns.EventBuilder(ns.Kind(wire.CALL_KIND), content).finalize_unsigned(me)
+        return await ns.nip59_make_gift_wrap_async(
+            self.identity.keys, ns.PublicKey.parse(call.peer), rumor
+        )
+
+    async def _send_ack(self, call: Call, ack: wire.WireMessage) -> None:
+        await self._publish(call, await self._wrap(call, ack.encode()), None)
+
+    async def _send_stored(self, call: Call, seq: int) -> None:
+        """Publish our message ``seq``: the stored signed wrap, made and kept on first use."""
+        entry = self.store.outbox_entry(call.id, seq)
+        if entry is None:
+            return  # receipted meanwhile
+        content, event_json = entry
+        if event_json is None:
+            wrap = await self._wrap(call, content)
+            self.store.outbox_set_event(call.id, seq, wrap.as_json())
+            self.store.commit()
+        else:
+            wrap = ns.Event.from_json(event_json)
+        await self._publish(call, wrap, seq)
+
+    async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
+        relays = self.presence.inbox_relays(call.peer) or self.config.relays
+        async with self._publish_slots:
+            try:
+                result = await self.pool.publish(event, relays=relays)
+            except Exception as exc:
+                log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
+                return
+        if result.failed:
+            log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
+        if seq is not None and result.accepted:
+            self.store.outbox_mark_sent(call.id, seq)
+            self.store.commit()
+
+    def _deliver(self, call: Call, kind: str, fields: dict[str, Any], now: float) -> None:
+        peer_name = self.peer_names.get(call.id, "")
+        # `name` is the peer's name, except on `file` events where it is the file's.
+        event = {
+            "type": kind,
+            "call_id": call.id,
+            "npub": npub_of(call.peer),
+            "name": peer_name,
+            "peer_name": peer_name,
+            "ts": now,
+            **fields,
+        }
+        self.store.add_event(call.id, kind, event, now)
+        if kind != "call_request":  # recorded when the call was created
+            self.store.add_entry(call.id, now, "in", kind, fields)
+        self._new_event.set()
+
+    # Files ----------------------------------------------------------------------------
+
+    def _partial_path(self, call: Call, fid: str) -> Path:
+        ensure_private_dir(self.paths.files)
+        folder = self.paths.files / call.id
+        ensure_private_dir(folder)
+        return folder / f".partial-{fid}"
+
+    def _write_chunk(self, call: Call, chunk: WriteChunk) -> None:
+        path = self._partial_path(call, chunk.fid)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, chunk.data, chunk.index * wire.FILE_CHUNK_BYTES)
+        finally:
+            os.close(fd)
+
+    def _complete_file(self, call: Call, done: FileComplete, now: float) -> None:
+        partial = self._partial_path(call, done.fid)
+        if not partial.exists():
+            partial.touch(mode=0o600)  # an empty file has no chunk data to write
+        digest = hashlib.sha256()
+        with open(partial, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        size = partial.stat().st_size
+        if size != done.size or digest.hexdigest() != done.sha256:
+            log.warning("call %s: file %r failed its integrity check; discarded",
+                        call.id[:8], done.name)  # fmt: skip
+            partial.unlink(missing_ok=True)
+            return
+        final = self._place(partial, safe_file_name(done.name))
+        self._deliver(call, "file", {"name": final.name, "original_name":
+                                     clean_label(done.name, 255), "path": str(final),
+                                     "size": done.size, "sha256": done.sha256}, now)  # fmt: skip
+
+    def _place(self, partial: Path, name: str) -> Path:
+        """Link the verified file under a free name: never over an existing file."""
+        folder = partial.parent
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        for number in range(1, 10_000):
+            candidate = folder / (name if number == 1 else numbered(name, number))
+            try:
+                os.link(partial, candidate)
+            except FileExistsError:
+                continue
+            partial.unlink()
+            return candidate
+        raise OSError(f"no free name for {name}")
+
+    # Transcripts and presence ------------------------------------------------------------
+
+    def describe(self, call: Call) -> dict[str, Any]:
+        return {
+            "id": call.id,
+            "peer_npub": npub_of(call.peer),
+            "peer_name": self.peer_names.get(call.id, ""),
+            "direction": call.direction,
+            "topic": call.topic,
+            "state": call.state,
+            "outcome": call.outcome,
+            "end_reason": call.end_reason,
+            "created_at": call.created_at,
+            "answered_at": call.answered_at,
+            "ended_at": call.ended_at,
+            "my_name": self.presence.name,
+            "my_npub": self.identity.npub,
+            "unacked": call.unacked,
+            "delivery": self.store.delivery_counts(call.id),
+        }
+
+    def transcript(self, call: Call) -> tuple[str, dict[str, Any]]:
+        info = self.describe(call)
+        entries = self.store.entries(call.id)
+        return render_markdown(info, entries), {"call": info, "entries": entries}
+
+    def _write_transcript(self, call: Call) -> None:
+        folder = self.paths.transcripts
+        ensure_private_dir(folder)
+        info = self.describe(call)
+        entries = self.store.entries(call.id)
+        for suffix, text in ((".md", render_markdown(info, entries)),
+                             (".json", render_json(info, entries))):  # fmt: skip
+            target = folder / f"{call.id}{suffix}"
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+
+    def _presence_changed(self) -> None:
+        busy = any(c.state == ACTIVE for c in self.calls.values())
+        status = "busy" if busy else "available"
+        if status != self.presence.status:
+            self._spawn_all([self.presence.announce(status)])
+
+    def _peer_name(self, pubkey: str, claimed: str) -> str:
+        known = self.presence.lookup(pubkey)
+        return known.presence.name if known else clean_label(claimed, MAX_NAME) or "unknown"
+
+    # Commands -------------------------------------------------------------------------
+
+    def pick(self, prefix: str | None, states: tuple[str, ...], what: str,
+             direction: str | None = None) -> Call:  # fmt: skip
+        """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
+        if prefix:
+            matches = [c for c in self.calls.values() if c.id.startswith(prefix.lower())]
+            if not matches:
+                raise rpc.RpcError("no_call", f"no call matches '{prefix}'.")
+            if len(matches) > 1:
+                raise rpc.RpcError("ambiguous_call", f"'{prefix}' matches several calls: "
+                                   + ", ".join(c.id[:12] for c in matches) + ".")  # fmt: skip
+            return matches[0]
+        candidates = [
+            c for c in self.calls.values()
+            if c.state in states and (direction is None or c.direction == direction)
+        ]  # fmt: skip
+        if not candidates:
+            raise rpc.RpcError("no_call", f"there is no {what}.")
+        if len(candidates) > 1:
+            listed = ", ".join(f"{c.id[:8]} ({self.peer_names.get(c.id, '')})" for c in candidates)
+            raise rpc.RpcError("ambiguous_call",
+                               f"several calls qualify; pick one with --call: {listed}.")  # fmt: skip
+        return candidates[0]
+
+    async def act(self, call: Call, effects: list[Effect]) -> None:
+        """Carry out a local action's effects and wait until they are handed to relays."""
+        work = self._apply(call, effects, time.time())
+        self.store.commit()
+        await asyncio.gather(*work)
+
+    def resolve(self, agent: str) -> tuple[str, str]:
+        """An npub, hex key or online agent name -> (hex pubkey, display name)."""
+        agent = agent.strip()
+        if agent.startswith("npub1") or (
+            len(agent) == 64 and all(c in "0123456789abcdefABCDEF" for c in agent)
+        ):
+            try:
+                pubkey = ns.PublicKey.parse(agent).to_hex()
+            except Exception:
+                raise rpc.RpcError(
+                    "unknown_agent", f"'{agent}' is not a valid npub or key."
+                ) from None
+            known = self.presence.lookup(pubkey)
+            return pubkey, known.presence.name if known else npub_of(pubkey)[:16]
+        wanted = skeleton(agent)
+        online = self.presence.online(time.time())
+        matches = [p for p in online if skeleton(p.presence.name) == wanted]
+        if not matches:
+            raise rpc.RpcError("unknown_agent",
+                               f"no online agent is called '{clean_label(agent, 64)}'; "
+                               "see 'p2p list', or call by npub.")  # fmt: skip
+        if len(matches) > 1:
+            listed = "; ".join(f"{p.presence.name} {npub_of(p.pubkey)}" for p in matches)
+            raise rpc.RpcError("ambiguous_agent",
+                               f"several online agents are called that: {listed}. "
+                               "Call one by npub.")  # fmt: skip
+        return matches[0].pubkey, matches[0].presence.name
+
+    async def start_call(self, agent: str, topic: str) -> dict[str, Any]:
+        pubkey, name = self.resolve(agent)
+        if pubkey == self.identity.public_hex:
+            raise rpc.RpcError("bad_request", "an agent cannot call itself.")
+        if len(topic) > wire.MAX_TOPIC:
+            raise rpc.RpcError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
+        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, self.presence.name,
+                                   time.time(), self.limits)  # fmt: skip
+        self.calls[call.id] = call
+        self.peer_names[call.id] = name
+        self.store.add_entry(call.id, call.created_at, "out", "call_request", {"topic": topic})
+        await self.act(call, effects)
+        return self.describe(call)
+
+    def record(self, call: Call, kind: str, fields: dict[str, Any]) -> None:
+        self.store.add_entry(call.id, time.time(), "out", kind, fields)
+
+    async def send_file(self, call: Call, name: str, data: bytes) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        fid = secrets.token_hex(16)
+        try:
+            effects = call.send_file(fid, name, data, digest, time.time())
+        except CallError as exc:
+            raise rpc.RpcError("bad_request", str(exc)) from None
+        self.record(call, "file", {"name": name, "size": len(data), "sha256": digest})
+        await self.act(call, effects)
+        return {"call_id": call.id, "name": name, "size": len(data), "sha256": digest,
+                "chunks": len(effects)}  # fmt: skip
+
+    # Agent events -------------------------------------------------------------------------
+
+    def take_unread(self) -> list[dict[str, Any]]:
+        events = self.store.unread()
+        self.store.mark_read(e["event_id"] for e in events)
+        self.store.commit()
+        return events
+
+    async def wait_unread(self, timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        self.waiters += 1
+        try:
+            while True:
+                self._new_event.clear()
+                events = self.take_unread()
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    return events
+                try:
+                    await asyncio.wait_for(self._new_event.wait(), timeout=remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            self.waiters -= 1
+
+    def summary(self) -> dict[str, Any]:
+        open_calls = [self.describe(c) for c in self.calls.values() if c.state != ENDED]
+        return {
+            "active": [c for c in open_calls if c["state"] == ACTIVE],
+            "ringing_in": [
+                c for c in open_calls if c["state"] == RINGING and c["direction"] == INCOMING
+            ],  # fmt: skip
+            "ringing_out": [
+                c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
+            ],  # fmt: skip
+            "unread": self.store.unread_counts(),
+        }
+
+
+def decode_base64(data: str) -> bytes:
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise rpc.RpcError("bad_request", "the file content is not valid base64.") from None
