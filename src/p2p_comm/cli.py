@@ -110,8 +110,9 @@ def cmd_send(args: argparse.Namespace, paths: HomePaths) -> Any:
 
 def cmd_sendfile(args: argparse.Namespace, paths: HomePaths) -> Any:
     if (args.base64 is None) == (args.path is None):
-        raise CliError("give the content as base64 (or '-' for stdin), or --path FILE.", "usage",
-                       EXIT_USAGE)  # fmt: skip
+        raise CliError(
+            "give the content as base64 (or '-' for stdin), or --path FILE.", "usage", EXIT_USAGE
+        )
     if args.path is not None:
         params = _with_call(args, name=args.name, path=os.path.abspath(args.path))
     else:
@@ -226,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_call.add_argument("--call", help="call id or unambiguous prefix (implied with one call)")
 
     def add_in_call(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, parents=[common, with_call], help=help_text,
-                             description=help_text)  # fmt: skip
+        cmd = sub.add_parser(
+            name, parents=[common, with_call], help=help_text, description=help_text
+        )
         cmd.set_defaults(func=func)
         return cmd
 

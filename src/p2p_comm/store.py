@@ -1,4 +1,4 @@
-"""Durable state in one SQLite database (WAL): calls, outbox, seen events, unread events, transcripts.
+"""Durable state in one SQLite database (WAL): calls, outbox, seen events, events, transcripts.
 
 The daemon owns the only connection and commits once per batch of work, so a crash
 loses at most the batch in flight, which the peer re-sends (nothing is receipted
@@ -118,7 +118,8 @@ class Store:
     def outbox_set_event(self, call_id: str, seq: int, event_json: str) -> None:
         """Keep the signed wrap: every re-send publishes this same event."""
         self._db.execute(
-            "UPDATE outbox SET event_json = ? WHERE call_id = ? AND seq = ? AND status != 'delivered'",
+            "UPDATE outbox SET event_json = ?"
+            " WHERE call_id = ? AND seq = ? AND status != 'delivered'",
             (event_json, call_id, seq),
         )
 
@@ -194,7 +195,11 @@ class Store:
             (call_id,),
         )
         return [
-            {"at": row["at"], "direction": row["direction"], "type": row["type"],
-             **json.loads(row["data"])}
+            {
+                "at": row["at"],
+                "direction": row["direction"],
+                "type": row["type"],
+                **json.loads(row["data"]),
+            }
             for row in rows
-        ]  # fmt: skip
+        ]

@@ -101,24 +101,31 @@ def render_event(event: dict[str, Any]) -> list[str]:
     who = _who(event)
     name, npub = event.get("peer_name", ""), event["npub"]
     if kind == "call_request":
-        return [f"[call_request] incoming call {call} from {who}; topic:",
-                *fence(event["topic"], name, npub),
-                f"to answer: p2p answer accept --call {call}  or  "
-                f"p2p answer reject \"<reason>\" --call {call}"]  # fmt: skip
+        return [
+            f"[call_request] incoming call {call} from {who}; topic:",
+            *fence(event["topic"], name, npub),
+            f"to answer: p2p answer accept --call {call}  or  "
+            f'p2p answer reject "<reason>" --call {call}',
+        ]
     if kind == "call_accepted":
         return [f"[call_accepted] call {call}: {who} accepted; you can send now"]
     if kind in ("call_rejected", "call_missed", "call_ended"):
-        verb = {"call_rejected": "rejected by", "call_missed": "missed with",
-                "call_ended": "ended by"}[kind]  # fmt: skip
+        verb = {
+            "call_rejected": "rejected by",
+            "call_missed": "missed with",
+            "call_ended": "ended by",
+        }[kind]
         reason = event.get("reason", "")
         lines = [f"[{kind}] call {call} {verb} {who}" + ("; reason:" if reason else "")]
         return lines + (fence(reason, name, npub) if reason else [])
     if kind in ("message", "escalation", "owner_reply"):
         return [f"[{kind}] call {call} from {who}:", *fence(event["text"], name, npub)]
     if kind == "file":
-        return [f"[file] call {call} from {who}: {clean_label(event['name'], 255)},"
-                f" {event['size']} bytes, saved to {event['path']}",
-                f"  sha256 {event['sha256']} (verified)"]  # fmt: skip
+        return [
+            f"[file] call {call} from {who}: {clean_label(event['name'], 255)},"
+            f" {event['size']} bytes, saved to {event['path']}",
+            f"  sha256 {event['sha256']} (verified)",
+        ]
     return [f"[{kind}] call {call} from {who}"]
 
 
@@ -146,10 +153,15 @@ def render_call(result: dict[str, Any]) -> list[str]:
 
 def render_sent(result: dict[str, Any]) -> list[str]:
     d = result["delivery"]
-    what = f"file {result['name']} ({result['size']} bytes, {result['chunks']} chunks)" if (
-        "chunks" in result) else f"message ({result['bytes']} bytes)"  # fmt: skip
-    return [f"sent {what} in call {_short(result['call_id'])}",
-            f"delivery: {d['delivered']} delivered, {d['sent']} sent, {d['queued']} queued"]  # fmt: skip
+    what = (
+        f"file {result['name']} ({result['size']} bytes, {result['chunks']} chunks)"
+        if ("chunks" in result)
+        else f"message ({result['bytes']} bytes)"
+    )
+    return [
+        f"sent {what} in call {_short(result['call_id'])}",
+        f"delivery: {d['delivered']} delivered, {d['sent']} sent, {d['queued']} queued",
+    ]
 
 
 def render_escalate(result: dict[str, Any]) -> list[str]:
@@ -177,8 +189,11 @@ def render_history(result: dict[str, Any]) -> list[str]:
 
 def _status_calls(calls: dict[str, Any]) -> list[str]:
     lines = []
-    for key, label in (("active", "active"), ("ringing_in", "ringing (incoming)"),
-                       ("ringing_out", "ringing (outgoing)")):  # fmt: skip
+    for key, label in (
+        ("active", "active"),
+        ("ringing_in", "ringing (incoming)"),
+        ("ringing_out", "ringing (outgoing)"),
+    ):
         for call in calls[key]:
             lines.append(f"{label}: " + _call_line(call))
     if not lines:

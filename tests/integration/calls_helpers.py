@@ -7,7 +7,9 @@ from typing import Any
 from p2p_comm.harness import Agent, wait_until
 
 
-def events_of(agent: Agent, kind: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+def events_of(
+    agent: Agent, kind: str, count: int = 1, timeout: float = 20.0
+) -> list[dict[str, Any]]:
     """Wait (through `p2p wait`) until ``count`` events of ``kind`` arrived; returns them."""
     found: list[dict[str, Any]] = []
 

@@ -27,6 +27,17 @@ def test_demo_runs_and_leaves_no_process() -> None:
     steps = [s["step"] for s in result["steps"]]
     assert "alice: p2p list" in steps and "bob: p2p list" in steps
     assert steps[-1].startswith("daemons stopped")
+    details = "\n".join(s["detail"] for s in result["steps"])
+    for shown in (
+        "[call_request]",
+        "[call_accepted]",
+        "[file]",
+        "[message]",
+        "[escalation]",
+        "[call_ended]",
+        "# Call ",
+    ):
+        assert shown in details, shown
     homes = {
         s["detail"].split()[1] for s in result["steps"] if s["step"].endswith("identity created")
     }

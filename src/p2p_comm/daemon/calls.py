@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
@@ -99,10 +100,8 @@ class CallService:
             deadlines = [d for c in self.calls.values() if (d := c.next_deadline()) is not None]
             delay = max(0.0, min(deadlines) - time.time()) if deadlines else 3600.0
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             now = time.time()
             for call in list(self.calls.values()):
                 deadline = call.next_deadline()
@@ -297,14 +296,24 @@ class CallService:
                 digest.update(block)
         size = partial.stat().st_size
         if size != done.size or digest.hexdigest() != done.sha256:
-            log.warning("call %s: file %r failed its integrity check; discarded",
-                        call.id[:8], done.name)  # fmt: skip
+            log.warning(
+                "call %s: file %r failed its integrity check; discarded", call.id[:8], done.name
+            )
             partial.unlink(missing_ok=True)
             return
         final = self._place(partial, safe_file_name(done.name))
-        self._deliver(call, "file", {"name": final.name, "original_name":
-                                     clean_label(done.name, 255), "path": str(final),
-                                     "size": done.size, "sha256": done.sha256}, now)  # fmt: skip
+        self._deliver(
+            call,
+            "file",
+            {
+                "name": final.name,
+                "original_name": clean_label(done.name, 255),
+                "path": str(final),
+                "size": done.size,
+                "sha256": done.sha256,
+            },
+            now,
+        )
 
     def _place(self, partial: Path, name: str) -> Path:
         """Link the verified file under a free name: never over an existing file."""
@@ -352,8 +361,10 @@ class CallService:
         ensure_private_dir(folder)
         info = self.describe(call)
         entries = self.store.entries(call.id)
-        for suffix, text in ((".md", render_markdown(info, entries)),
-                             (".json", render_json(info, entries))):  # fmt: skip
+        for suffix, text in (
+            (".md", render_markdown(info, entries)),
+            (".json", render_json(info, entries)),
+        ):
             target = folder / f"{call.id}{suffix}"
             tmp = target.with_name(f".{target.name}.tmp")
             tmp.write_text(text, encoding="utf-8")
@@ -372,27 +383,34 @@ class CallService:
 
     # Commands -------------------------------------------------------------------------
 
-    def pick(self, prefix: str | None, states: tuple[str, ...], what: str,
-             direction: str | None = None) -> Call:  # fmt: skip
+    def pick(
+        self, prefix: str | None, states: tuple[str, ...], what: str, direction: str | None = None
+    ) -> Call:
         """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
         if prefix:
             matches = [c for c in self.calls.values() if c.id.startswith(prefix.lower())]
             if not matches:
                 raise rpc.RpcError("no_call", f"no call matches '{prefix}'.")
             if len(matches) > 1:
-                raise rpc.RpcError("ambiguous_call", f"'{prefix}' matches several calls: "
-                                   + ", ".join(c.id[:12] for c in matches) + ".")  # fmt: skip
+                raise rpc.RpcError(
+                    "ambiguous_call",
+                    f"'{prefix}' matches several calls: "
+                    + ", ".join(c.id[:12] for c in matches)
+                    + ".",
+                )
             return matches[0]
         candidates = [
-            c for c in self.calls.values()
+            c
+            for c in self.calls.values()
             if c.state in states and (direction is None or c.direction == direction)
-        ]  # fmt: skip
+        ]
         if not candidates:
             raise rpc.RpcError("no_call", f"there is no {what}.")
         if len(candidates) > 1:
             listed = ", ".join(f"{c.id[:8]} ({self.peer_names.get(c.id, '')})" for c in candidates)
-            raise rpc.RpcError("ambiguous_call",
-                               f"several calls qualify; pick one with --call: {listed}.")  # fmt: skip
+            raise rpc.RpcError(
+                "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
+            )
         return candidates[0]
 
     async def act(self, call: Call, effects: list[Effect]) -> None:
@@ -419,14 +437,17 @@ class CallService:
         online = self.presence.online(time.time())
         matches = [p for p in online if skeleton(p.presence.name) == wanted]
         if not matches:
-            raise rpc.RpcError("unknown_agent",
-                               f"no online agent is called '{clean_label(agent, 64)}'; "
-                               "see 'p2p list', or call by npub.")  # fmt: skip
+            raise rpc.RpcError(
+                "unknown_agent",
+                f"no online agent is called '{clean_label(agent, 64)}'; "
+                "see 'p2p list', or call by npub.",
+            )
         if len(matches) > 1:
             listed = "; ".join(f"{p.presence.name} {npub_of(p.pubkey)}" for p in matches)
-            raise rpc.RpcError("ambiguous_agent",
-                               f"several online agents are called that: {listed}. "
-                               "Call one by npub.")  # fmt: skip
+            raise rpc.RpcError(
+                "ambiguous_agent",
+                f"several online agents are called that: {listed}. Call one by npub.",
+            )
         return matches[0].pubkey, matches[0].presence.name
 
     async def start_call(self, agent: str, topic: str) -> dict[str, Any]:
@@ -435,8 +456,9 @@ class CallService:
             raise rpc.RpcError("bad_request", "an agent cannot call itself.")
         if len(topic) > wire.MAX_TOPIC:
             raise rpc.RpcError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
-        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, self.presence.name,
-                                   time.time(), self.limits)  # fmt: skip
+        call, effects = Call.start(
+            secrets.token_hex(16), pubkey, topic, self.presence.name, time.time(), self.limits
+        )
         self.calls[call.id] = call
         self.peer_names[call.id] = name
         self.store.add_entry(call.id, call.created_at, "out", "call_request", {"topic": topic})
@@ -455,8 +477,13 @@ class CallService:
             raise rpc.RpcError("bad_request", str(exc)) from None
         self.record(call, "file", {"name": name, "size": len(data), "sha256": digest})
         await self.act(call, effects)
-        return {"call_id": call.id, "name": name, "size": len(data), "sha256": digest,
-                "chunks": len(effects)}  # fmt: skip
+        return {
+            "call_id": call.id,
+            "name": name,
+            "size": len(data),
+            "sha256": digest,
+            "chunks": len(effects),
+        }
 
     # Agent events -------------------------------------------------------------------------
 
@@ -476,10 +503,8 @@ class CallService:
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0:
                     return events
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_event.wait(), timeout=remaining)
-                except TimeoutError:
-                    pass
         finally:
             self.waiters -= 1
 
@@ -489,10 +514,10 @@ class CallService:
             "active": [c for c in open_calls if c["state"] == ACTIVE],
             "ringing_in": [
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == INCOMING
-            ],  # fmt: skip
+            ],
             "ringing_out": [
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
-            ],  # fmt: skip
+            ],
             "unread": self.store.unread_counts(),
         }
 

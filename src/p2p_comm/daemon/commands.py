@@ -136,8 +136,11 @@ class CallCommands:
         self.service.record(call, "call_ended", {"reason": reason})
         await self._do(call, lambda: call.end(reason, time.time()))
         markdown, _ = self.service.transcript(call)
-        return {"call_id": call.id, "transcript": markdown,
-                "transcript_path": str(self.service.paths.transcripts / f"{call.id}.md")}  # fmt: skip
+        return {
+            "call_id": call.id,
+            "transcript": markdown,
+            "transcript_path": str(self.service.paths.transcripts / f"{call.id}.md"),
+        }
 
     async def inbox(self, params: dict[str, Any]) -> Any:
         return {"events": self.service.take_unread()}

@@ -141,11 +141,18 @@ class Call:
         count = chunk_count(len(data))
         return [
             self._send(
-                "file", now, fid=fid, name=name, size=len(data), sha256=sha256, index=index,
-                count=count, data=data[index * FILE_CHUNK_BYTES : (index + 1) * FILE_CHUNK_BYTES],
+                "file",
+                now,
+                fid=fid,
+                name=name,
+                size=len(data),
+                sha256=sha256,
+                index=index,
+                count=count,
+                data=data[index * FILE_CHUNK_BYTES : (index + 1) * FILE_CHUNK_BYTES],
             )
             for index in range(count)
-        ]  # fmt: skip
+        ]
 
     def escalate(self, text: str, now: float) -> list[Effect]:
         self._require(self.state == ACTIVE, "is not active")
@@ -166,9 +173,16 @@ class Call:
         if self.state == RINGING and now >= self.ring_deadline:
             self._finish("missed", "timeout", now)
             self.end_reason = "no answer"
-            effects.append(Deliver("call_missed", {"reason": "nobody answered"
-                                                   if self.direction == OUTGOING
-                                                   else "the call rang out"}))  # fmt: skip
+            effects.append(
+                Deliver(
+                    "call_missed",
+                    {
+                        "reason": "nobody answered"
+                        if self.direction == OUTGOING
+                        else "the call rang out"
+                    },
+                )
+            )
             if self.direction == OUTGOING:
                 effects.append(self._send("end", now, reason="no answer"))
         if self.ended_at is not None and now > self.ended_at + RETRY_AFTER_END:
@@ -312,8 +326,11 @@ class Call:
             inbound = Inbound(body["name"], body["size"], body["sha256"], body["count"])
             self.files[fid] = inbound
         if (body["index"], body["count"], body["size"], body["sha256"]) != (
-            inbound.next_index, inbound.count, inbound.size, inbound.sha256,
-        ):  # fmt: skip
+            inbound.next_index,
+            inbound.count,
+            inbound.size,
+            inbound.sha256,
+        ):
             del self.files[fid]
             return [Dropped(f"file {fid[:8]} chunk does not fit the file")]
         data = body["data"]
