@@ -14,7 +14,7 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from .. import __version__, rpc
+from .. import __version__, rpc, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
 from ..paths import HomePaths, ensure_private_dir
@@ -176,6 +176,7 @@ class Daemon:
 
 async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:
     ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    sdk_speedups.apply()
     config = load_config(paths.config)
     setup_logging(paths, config.log_level)
     identity, created = load_or_create(paths.identity)

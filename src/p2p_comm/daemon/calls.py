@@ -519,6 +519,7 @@ class CallService:
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
             ],
             "unread": self.store.unread_counts(),
+            "waiting_clients": self.waiters,
         }
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: the product and a baseline measured side by side in the same run."""
