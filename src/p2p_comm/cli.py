@@ -47,10 +47,11 @@ def _daemon_call(
     method: str,
     params: dict[str, Any] | None = None,
     timeout: float | None = 30.0,
+    on_progress: rpc.ProgressCallback | None = None,
 ) -> Any:
     """Ask the daemon, starting it first if nothing answers."""
     try:
-        return rpc.request(paths.socket, method, params, timeout=timeout)
+        return rpc.request(paths.socket, method, params, timeout, on_progress)
     except rpc.DaemonUnavailable:
         pass
     except rpc.RpcError as exc:
@@ -59,11 +60,10 @@ def _daemon_call(
 
     try:
         launcher.start(paths)
-        return rpc.request(paths.socket, method, params, timeout=timeout)
+        return rpc.request(paths.socket, method, params, timeout, on_progress)
     except launcher.LaunchError as exc:
-        raise CliError(
-            f"cannot start the daemon: {exc}", "daemon_unavailable", EXIT_DAEMON
-        ) from None
+        message = f"cannot start the daemon: {exc}"
+        raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
 
@@ -118,9 +118,27 @@ def cmd_sendfile(args: argparse.Namespace, paths: HomePaths) -> Any:
     else:
         data = sys.stdin.read() if args.base64 == "-" else args.base64
         params = _with_call(args, name=args.name, data=data)
-    if not args.json:
-        print(f"sending {args.name} ...", file=sys.stderr, flush=True)
-    return _daemon_call(paths, "sendfile", params, timeout=600)
+    progress = None if args.json else _ProgressPrinter(args.name)
+    return _daemon_call(paths, "sendfile", params, timeout=600, on_progress=progress)
+
+
+class _ProgressPrinter:
+    """One stderr line per tenth of a transfer: enough for an agent, not a flood."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.shown = -1
+
+    def __call__(self, update: dict[str, Any]) -> None:
+        done, total = int(update.get("done", 0)), max(1, int(update.get("total", 1)))
+        tenth = done * 10 // total
+        if tenth > self.shown:
+            self.shown = tenth
+            print(
+                f"sending {self.name}: {done}/{total} chunks handed to relays ({tenth * 10}%)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def cmd_escalate(args: argparse.Namespace, paths: HomePaths) -> Any:

@@ -2,7 +2,8 @@
 
 One JSON object per line over a Unix stream socket. A request is
 ``{"method": str, "params": {...}}``; a reply is ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": {"code": str, "message": str}}``. This module imports
+``{"ok": false, "error": {"code": str, "message": str}}``. A long request may be
+preceded by any number of ``{"progress": {...}}`` lines. This module imports
 neither asyncio nor nostr_sdk, so the CLI stays fast; the daemon uses the same
 encode/decode helpers.
 """
@@ -13,8 +14,11 @@ import json
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 MAX_LINE = 64 * 1024 * 1024  # a request carrying a 10 MiB file as base64 fits easily
 
@@ -76,7 +80,11 @@ def check_socket_safe(path: Path) -> None:
 
 
 def request(
-    path: Path, method: str, params: dict[str, Any] | None = None, timeout: float | None = 30.0
+    path: Path,
+    method: str,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = 30.0,
+    on_progress: ProgressCallback | None = None,
 ) -> Any:
     """Send one request and return its result, raising RpcError on an error reply."""
     check_socket_safe(path)
@@ -88,32 +96,39 @@ def request(
         except (FileNotFoundError, ConnectionRefusedError):
             raise DaemonUnavailable() from None
         sock.sendall(encode({"method": method, "params": params or {}}))
-        reply = _read_line(sock)
+        lines = _LineReader(sock)
+        while True:
+            message = decode(lines.next())
+            if "progress" not in message:
+                break
+            if on_progress is not None:
+                on_progress(message["progress"])
     except TimeoutError:
         raise RpcError("timeout", f"the daemon did not answer '{method}' in time.") from None
     except (BrokenPipeError, ConnectionResetError):
         raise RpcError("daemon_gone", "the daemon closed the connection.") from None
     finally:
         sock.close()
-    message = decode(reply)
     if message.get("ok"):
         return message.get("result")
     err = message.get("error") or {}
     raise RpcError(str(err.get("code", "error")), str(err.get("message", "unknown error")))
 
 
-def _read_line(sock: socket.socket) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RpcError("daemon_gone", "the daemon closed the connection without answering.")
-        newline = chunk.find(b"\n")
-        if newline >= 0:
-            chunks.append(chunk[:newline])
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_LINE:
-            raise RpcError("too_large", "the daemon's reply is too large.")
+class _LineReader:
+    """Newline-delimited messages from a socket, keeping what follows a line for the next."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+
+    def next(self) -> bytes:
+        while b"\n" not in self._buffer:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise RpcError("daemon_gone", "the daemon closed the connection without answering.")
+            self._buffer += chunk
+            if len(self._buffer) > MAX_LINE:
+                raise RpcError("too_large", "the daemon's reply is too large.")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line

@@ -159,7 +159,10 @@ def test_file_sizes_arrive_intact(
         alice.json("sendfile", "blob.bin", base64.b64encode(payload).decode())
     else:
         (tmp_path / "big").write_bytes(payload)
-        alice.json("sendfile", "blob.bin", "--path", str(tmp_path / "big"), timeout=300)
+        shown = alice.run("sendfile", "blob.bin", "--path", str(tmp_path / "big"), timeout=300)
+        progress = shown.stderr.splitlines()
+        assert 5 <= len(progress) <= 11, "about one progress line per tenth"
+        assert progress[-1].endswith("chunks handed to relays (100%)")
     (received,) = events_of(bob, "file", timeout=120)
     assert received["size"] == size
     assert received["sha256"] == hashlib.sha256(payload).hexdigest()

@@ -39,6 +39,7 @@ from ..store import Store
 from ..transcripts import render_json, render_markdown
 from .nostr_io import InboundEvent, RelayPool, spawn
 from .presence import PresenceService
+from .server import report_progress
 
 log = logging.getLogger("p2p.calls")
 
@@ -417,7 +418,12 @@ class CallService:
         """Carry out a local action's effects and wait until they are handed to relays."""
         work = self._apply(call, effects, time.time())
         self.store.commit()
-        await asyncio.gather(*work)
+        if len(work) < 8:
+            await asyncio.gather(*work)
+            return
+        for done, finished in enumerate(asyncio.as_completed(work), 1):
+            await finished
+            report_progress({"done": done, "total": len(work)})
 
     def resolve(self, agent: str) -> tuple[str, str]:
         """An npub, hex key or online agent name -> (hex pubkey, display name)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -17,6 +18,18 @@ from ..paths import ensure_private_dir
 log = logging.getLogger("p2p.server")
 
 Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+# Set while a request is served: a handler reports progress to its client through it.
+progress_sink: contextvars.ContextVar[Callable[[dict[str, Any]], None] | None] = (
+    contextvars.ContextVar("progress_sink", default=None)
+)
+
+
+def report_progress(update: dict[str, Any]) -> None:
+    """Send a progress line to the client of the current request, if it has one."""
+    sink = progress_sink.get()
+    if sink is not None:
+        sink(update)
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -64,6 +77,7 @@ class SocketServer:
             line = await reader.readline()
             if not line:
                 return
+            progress_sink.set(lambda update: writer.write(rpc.encode({"progress": update})))
             writer.write(rpc.encode(await self._answer(line)))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
