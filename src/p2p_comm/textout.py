@@ -31,7 +31,10 @@ def _identity(ident: dict[str, Any]) -> list[str]:
 
 def _relay_line(relay: dict[str, Any]) -> str:
     latency = f", {relay['latency_ms']} ms" if relay.get("latency_ms") is not None else ""
-    return f"relay {relay['url']}: {relay['state']}{latency}"
+    line = f"relay {relay['url']}: {relay['state']}, {relay['health']}{latency}"
+    if relay["health"] != "ok" and relay.get("last_error"):
+        line += f", last error: {relay['last_error']}"
+    return line
 
 
 def render_status(result: dict[str, Any]) -> list[str]:

@@ -41,7 +41,7 @@ def test_status_shows_identity_and_connected_relay(
     assert status["relays"][0]["url"] == relay.url
     assert status["relays"][0]["state"] == "connected"
     text = agent.run("status").stdout
-    assert f"relay {relay.url}: connected" in text
+    assert f"relay {relay.url}: connected, ok" in text
     assert "name: alice" in text
 
 

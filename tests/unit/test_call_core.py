@@ -258,3 +258,18 @@ def test_local_actions_in_the_wrong_state_are_errors() -> None:
         caller.send_text("too early", 1.0)
     with pytest.raises(CallError, match="not ringing here"):
         caller.accept(1.0)
+
+
+def test_nudge_brings_long_waiting_retries_forward_only() -> None:
+    caller, _ = connected()
+    caller.take_ack()
+    caller.send_text("retried often", 10.0)
+    old = max(caller.pending)
+    caller.send_text("just sent", 10.0)
+    fresh = max(caller.pending)
+    caller.pending[old].attempts = 4
+    caller.pending[old].next_at = 100.0
+    assert caller.nudge(20.0) is True
+    assert caller.pending[old].next_at == 20.0 and caller.pending[old].attempts == 1
+    assert caller.pending[fresh].next_at == 10.0 + FIRST_RETRY, "fresh messages keep their time"
+    assert caller.nudge(20.0) is False

@@ -18,6 +18,7 @@ from .. import __version__, rpc, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
 from ..paths import HomePaths, ensure_private_dir
+from ..protocol.presence import PRESENCE_KIND
 from ..store import Store
 from .calls import CallService
 from .commands import CallCommands
@@ -96,8 +97,8 @@ class Daemon:
     async def _on_event(self, event: InboundEvent) -> None:
         if event.kind == 1059:
             await self.calls.on_wrap(event)
-        else:
-            self.presence.handle(event)
+        elif self.presence.handle(event) and event.kind == PRESENCE_KIND:
+            self.calls.peer_seen(event.pubkey)
 
     async def start(self) -> None:
         self.calls.load()

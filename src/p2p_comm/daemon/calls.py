@@ -116,30 +116,43 @@ class CallService:
         """A kind-1059 event for us: dedupe, unwrap, verify, hand to the core."""
         if self.store.seen(event.id):
             return
-        now = time.time()
-        self.store.mark_seen(event.id, now)
         try:
             gift = await ns.UnwrappedGift.from_gift_wrap_async(self.identity.keys, event.event)
         except Exception as exc:
             log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
-            self.store.commit()
+            self._done_with(event.id)
             return
+        # From here on nothing awaits until the commit: the "seen" mark and the effects
+        # of the message are committed together, or (after a crash) neither is.
         sender = gift.sender().to_hex()
         rumor = gift.rumor()
-        if rumor.kind().as_u16() != wire.CALL_KIND:
-            log.info(
-                "dropped wrap %s: rumor kind %s is not ours", event.id[:12], rumor.kind().as_u16()
-            )
-            self.store.commit()
+        kind = rumor.kind().as_u16()
+        if kind != wire.CALL_KIND:
+            log.info("dropped wrap %s: rumor kind %s is not ours", event.id[:12], kind)
+            self._done_with(event.id)
             return
         try:
             message = wire.decode(rumor.content())
         except wire.WireError as exc:
             log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
-            self.store.commit()
+            self._done_with(event.id)
             return
-        self._spawn_all(self._receive(sender, message, rumor.created_at().as_secs(), now))
+        now = time.time()
+        self.store.mark_seen(event.id, now)
+        work = self._receive(sender, message, rumor.created_at().as_secs(), now)
         self.store.commit()
+        self._spawn_all(work)
+
+    def _done_with(self, event_id: str) -> None:
+        self.store.mark_seen(event_id, time.time())
+        self.store.commit()
+
+    def peer_seen(self, pubkey: str) -> None:
+        """The peer announced itself: re-send at once what waited on a long backoff."""
+        now = time.time()
+        for call in self.calls.values():
+            if call.peer == pubkey and call.nudge(now):
+                self._wake.set()
 
     def _receive(
         self, sender: str, message: wire.WireMessage, sent_at: int, now: float

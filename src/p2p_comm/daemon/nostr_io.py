@@ -7,13 +7,18 @@ plain values (`InboundEvent`) for the rest of the daemon.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import nostr_sdk as ns
+
+from .relay_health import RelayHealth
 
 log = logging.getLogger("p2p.relays")
 
@@ -56,6 +61,19 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
     return task
 
 
+def fetch_max_message_length(url: str, timeout: float = 5.0) -> int | None:
+    """``limitation.max_message_length`` from a relay's NIP-11 document (blocking)."""
+    http = "http" + url[2:] if url.startswith("ws") else url
+    request = urllib.request.Request(http, headers={"Accept": "application/nostr+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            document = json.loads(response.read(65536))
+        value = document.get("limitation", {}).get("max_message_length")
+    except Exception:  # no document, not JSON, unreachable: no limit known
+        return None
+    return value if isinstance(value, int) and value > 1024 else None
+
+
 def _to_inbound(event: Any, relay: str) -> InboundEvent:
     return InboundEvent(
         event=event,
@@ -78,6 +96,7 @@ class RelayPool:
         self._client = ns.Client()
         self._task: asyncio.Task[Any] | None = None
         self._extra: set[str] = set()
+        self.health = RelayHealth()
 
     async def start(self) -> None:
         opts = (
@@ -88,6 +107,7 @@ class RelayPool:
         )
         for url in self.urls:
             await self._client.add_relay(ns.RelayUrl.parse(url), opts=opts)
+            spawn(self._read_limits(url), "nip11")
         # The stream only carries what arrives after it exists: open it before any REQ.
         stream = self._client.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
@@ -102,6 +122,14 @@ class RelayPool:
             await self._client.add_relay(
                 ns.RelayUrl.parse(url), capabilities=ns.RelayCapabilities.write(), and_connect=True
             )
+            spawn(self._read_limits(url), "nip11")
+
+    async def _read_limits(self, url: str) -> None:
+        """Learn the relay's largest accepted message from its NIP-11 document, if any."""
+        limit = await asyncio.to_thread(fetch_max_message_length, url)
+        if limit:
+            self.health.of(url).max_message_length = limit
+            log.info("relay %s accepts messages up to %d bytes (NIP-11)", url, limit)
 
     async def wait_connected(self, timeout: float) -> None:
         await self._client.connect(and_wait=timedelta(seconds=timeout))
@@ -112,20 +140,34 @@ class RelayPool:
     async def publish(
         self, event: Any, relays: tuple[str, ...] | None = None, timeout: float = 5.0
     ) -> PublishResult:
-        """Send to ``relays`` (adding any we lack, write-only), or to all of ours."""
-        if relays is None:
-            output = await self._client.send_event(event, ok_timeout=timedelta(seconds=timeout))
-        else:
-            await self._ensure_relays(relays)
-            target = ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in relays])
-            output = await self._client.send_event(
-                event, target=target, ok_timeout=timedelta(seconds=timeout)
-            )
-        return PublishResult(
-            event_id=output.id.to_hex(),
+        """Send to ``relays`` (adding any we lack, write-only), or to all of ours.
+
+        Relays that are backing off, refused this very event for good, or cannot take
+        its size (NIP-11) are left out; their answers feed the health record.
+        """
+        relays = relays or self.urls
+        await self._ensure_relays(relays)
+        event_id = event.id().to_hex()
+        now = time.time()
+        targets = self.health.targets(relays, event_id, len(event.as_json()), now)
+        if not targets:
+            return PublishResult(event_id, [], {url: "refused earlier" for url in relays})
+        output = await self._client.send_event(
+            event,
+            target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in targets]),
+            ok_timeout=timedelta(seconds=timeout),
+        )
+        result = PublishResult(
+            event_id=event_id,
             accepted=[str(url) for url in output.success],
             failed={str(url): reason for url, reason in output.failed.items()},
         )
+        now = time.time()
+        for url in result.accepted:
+            self.health.record(url, event_id, None, now)
+        for url, reason in result.failed.items():
+            self.health.record(url, event_id, reason, now)
+        return result
 
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
         events = await self._client.fetch_events(
@@ -139,10 +181,15 @@ class RelayPool:
         for url, relay in relays.items():
             stats = relay.stats()
             latency = stats.latency()
+            state = relay.status().name.lower()
+            health = self.health.of(str(url))
             states.append(
                 {
                     "url": str(url),
-                    "state": relay.status().name.lower(),
+                    "state": state,
+                    "health": self.health.describe(str(url), state, time.time()),
+                    "last_error": health.last_error,
+                    "max_message_length": health.max_message_length,
                     "attempts": stats.attempts(),
                     "successes": stats.success(),
                     "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,

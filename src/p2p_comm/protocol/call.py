@@ -194,6 +194,17 @@ class Call:
                 effects.append(Retransmit(seq))
         return effects
 
+    def nudge(self, now: float) -> bool:
+        """The peer is reachable again: messages already retried twice go out now, with a
+        fresh backoff. Returns True if anything was brought forward."""
+        moved = False
+        for pending in self.pending.values():
+            if pending.attempts >= 2 and pending.next_at > now:
+                pending.attempts = 1
+                pending.next_at = now
+                moved = True
+        return moved
+
     def next_deadline(self) -> float | None:
         times = [p.next_at for p in self.pending.values()]
         if self.state == RINGING:
