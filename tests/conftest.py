@@ -45,9 +45,9 @@ max_event_size: 65536
 class NostrRelayProcess:
     """The independent ``nostr-relay`` package (Python + SQLite) on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="p2p-nostr-relay-", dir="/tmp"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -74,7 +74,8 @@ class NostrRelayProcess:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the process, keeping its database for a restart."""
         if self.proc and self.proc.poll() is None:
             import os
 
@@ -84,6 +85,9 @@ class NostrRelayProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -10,15 +10,22 @@ from p2p_comm.harness import Agent, wait_until
 def events_of(
     agent: Agent, kind: str, count: int = 1, timeout: float = 20.0
 ) -> list[dict[str, Any]]:
-    """Wait (through `p2p wait`) until ``count`` events of ``kind`` arrived; returns them."""
-    found: list[dict[str, Any]] = []
+    """Wait (through `p2p wait`) until ``count`` events of ``kind`` arrived; returns them.
+
+    Events of other kinds read meanwhile are kept for later calls, not lost.
+    """
+    backlog: list[dict[str, Any]] = agent.__dict__.setdefault("backlog", [])
 
     def more() -> bool:
-        result = agent.json("wait", "--timeout", "2", check=False)
-        found.extend(e for e in result.get("events", []) if e["type"] == kind)
-        return len(found) >= count
+        if sum(1 for e in backlog if e["type"] == kind) >= count:
+            return True
+        backlog.extend(agent.json("wait", "--timeout", "2", check=False).get("events", []))
+        return sum(1 for e in backlog if e["type"] == kind) >= count
 
     wait_until(more, timeout, f"{count} {kind} event(s) at {agent.name}")
+    found = [e for e in backlog if e["type"] == kind][:count]
+    for event in found:
+        backlog.remove(event)
     return found
 
 

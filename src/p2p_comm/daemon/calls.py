@@ -81,6 +81,9 @@ class CallService:
         self._publish_slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
         self._background: set[asyncio.Task[Any]] = set()
         self.waiters = 0
+        # Since the daemon started: re-sends made, and the longest a peer's message took
+        # from being wrapped to being processed here.
+        self.stats = {"retransmits": 0, "max_delivery_delay_s": 0.0}
 
     # Lifecycle ------------------------------------------------------------------------
 
@@ -176,6 +179,9 @@ class CallService:
         else:
             before = set(call.pending)
             effects = call.receive(message, now)
+            if message.type != "ack":
+                delay = round(max(0.0, now - sent_at), 3)
+                self.stats["max_delivery_delay_s"] = max(self.stats["max_delivery_delay_s"], delay)
             self.store.outbox_mark_delivered(call.id, before - set(call.pending))
         if call.ack_due:
             self._owe_ack(call.id)
@@ -207,6 +213,7 @@ class CallService:
                 self.store.outbox_put(call.id, message.seq, message.type, message.encode(), now)
                 publishing.append(self._send_stored(call, message.seq))
             elif isinstance(effect, Retransmit):
+                self.stats["retransmits"] += 1
                 publishing.append(self._send_stored(call, effect.seq))
             elif isinstance(effect, Deliver):
                 self._deliver(call, effect.type, effect.fields, now)
@@ -539,6 +546,7 @@ class CallService:
             ],
             "unread": self.store.unread_counts(),
             "waiting_clients": self.waiters,
+            "stats": dict(self.stats),
         }
 
 
