@@ -206,6 +206,24 @@ def _tail(paths: HomePaths, count: int) -> list[str]:
     return lines[-count:]
 
 
+def cmd_skill(args: argparse.Namespace, paths: HomePaths) -> Any:
+    """Copy the packaged SKILL.md where OpenClaw looks for skills."""
+    from importlib import resources
+
+    target = args.dir or os.path.join(os.fspath(paths.home), "skills", "p2p-comm")
+    text = resources.files("p2p_comm").joinpath("skill/SKILL.md").read_text(encoding="utf-8")
+    try:
+        os.makedirs(target, exist_ok=True)
+        path = os.path.join(target, "SKILL.md")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CliError(f"cannot write the skill to {target}: {exc.strerror}.") from None
+    return {"installed": path}
+
+
 def cmd_relay(args: argparse.Namespace, paths: HomePaths) -> Any:
     from . import relay
 
@@ -282,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = add("daemon", cmd_daemon, "manage the background daemon (never required)")
     daemon.add_argument("action", choices=["start", "stop", "restart", "logs"])
     daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
+    skill = add("skill", cmd_skill, "install the OpenClaw skill (SKILL.md)")
+    skill.add_argument("action", choices=["install"])
+    skill.add_argument("--dir", help="target folder (default: <home>/skills/p2p-comm)")
     relay = add("relay", cmd_relay, "run an embedded Nostr relay in the foreground")
     relay.add_argument("--host", default="127.0.0.1")
     relay.add_argument("--port", type=int, default=7777, help="0 picks a free port")

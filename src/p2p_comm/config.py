@@ -16,6 +16,35 @@ class ConfigError(Exception):
     """The configuration file or an environment variable holds a value we cannot use."""
 
 
+# Events that may wake the agent; `message` only wakes when no `p2p wait` is blocked.
+WAKE_EVENTS = ("call_request", "message", "owner_reply", "call_ended", "call_missed")
+OPENCLAW_WAKE_COMMAND = ("openclaw", "system", "event", "--mode", "now", "--text", "{text}")
+OPENCLAW_WAKE_WEBHOOK = "http://127.0.0.1:18789/hooks/wake"
+
+
+@dataclass(frozen=True)
+class Hook:
+    """Something to run on an event: a command (no shell) and/or a JSON webhook."""
+
+    command: tuple[str, ...] = ()
+    webhook: str = ""
+    webhook_token: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.command or self.webhook)
+
+
+@dataclass(frozen=True)
+class WakeConfig:
+    """How the daemon wakes its agent, and on which events."""
+
+    hook: Hook = Hook()
+    events: tuple[str, ...] = WAKE_EVENTS
+    debounce: float = 0.25
+    min_interval: float = 2.0
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting the daemon reads. Field names are the TOML keys."""
@@ -32,6 +61,9 @@ class Config:
     max_message_bytes: int = 256 * 1024
     max_file_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
+    hook_timeout: float = 10.0
+    owner_hook: Hook = Hook()
+    wake: WakeConfig = WakeConfig()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,7 +84,10 @@ ENV_VARS = {
     "P2P_MAX_MESSAGE_BYTES": "max_message_bytes",
     "P2P_MAX_FILE_BYTES": "max_file_bytes",
     "P2P_LOG_LEVEL": "log_level",
+    "P2P_HOOK_TIMEOUT": "hook_timeout",
 }
+# Tables handled by their own parsers, not by _coerce.
+_TABLES = {"owner_channels", "wake", "owner_hook", "extra"}
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 
@@ -99,13 +134,93 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         for key, value in raw.items():
-            if key in _FIELD_TYPES and key != "extra":
+            if key in _FIELD_TYPES and key not in _TABLES:
                 values[key] = _coerce(key, value, str(path))
-            else:
+            elif key not in _TABLES:
                 extra[key] = value
+        owner_table = raw.get("owner_channels", {})
+        wake_table = raw.get("wake", {})
+    else:
+        owner_table, wake_table = {}, {}
     for var, key in ENV_VARS.items():
         if var in environ and environ[var].strip():
             values[key] = _coerce(key, environ[var], var)
+    values["owner_hook"] = _owner_hook(_table(owner_table, "owner_channels"), environ)
+    values["wake"] = _wake(_table(wake_table, "wake"), environ)
     config = replace(Config(), **values, extra=extra)
     _validate_relays(config.relays, "relays")
     return config
+
+
+def _table(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table.")
+    return value
+
+
+def _command(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of strings (no shell is used).")
+    return tuple(value)
+
+
+def _url(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} must be an http:// or https:// URL.")
+    return value
+
+
+def _hook(table: dict[str, Any], env: Mapping[str, str], prefix: str, name: str) -> Hook:
+    command = _command(table["command"], f"[{name}] command") if "command" in table else ()
+    webhook = env.get(f"{prefix}_WEBHOOK") or table.get("webhook", "")
+    token = env.get(f"{prefix}_WEBHOOK_TOKEN") or table.get("webhook_token", "")
+    if webhook:
+        webhook = _url(webhook, f"[{name}] webhook")
+    if not isinstance(token, str):
+        raise ConfigError(f"[{name}] webhook_token must be a string.")
+    return Hook(command=command, webhook=webhook, webhook_token=token)
+
+
+def _owner_hook(table: dict[str, Any], env: Mapping[str, str]) -> Hook:
+    """Owner channels besides the npub; the OpenClaw preset sends through `openclaw message`."""
+    hook = _hook(table, env, "P2P_OWNER", "owner_channels")
+    channel, target = table.get("openclaw_channel"), table.get("openclaw_target")
+    if channel or target:
+        if not (isinstance(channel, str) and channel and isinstance(target, str) and target):
+            raise ConfigError("[owner_channels] needs both openclaw_channel and openclaw_target.")
+        command = (
+            "openclaw",
+            "message",
+            "send",
+            "--channel",
+            channel,
+            "--target",
+            target,
+            "--message",
+            "{message}",
+        )
+        hook = replace(hook, command=hook.command or command)
+    return hook
+
+
+def _wake(table: dict[str, Any], env: Mapping[str, str]) -> WakeConfig:
+    hook = _hook(table, env, "P2P_WAKE", "wake")
+    preset = env.get("P2P_WAKE_PRESET") or table.get("preset", "")
+    if preset == "openclaw":
+        hook = replace(hook, command=hook.command or OPENCLAW_WAKE_COMMAND)
+    elif preset == "openclaw-webhook":
+        hook = replace(hook, webhook=hook.webhook or OPENCLAW_WAKE_WEBHOOK)
+    elif preset:
+        raise ConfigError(
+            f"[wake] preset {preset!r} is unknown; use 'openclaw' or 'openclaw-webhook'."
+        )
+    events = table.get("events", list(WAKE_EVENTS))
+    if not isinstance(events, list) or not set(events) <= set(WAKE_EVENTS):
+        raise ConfigError(f"[wake] events must be a list drawn from {', '.join(WAKE_EVENTS)}.")
+    numbers = {}
+    for key, default in (("debounce", 0.25), ("min_interval", 2.0)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"[wake] {key} must be a number of seconds.")
+        numbers[key] = float(value)
+    return WakeConfig(hook=hook, events=tuple(events), **numbers)

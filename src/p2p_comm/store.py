@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS transcript (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transcript_call ON transcript (call_id, id);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escalations (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    text TEXT NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -203,3 +214,39 @@ class Store:
             }
             for row in rows
         ]
+
+    # Escalations --------------------------------------------------------------------------
+
+    def add_escalation(self, escalation_id: str, call_id: str, text: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO escalations (id, call_id, at, text) VALUES (?, ?, ?, ?)",
+            (escalation_id, call_id, now, text),
+        )
+
+    def escalation_for_reply(self, named: str | None) -> tuple[str, str] | None:
+        """(escalation id, call id): the one named, else the latest unanswered one."""
+        if named:
+            row = self._db.execute(
+                "SELECT id, call_id FROM escalations WHERE id = ?", (named,)
+            ).fetchone()
+            if row:
+                return row["id"], row["call_id"]
+        row = self._db.execute(
+            "SELECT id, call_id FROM escalations WHERE answered = 0 ORDER BY at DESC LIMIT 1"
+        ).fetchone()
+        return (row["id"], row["call_id"]) if row else None
+
+    def mark_answered(self, escalation_id: str) -> None:
+        self._db.execute("UPDATE escalations SET answered = 1 WHERE id = ?", (escalation_id,))
+
+    # Small durable values -------------------------------------------------------------------
+
+    def get(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return str(row["value"]) if row else default
+
+    def put(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+            (key, value, value),
+        )

@@ -168,14 +168,19 @@ def render_sent(result: dict[str, Any]) -> list[str]:
 
 
 def render_escalate(result: dict[str, Any]) -> list[str]:
-    owner = result["owner"]
-    if not owner["configured"]:
-        owner_line = "owner: no owner channel is configured (set P2P_OWNER); only the peer knows"
-    elif owner["sent"]:
-        owner_line = "owner: notified by Nostr direct message (NIP-17)"
-    else:
-        owner_line = f"owner: NOT notified: {owner.get('error', 'no relay accepted the message')}"
-    return [f"escalated in call {_short(result['call_id'])}: peer notified", owner_line]
+    lines = [
+        f"escalated in call {_short(result['call_id'])}: peer notified",
+        f"escalation id: {result['escalation_id']}",
+    ]
+    if not result["owner_configured"]:
+        lines.append(
+            "owner: no owner channel is configured (set P2P_OWNER or [owner_channels]);"
+            " only the peer and the local log know"
+        )
+    for channel in result["channels"]:
+        outcome = "ok" if channel["ok"] else f"FAILED: {channel.get('error', 'unknown error')}"
+        lines.append(f"channel {channel['channel']}: {outcome}")
+    return lines
 
 
 def render_transcript(result: dict[str, Any]) -> list[str]:
@@ -209,6 +214,7 @@ def _status_calls(calls: dict[str, Any]) -> list[str]:
 
 
 RENDERERS: dict[str, Renderer] = {
+    "skill": lambda r: [f"skill installed: {r['installed']}"],
     "status": lambda r: render_status(r) + _status_calls(r["calls"]),
     "whoami": render_whoami,
     "list": render_list,

@@ -20,11 +20,11 @@ def _quote(text: str) -> str:
 
 
 def _entry_line(entry: dict[str, Any], me: str, peer: str) -> str:
-    who = me if entry["direction"] == "out" else peer
+    who = {"out": me, "owner": "the owner"}.get(entry["direction"], peer)
     kind = entry["type"]
     stamp = _when(entry["at"])
-    if kind in ("message", "escalation"):
-        label = "escalation from" if kind == "escalation" else "from"
+    if kind in ("message", "escalation", "owner_reply"):
+        label = {"escalation": "escalation from", "owner_reply": "reply from"}.get(kind, "from")
         return f"**{stamp}, {label} {who}:**\n\n{_quote(entry['text'])}"
     if kind == "file":
         return (

@@ -22,7 +22,9 @@ from ..protocol.presence import PRESENCE_KIND
 from ..store import Store
 from .calls import CallService
 from .commands import CallCommands
+from .hooks import Waker
 from .nostr_io import InboundEvent, RelayPool, spawn
+from .owner import OwnerChannels
 from .presence import PresenceService
 from .server import SocketServer
 
@@ -73,9 +75,11 @@ class Daemon:
         self.identity = identity
         self.started_at = time.time()
         self.pool = RelayPool(config.relays, self._on_event)
-        self.presence = PresenceService(self.pool, identity, config)
         self.store = Store(paths.database)
+        self.presence = PresenceService(self.pool, identity, config, self.store)
         self.calls = CallService(paths, config, identity, self.pool, self.presence, self.store)
+        self.calls.waker = Waker(config.wake, config.hook_timeout, lambda: self.calls.waiters)
+        owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
         self.server = SocketServer(paths.socket, self.dispatch)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -85,7 +89,7 @@ class Daemon:
             "whoami": self._whoami,
             "list": self._list,
             "shutdown": self._shutdown,
-            **CallCommands(self.calls).handlers(),
+            **CallCommands(self.calls, owner).handlers(),
         }
 
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:

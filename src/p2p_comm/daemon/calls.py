@@ -34,15 +34,18 @@ from ..protocol.events import (
 )
 from ..protocol.files import numbered, safe_file_name
 from ..protocol.presence import MAX_NAME
-from ..sanitize import clean_label, skeleton
+from ..sanitize import clean_label, clean_text, skeleton
 from ..store import Store
 from ..transcripts import render_json, render_markdown
+from .hooks import Waker
 from .nostr_io import InboundEvent, RelayPool, spawn
+from .owner import ESCALATION_TAG, owner_pubkey
 from .presence import PresenceService
 from .server import report_progress
 
 log = logging.getLogger("p2p.calls")
 
+PRIVATE_MESSAGE_KIND = 14  # NIP-17 chat message, as the owner's app sends it
 # Wraps are backdated up to two days (NIP-59); ask for a little more.
 WRAP_LOOKBACK = 2 * 86400 + 3600
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
@@ -81,6 +84,8 @@ class CallService:
         self._publish_slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
         self._background: set[asyncio.Task[Any]] = set()
         self.waiters = 0
+        self.owner = owner_pubkey(config)
+        self.waker: Waker | None = None
         # Since the daemon started: re-sends made, and the longest a peer's message took
         # from being wrapped to being processed here.
         self.stats = {"retransmits": 0, "max_delivery_delay_s": 0.0}
@@ -130,6 +135,11 @@ class CallService:
         sender = gift.sender().to_hex()
         rumor = gift.rumor()
         kind = rumor.kind().as_u16()
+        if kind == PRIVATE_MESSAGE_KIND and sender == self.owner and sender:
+            self.store.mark_seen(event.id, time.time())
+            self._owner_reply(rumor.content(), time.time())
+            self.store.commit()
+            return
         if kind != wire.CALL_KIND:
             log.info("dropped wrap %s: rumor kind %s is not ours", event.id[:12], kind)
             self._done_with(event.id)
@@ -145,6 +155,38 @@ class CallService:
         work = self._receive(sender, message, rumor.created_at().as_secs(), now)
         self.store.commit()
         self._spawn_all(work)
+
+    def _owner_reply(self, text: str, now: float) -> None:
+        """A NIP-17 message from our owner: an answer to the escalation it names, or the latest."""
+        named = ESCALATION_TAG.search(text)
+        found = self.store.escalation_for_reply(named.group(1) if named else None)
+        escalation_id, call_id = found if found else (None, None)
+        if escalation_id:
+            self.store.mark_answered(escalation_id)
+        owner_npub = npub_of(self.owner or "")
+        event = {
+            "type": "owner_reply",
+            "call_id": call_id,
+            "npub": owner_npub,
+            "name": "owner",
+            "peer_name": "owner",
+            "ts": now,
+            "escalation_id": escalation_id,
+            "text": clean_text(text)[: wire.TEXT_PART_BYTES],
+        }
+        self._emit(call_id, event, now)
+        call = self.calls.get(call_id or "")
+        if call is not None:
+            self.store.add_entry(call.id, now, "owner", "owner_reply", {"text": event["text"]})
+            if call.state == ENDED:
+                self._write_transcript(call)
+
+    def _emit(self, call_id: str | None, event: dict[str, Any], now: float) -> None:
+        """Queue an event for the agent, wake `p2p wait`, and maybe the agent's hook."""
+        event["event_id"] = self.store.add_event(call_id, event["type"], event, now)
+        self._new_event.set()
+        if self.waker is not None:
+            self.waker.notify(event)
 
     def _done_with(self, event_id: str) -> None:
         self.store.mark_seen(event_id, time.time())
@@ -286,10 +328,9 @@ class CallService:
             "ts": now,
             **fields,
         }
-        self.store.add_event(call.id, kind, event, now)
+        self._emit(call.id, event, now)
         if kind != "call_request":  # recorded when the call was created
             self.store.add_entry(call.id, now, "in", kind, fields)
-        self._new_event.set()
 
     # Files ----------------------------------------------------------------------------
 

@@ -8,12 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nostr_sdk as ns
-
 from .. import rpc
 from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call, CallError
 from ..protocol.events import Effect
 from .calls import CallService, decode_base64, npub_of
+from .owner import OwnerChannels
 
 log = logging.getLogger("p2p.commands")
 
@@ -38,8 +37,9 @@ def _call_arg(params: dict[str, Any]) -> str | None:
 class CallCommands:
     """Turns RPC requests into actions on the call service."""
 
-    def __init__(self, service: CallService) -> None:
+    def __init__(self, service: CallService, owner: OwnerChannels) -> None:
         self.service = service
+        self.owner = owner
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -107,28 +107,18 @@ class CallCommands:
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         self.service.record(call, "escalation", {"text": text})
         await self._do(call, lambda: call.escalate(text, time.time()))
-        owner = await self._notify_owner(call, text)
-        return {"call_id": call.id, "peer_notified": True, "owner": owner}
-
-    async def _notify_owner(self, call: Call, text: str) -> dict[str, Any]:
-        """A plain NIP-17 message to the owner's npub, readable in any NIP-17 app."""
-        owner = self.service.config.owner
-        if not owner:
-            return {"configured": False, "sent": False}
-        try:
-            owner_key = ns.PublicKey.parse(owner)
-        except Exception:
-            return {"configured": True, "sent": False, "error": "P2P_OWNER is not a valid npub"}
-        peer = f"{self.service.peer_names.get(call.id, '')} ({npub_of(call.peer)})"
-        body = (
-            f"Escalation from your agent {self.service.presence.name} "
-            f"({self.service.identity.npub}) in call {call.id[:8]} with {peer}.\n"
-            f"Topic: {call.topic}\n\n{text}\n\nReply to this message to answer your agent."
-        )
-        wrap = await ns.nip17_make_private_msg_async(self.service.identity.keys, owner_key, body)
-        relays = self.service.presence.inbox_relays(owner_key.to_hex()) or None
-        result = await self.service.pool.publish(wrap, relays=relays)
-        return {"configured": True, "sent": bool(result.accepted), "relays": result.accepted}
+        details = {
+            "agent": self.service.presence.name,
+            "call_id": call.id,
+            "peer": self.service.peer_names.get(call.id, ""),
+            "peer_npub": npub_of(call.peer),
+            "topic": call.topic,
+            "text": text,
+        }
+        outcome = await self.owner.escalate(details)
+        self.service.store.add_escalation(outcome["escalation_id"], call.id, text, time.time())
+        self.service.store.commit()
+        return {"call_id": call.id, "peer_notified": True, **outcome}
 
     async def end(self, params: dict[str, Any]) -> Any:
         call = self.service.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")

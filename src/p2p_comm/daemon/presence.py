@@ -24,6 +24,7 @@ from ..protocol.presence import (
     inbox_relay_tags,
 )
 from ..sanitize import skeleton
+from ..store import Store
 from .nostr_io import InboundEvent, RelayPool
 
 log = logging.getLogger("p2p.presence")
@@ -37,13 +38,16 @@ def _build(kind: int, content: str, tags: list[list[str]], created_at: int, keys
 class PresenceService:
     """Periodic announcements out; other agents' announcements in."""
 
-    def __init__(self, pool: RelayPool, identity: Identity, config: Config) -> None:
+    def __init__(self, pool: RelayPool, identity: Identity, config: Config, store: Store) -> None:
         self._pool = pool
         self._identity = identity
         self._config = config
+        self._store = store
         self._peers: dict[str, PeerPresence] = {}
         self._inbox_relays: dict[str, tuple[str, ...]] = {}
-        self._last_created_at = 0
+        # Persisted: a restarted daemon must announce strictly after its "offline", even
+        # within the same second, or relays keep the older event (ties go to the lower id).
+        self._last_created_at = int(store.get("presence_created_at", "0"))
         self.status = "available"
         self.last_announce: dict[str, Any] = {}
 
@@ -63,6 +67,8 @@ class PresenceService:
         # relay may keep the older version (e.g. an "offline" right after an announce).
         created = max(int(time.time()), self._last_created_at + 1)
         self._last_created_at = created
+        self._store.put("presence_created_at", str(created))
+        self._store.commit()
         return created
 
     async def announce(self, status: str | None = None) -> None:

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import AgentFactory
+
+
+def test_skill_install_writes_parsable_front_matter(
+    make_agent: AgentFactory, tmp_path: Path
+) -> None:
+    agent = make_agent("alice", ["ws://127.0.0.1:9"])
+    target = tmp_path / "skills" / "p2p-comm"
+    result = agent.json("skill", "install", "--dir", str(target))
+    skill = Path(result["installed"])
+    assert skill == target / "SKILL.md"
+    text = skill.read_text()
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["name"] == "p2p-comm" and meta["description"]
+    assert meta["metadata"]["openclaw"]["requires"]["bins"] == ["p2p"]
+    assert meta["metadata"]["openclaw"]["install"][0]["kind"] == "uv"
+    for command in ("p2p call", "p2p answer accept", "p2p escalate", "p2p end", "--json"):
+        assert command in body
+    assert agent.daemon_pid() is None, "installing the skill needs no daemon"
+
+
+def test_skill_install_defaults_to_the_home(make_agent: AgentFactory) -> None:
+    agent = make_agent("alice", ["ws://127.0.0.1:9"])
+    assert agent.run("skill", "install").stdout.startswith("skill installed: ")
+    assert (agent.home / "skills" / "p2p-comm" / "SKILL.md").exists()
+
+
+def test_repository_skill_is_the_packaged_one() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "skill" / "SKILL.md").read_text() == (
+        root / "src" / "p2p_comm" / "skill" / "SKILL.md"
+    ).read_text()
