@@ -125,6 +125,7 @@ def test_chaos(kind: str, make_agent: AgentFactory, tmp_path: Path) -> None:
         for agent in (alice, bob):
             agent.env["P2P_RELAYS"] = f"{r1.url},{r2.url}"
             agent.run("daemon", "restart")
+        wait_until(lambda: "bob" in alice.online_names(), 20, "bob back after the restart")
         call_id = connect(alice, bob, "chaos")
         a_in, b_in = Collector(alice), Collector(bob)
         files = {name: os.urandom(2 * 1024 * 1024 + 321) for name in ("from-alice", "from-bob")}
