@@ -170,6 +170,19 @@ def cmd_history(args: argparse.Namespace, paths: HomePaths) -> Any:
     return _daemon_call(paths, "history")
 
 
+def cmd_contacts(args: argparse.Namespace, paths: HomePaths) -> Any:
+    if args.action != "list" and not args.agent:
+        raise CliError(
+            f"'contacts {args.action}' needs an agent (npub, hex key or name).", "usage", EXIT_USAGE
+        )
+    params = {"action": args.action, "agent": args.agent or "", "name": args.name or ""}
+    return _daemon_call(paths, "contacts", params)
+
+
+def cmd_block(args: argparse.Namespace, paths: HomePaths) -> Any:
+    return _daemon_call(paths, args.command, {"agent": args.agent})
+
+
 def cmd_daemon(args: argparse.Namespace, paths: HomePaths) -> Any:
     from . import launcher
 
@@ -297,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcript = add_in_call("transcript", cmd_transcript, "a call's transcript (default: latest)")
     transcript.add_argument("call_id", nargs="?", metavar="CALL")
     add("history", cmd_history, "past and current calls")
+    contacts = add("contacts", cmd_contacts, "manage who may call under call_policy=contacts")
+    contacts.add_argument("action", choices=["add", "remove", "list"])
+    contacts.add_argument("agent", nargs="?", help="npub, hex key, or online name")
+    contacts.add_argument("--name", help="label to keep for this contact")
+    for verb, text in (("block", "drop everything from an agent"), ("unblock", "undo a block")):
+        blocking = add(verb, cmd_block, text)
+        blocking.add_argument("agent", help="npub, hex key, or online name")
     daemon = add("daemon", cmd_daemon, "manage the background daemon (never required)")
     daemon.add_argument("action", choices=["start", "stop", "restart", "logs"])
     daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")

@@ -62,6 +62,12 @@ class Config:
     max_file_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
     hook_timeout: float = 10.0
+    call_policy: str = "anyone"
+    call_requests_per_peer_per_minute: int = 5
+    max_ringing: int = 10
+    max_open_calls: int = 20
+    bytes_per_peer_per_minute: int = 64 * 1024 * 1024
+    inbound_events_per_second: int = 300
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -85,7 +91,14 @@ ENV_VARS = {
     "P2P_MAX_FILE_BYTES": "max_file_bytes",
     "P2P_LOG_LEVEL": "log_level",
     "P2P_HOOK_TIMEOUT": "hook_timeout",
+    "P2P_CALL_POLICY": "call_policy",
+    "P2P_CALL_REQUESTS_PER_PEER_PER_MINUTE": "call_requests_per_peer_per_minute",
+    "P2P_MAX_RINGING": "max_ringing",
+    "P2P_MAX_OPEN_CALLS": "max_open_calls",
+    "P2P_BYTES_PER_PEER_PER_MINUTE": "bytes_per_peer_per_minute",
+    "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
 }
+CALL_POLICIES = ("anyone", "contacts", "nobody")
 # Tables handled by their own parsers, not by _coerce.
 _TABLES = {"owner_channels", "wake", "owner_hook", "extra"}
 
@@ -149,6 +162,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     values["wake"] = _wake(_table(wake_table, "wake"), environ)
     config = replace(Config(), **values, extra=extra)
     _validate_relays(config.relays, "relays")
+    if config.call_policy not in CALL_POLICIES:
+        raise ConfigError(f"call_policy must be one of {', '.join(CALL_POLICIES)}.")
     return config
 
 

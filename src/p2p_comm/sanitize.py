@@ -29,7 +29,42 @@ def clean_label(text: str, limit: int) -> str:
     return folded[:limit]
 
 
+# Letters from other scripts that render like Latin ones, and digits that pass for
+# letters: a small subset of Unicode's confusables (UTS #39) covering what matters in names.
+_CONFUSABLES = str.maketrans(
+    {
+        **dict.fromkeys("аɑα", "a"),
+        "в": "b",
+        **dict.fromkeys("сϲ", "c"),
+        "ԁ": "d",
+        **dict.fromkeys("еε", "e"),
+        "ɡ": "g",
+        **dict.fromkeys("һ", "h"),
+        **dict.fromkeys("іιı1|", "l"),
+        "ј": "j",
+        **dict.fromkeys("кκ", "k"),
+        **dict.fromkeys("м", "m"),
+        **dict.fromkeys("пη", "n"),
+        **dict.fromkeys("оοσ0", "o"),
+        **dict.fromkeys("рρ", "p"),
+        "ԛ": "q",
+        "г": "r",
+        "ѕ": "s",
+        **dict.fromkeys("тτ", "t"),
+        **dict.fromkeys("υ", "u"),
+        **dict.fromkeys("νѵ", "v"),
+        **dict.fromkeys("ԝω", "w"),
+        **dict.fromkeys("хχ", "x"),
+        **dict.fromkeys("уγ", "y"),
+        "ᴢ": "z",
+        "i": "l",
+    }
+)
+
+
 def skeleton(name: str) -> str:
-    """A comparison key under which look-alike names collide (case, width, accents)."""
+    """A comparison key under which look-alike names collide: case, width, accents,
+    invisible characters, and common cross-script look-alikes."""
     decomposed = unicodedata.normalize("NFKD", clean_label(name, 256)).casefold()
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return plain.translate(_CONFUSABLES).replace("rn", "m").replace(" ", "")

@@ -57,6 +57,15 @@ CREATE TABLE IF NOT EXISTS transcript (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transcript_call ON transcript (call_id, id);
+CREATE TABLE IF NOT EXISTS contacts (
+    pubkey TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocked (
+    pubkey TEXT PRIMARY KEY,
+    added_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -250,3 +259,27 @@ class Store:
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
             (key, value, value),
         )
+
+    # Contacts and blocks ----------------------------------------------------------------------
+
+    def add_contact(self, pubkey: str, name: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO contacts VALUES (?, ?, ?) ON CONFLICT(pubkey) DO UPDATE SET name = ?",
+            (pubkey, name, now, name),
+        )
+
+    def remove_contact(self, pubkey: str) -> bool:
+        return self._db.execute("DELETE FROM contacts WHERE pubkey = ?", (pubkey,)).rowcount > 0
+
+    def contacts(self) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT pubkey, name FROM contacts ORDER BY name")
+        return [(row["pubkey"], row["name"]) for row in rows]
+
+    def block(self, pubkey: str, now: float) -> None:
+        self._db.execute("INSERT OR IGNORE INTO blocked VALUES (?, ?)", (pubkey, now))
+
+    def unblock(self, pubkey: str) -> bool:
+        return self._db.execute("DELETE FROM blocked WHERE pubkey = ?", (pubkey,)).rowcount > 0
+
+    def blocked(self) -> set[str]:
+        return {row["pubkey"] for row in self._db.execute("SELECT pubkey FROM blocked")}

@@ -195,6 +195,17 @@ def render_history(result: dict[str, Any]) -> list[str]:
     return [_call_line(c) for c in calls] if calls else ["no calls yet"]
 
 
+def _status_security(result: dict[str, Any]) -> list[str]:
+    security = result.get("security")
+    if not security:
+        return []
+    dropped = sum(security["dropped"].values()) + security["shed"]
+    return [
+        f"call policy: {security['call_policy']} ({security['contacts']} contacts,"
+        f" {security['blocked']} blocked); inbound dropped: {dropped}"
+    ]
+
+
 def _status_calls(calls: dict[str, Any]) -> list[str]:
     lines = []
     for key, label in (
@@ -213,9 +224,18 @@ def _status_calls(calls: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_contacts(result: dict[str, Any]) -> list[str]:
+    lines = [f"call policy: {result['call_policy']}"]
+    lines += [f"- {clean_label(c['name'], 64)} {c['npub']}" for c in result["contacts"]]
+    return lines if result["contacts"] else [*lines, "no contacts"]
+
+
 RENDERERS: dict[str, Renderer] = {
+    "contacts": render_contacts,
+    "block": lambda r: [f"blocked {r['name']} ({r['blocked']})"],
+    "unblock": lambda r: [f"unblocked {r['name']} ({r['unblocked']})"],
     "skill": lambda r: [f"skill installed: {r['installed']}"],
-    "status": lambda r: render_status(r) + _status_calls(r["calls"]),
+    "status": lambda r: render_status(r) + _status_calls(r["calls"]) + _status_security(r),
     "whoami": render_whoami,
     "list": render_list,
     "call": render_call,

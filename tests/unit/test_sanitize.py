@@ -23,3 +23,11 @@ def test_lookalike_names_share_a_skeleton() -> None:
     assert skeleton("ｂｏｂ") == skeleton("bob")
     assert skeleton("bo\u200bb") == skeleton("bob")
     assert skeleton("alice") != skeleton("bob")
+
+
+def test_cross_script_lookalikes_share_a_skeleton() -> None:
+    assert skeleton("bоb") == skeleton("bob")  # Cyrillic о
+    assert skeleton("аlice") == skeleton("alice")  # Cyrillic а
+    assert skeleton("paypa1") == skeleton("paypal")
+    assert skeleton("rnoe") == skeleton("moe")
+    assert skeleton("Αlice") == skeleton("alice")  # Greek capital alpha

@@ -164,6 +164,7 @@ class Daemon:
             "presence": {"status": self.presence.status, **self.presence.last_announce},
             "online_agents": len(self.presence.online(time.time())),
             "calls": self.calls.summary(),
+            "security": self.calls.security_summary(),
         }
 
     async def _list(self, params: dict[str, Any]) -> Any:

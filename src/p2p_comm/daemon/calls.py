@@ -33,6 +33,7 @@ from ..protocol.events import (
     WriteChunk,
 )
 from ..protocol.files import numbered, safe_file_name
+from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import MAX_NAME
 from ..sanitize import clean_label, clean_text, skeleton
 from ..store import Store
@@ -45,6 +46,9 @@ from .server import report_progress
 
 log = logging.getLogger("p2p.calls")
 
+POLICY_REJECT_REASON = "not accepting calls right now"
+CATCH_UP_DELAY = 3.0
+PACE_STEP = 0.05
 PRIVATE_MESSAGE_KIND = 14  # NIP-17 chat message, as the owner's app sends it
 # Wraps are backdated up to two days (NIP-59); ask for a little more.
 WRAP_LOOKBACK = 2 * 86400 + 3600
@@ -86,6 +90,20 @@ class CallService:
         self.waiters = 0
         self.owner = owner_pubkey(config)
         self.waker: Waker | None = None
+        self.gate = InboundGate(
+            InboundLimits(
+                call_requests_per_peer_per_minute=config.call_requests_per_peer_per_minute,
+                max_ringing=config.max_ringing,
+                max_open_calls=config.max_open_calls,
+                bytes_per_peer_per_minute=config.bytes_per_peer_per_minute,
+                inbound_events_per_second=config.inbound_events_per_second,
+            )
+        )
+        self.blocked: set[str] = store.blocked()
+        self.contacts: set[str] = {pubkey for pubkey, _ in store.contacts()}
+        self.security: dict[str, Any] = {"unwrapped": 0, "dropped": {}}
+        self._catch_up_task: asyncio.Task[Any] | None = None
+        self._shed_seen = 0
         # Since the daemon started: re-sends made, and the longest a peer's message took
         # from being wrapped to being processed here.
         self.stats = {"retransmits": 0, "max_delivery_delay_s": 0.0}
@@ -120,20 +138,37 @@ class CallService:
 
     # Inbound --------------------------------------------------------------------------
 
-    async def on_wrap(self, event: InboundEvent) -> None:
-        """A kind-1059 event for us: dedupe, unwrap, verify, hand to the core."""
+    async def on_wrap(self, event: InboundEvent, paced: bool = False) -> None:
+        """A kind-1059 event for us: dedupe, unwrap, verify, hand to the core.
+
+        Over the inbound rate a live event is shed (and fetched again later); a paced one,
+        from a catch-up, waits for its turn instead.
+        """
         if self.store.seen(event.id):
             return
+        while not self.gate.admit_wrap(len(event.content), time.time()):
+            if not paced or len(event.content) > self.gate.limits.max_wrap_bytes:
+                self._schedule_catch_up()
+                return
+            await asyncio.sleep(PACE_STEP)
+        self.security["unwrapped"] += 1
         try:
             gift = await ns.UnwrappedGift.from_gift_wrap_async(self.identity.keys, event.event)
         except Exception as exc:
             log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
-            self._done_with(event.id)
+            self._drop(event.id, "unwrap_failed")
             return
         # From here on nothing awaits until the commit: the "seen" mark and the effects
         # of the message are committed together, or (after a crash) neither is.
         sender = gift.sender().to_hex()
         rumor = gift.rumor()
+        if sender in self.blocked:
+            self._drop(event.id, "blocked")
+            return
+        if not self.gate.admit_bytes(sender, len(event.content), time.time()):
+            log.info("dropped wrap %s: %s is over its byte budget", event.id[:12], sender[:12])
+            self._drop(event.id, "peer_bytes")
+            return
         kind = rumor.kind().as_u16()
         if kind == PRIVATE_MESSAGE_KIND and sender == self.owner and sender:
             self.store.mark_seen(event.id, time.time())
@@ -142,13 +177,13 @@ class CallService:
             return
         if kind != wire.CALL_KIND:
             log.info("dropped wrap %s: rumor kind %s is not ours", event.id[:12], kind)
-            self._done_with(event.id)
+            self._drop(event.id, "not_our_kind")
             return
         try:
             message = wire.decode(rumor.content())
         except wire.WireError as exc:
             log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
-            self._done_with(event.id)
+            self._drop(event.id, "malformed")
             return
         now = time.time()
         self.store.mark_seen(event.id, now)
@@ -192,6 +227,35 @@ class CallService:
         self.store.mark_seen(event_id, time.time())
         self.store.commit()
 
+    def _drop(self, event_id: str, reason: str) -> None:
+        self._count_drop(reason)
+        self._done_with(event_id)
+
+    def _count_drop(self, reason: str) -> None:
+        self.security["dropped"][reason] = self.security["dropped"].get(reason, 0) + 1
+
+    def _schedule_catch_up(self) -> None:
+        """After shedding, fetch again what we skipped: relays will not re-send an event id
+        they already hold, however often its sender re-publishes it."""
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = spawn(self._catch_up(), "catch-up")
+
+    async def _catch_up(self) -> None:
+        """Re-fetch recent wraps once shedding stops, and take them at the allowed pace."""
+        while True:
+            await asyncio.sleep(CATCH_UP_DELAY)
+            if self.gate.shed > self._shed_seen:
+                self._shed_seen = self.gate.shed
+                continue  # still flooding: wait for a quiet moment
+            me = ns.PublicKey.parse(self.identity.public_hex)
+            since = ns.Timestamp.from_secs(int(time.time() - WRAP_LOOKBACK))
+            query = ns.Filter().kind(ns.Kind(1059)).pubkey(me).since(since)
+            for event in await self.pool.fetch([query], timeout=10):
+                if not self.store.seen(event.id):
+                    await self.on_wrap(event, paced=True)
+            if self.gate.shed == self._shed_seen:
+                return
+
     def peer_seen(self, pubkey: str) -> None:
         """The peer announced itself: re-send at once what waited on a long backoff."""
         now = time.time()
@@ -206,6 +270,13 @@ class CallService:
         if call is None:
             if message.type != "request" or sender == self.identity.public_hex:
                 log.info("dropped %s for unknown call %s", message.type, message.call[:8])
+                self._count_drop("unknown_call")
+                return []
+            ringing = sum(1 for c in self.calls.values() if c.state == RINGING)
+            open_calls = sum(1 for c in self.calls.values() if c.state != ENDED)
+            refused = self.gate.admit_request(sender, ringing, open_calls, now)
+            if refused:
+                log.info("dropped call request from %s: %s", sender[:12], refused)
                 return []
             try:
                 call, effects = Call.ring_in(message, sender, sent_at, now, self.limits)
@@ -215,8 +286,11 @@ class CallService:
             self.calls[call.id] = call
             self.peer_names[call.id] = self._peer_name(sender, message.body["name"])
             self.store.add_entry(call.id, sent_at, "in", "call_request", {"topic": call.topic})
+            if not self._policy_allows(sender):
+                return self._refuse_by_policy(call, now)
         elif call.peer != sender:
             log.warning("dropped %s for call %s from a key not in it", message.type, call.id[:8])
+            self._count_drop("not_in_call")
             return []
         else:
             before = set(call.pending)
@@ -227,6 +301,24 @@ class CallService:
             self.store.outbox_mark_delivered(call.id, before - set(call.pending))
         if call.ack_due:
             self._owe_ack(call.id)
+        return self._apply(call, effects, now)
+
+    def _policy_allows(self, caller: str) -> bool:
+        policy = self.config.call_policy
+        return policy == "anyone" or (policy == "contacts" and caller in self.contacts)
+
+    def _refuse_by_policy(self, call: Call, now: float) -> list[Awaitable[None]]:
+        """Reject without ringing the agent; the call stays in history as refused."""
+        log.info(
+            "call %s from %s refused by the %s policy",
+            call.id[:8],
+            call.peer[:12],
+            self.config.call_policy,
+        )
+        self._count_drop("policy")
+        effects = call.reject(POLICY_REJECT_REASON, now)
+        call.ended_by = "policy"
+        self.store.add_entry(call.id, now, "out", "call_rejected", {"reason": "call policy"})
         return self._apply(call, effects, now)
 
     def _owe_ack(self, call_id: str) -> None:
@@ -588,6 +680,16 @@ class CallService:
             "unread": self.store.unread_counts(),
             "waiting_clients": self.waiters,
             "stats": dict(self.stats),
+        }
+
+    def security_summary(self) -> dict[str, Any]:
+        return {
+            "call_policy": self.config.call_policy,
+            "contacts": len(self.contacts),
+            "blocked": len(self.blocked),
+            "unwrapped": self.security["unwrapped"],
+            "shed": self.gate.shed,
+            "dropped": {**self.security["dropped"], **self.gate.refused},
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from .. import rpc
 from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call, CallError
 from ..protocol.events import Effect
+from ..sanitize import clean_label
 from .calls import CallService, decode_base64, npub_of
 from .owner import OwnerChannels
 
@@ -53,6 +54,9 @@ class CallCommands:
             "wait": self.wait,
             "transcript": self.transcript,
             "history": self.history,
+            "contacts": self.contacts,
+            "block": self.block,
+            "unblock": self.unblock,
         }
 
     async def _do(self, call: Call, action: Callable[[], list[Effect]]) -> None:
@@ -158,6 +162,43 @@ class CallCommands:
     async def history(self, params: dict[str, Any]) -> Any:
         calls = sorted(self.service.calls.values(), key=lambda c: c.created_at, reverse=True)
         return {"calls": [self.service.describe(c) for c in calls]}
+
+    async def contacts(self, params: dict[str, Any]) -> Any:
+        service, store = self.service, self.service.store
+        action = params.get("action")
+        if action in ("add", "remove"):
+            pubkey, known_name = service.resolve(_text(params, "agent"))
+            if action == "add":
+                name = _text(params, "name", required=False) or known_name
+                store.add_contact(pubkey, clean_label(name, 64), time.time())
+                service.contacts.add(pubkey)
+            else:
+                if not store.remove_contact(pubkey):
+                    raise rpc.RpcError("not_found", "that agent is not in your contacts.")
+                service.contacts.discard(pubkey)
+            store.commit()
+        elif action != "list":
+            raise rpc.RpcError("bad_request", "contacts takes add, remove or list.")
+        listed = [
+            {"name": name, "npub": npub_of(pk), "pubkey": pk} for pk, name in store.contacts()
+        ]
+        return {"contacts": listed, "call_policy": service.config.call_policy}
+
+    async def block(self, params: dict[str, Any]) -> Any:
+        pubkey, name = self.service.resolve(_text(params, "agent"))
+        self.service.store.block(pubkey, time.time())
+        self.service.store.commit()
+        self.service.blocked.add(pubkey)
+        return {"blocked": npub_of(pubkey), "name": name}
+
+    async def unblock(self, params: dict[str, Any]) -> Any:
+        pubkey, name = self.service.resolve(_text(params, "agent"))
+        removed = self.service.store.unblock(pubkey)
+        self.service.store.commit()
+        self.service.blocked.discard(pubkey)
+        if not removed:
+            raise rpc.RpcError("not_found", "that agent was not blocked.")
+        return {"unblocked": npub_of(pubkey), "name": name}
 
     def _delivery(self, call: Call) -> dict[str, Any]:
         return {"delivery": self.service.store.delivery_counts(call.id)}

@@ -1,0 +1,52 @@
+from p2p_comm.protocol.limits import InboundGate, InboundLimits, TokenBucket
+
+
+def test_token_bucket_refills_over_time() -> None:
+    bucket = TokenBucket(rate=1.0, burst=3.0)
+    assert [bucket.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.allow(1.0) and not bucket.allow(1.0)
+    assert not bucket.allow(2.0, cost=5), "more than the burst is never allowed"
+
+
+def test_call_requests_per_peer_per_minute() -> None:
+    gate = InboundGate(InboundLimits(call_requests_per_peer_per_minute=3))
+    results = [gate.admit_request("stranger", 0, 0, now=0.0) for _ in range(5)]
+    assert results == [None, None, None, "peer_call_rate", "peer_call_rate"]
+    assert gate.admit_request("someone-else", 0, 0, now=0.0) is None, "per peer"
+    assert gate.admit_request("stranger", 0, 0, now=20.0) is None, "refilled after 20 s"
+    assert gate.refused == {"peer_call_rate": 2}
+
+
+def test_ringing_and_open_call_caps() -> None:
+    gate = InboundGate(InboundLimits(max_ringing=2, max_open_calls=4))
+    assert gate.admit_request("a", ringing=2, open_calls=0, now=0) == "too_many_ringing"
+    assert gate.admit_request("b", ringing=0, open_calls=4, now=0) == "too_many_open_calls"
+    assert gate.admit_request("c", ringing=1, open_calls=3, now=0) is None
+
+
+def test_bytes_per_peer_per_minute() -> None:
+    gate = InboundGate(InboundLimits(bytes_per_peer_per_minute=6000))
+    assert gate.admit_bytes("p", 5000, now=0)
+    assert not gate.admit_bytes("p", 5000, now=0)
+    assert gate.admit_bytes("q", 5000, now=0)
+    assert gate.admit_bytes("p", 5000, now=60)
+
+
+def test_inbound_events_are_shed_over_the_rate() -> None:
+    gate = InboundGate(InboundLimits(inbound_events_per_second=10))
+    admitted = sum(gate.admit_wrap(100, now=0.0) for _ in range(100))
+    assert admitted == 20 and gate.shed == 80, "burst of two seconds' worth, then shedding"
+    assert gate.admit_wrap(100, now=1.0)
+
+
+def test_oversized_wraps_are_refused_before_unwrapping() -> None:
+    gate = InboundGate(InboundLimits(max_wrap_bytes=1000))
+    assert not gate.admit_wrap(1001, now=0)
+    assert gate.refused == {"oversized": 1}
+
+
+def test_tracked_peers_are_bounded() -> None:
+    gate = InboundGate(InboundLimits())
+    for index in range(10_050):
+        gate.admit_bytes(f"peer{index}", 1, now=0)
+    assert len(gate._bytes) == 10_000
