@@ -137,3 +137,12 @@ def test_chunk_count() -> None:
     assert chunk_count(0) == 1
     assert chunk_count(FILE_CHUNK_BYTES) == 1
     assert chunk_count(FILE_CHUNK_BYTES + 1) == 2
+
+
+def test_peer_text_is_cleaned_at_the_boundary() -> None:
+    content = WireMessage(
+        "message", CALL, 1, body={"text": "a\x1b[2Jb\u202ec\nd", "part": 1, "parts": 1}
+    ).encode()
+    assert decode(content).body["text"] == "abc\nd"
+    request = WireMessage("request", CALL, 1, body={"topic": "t\x07opic", "name": "n"}).encode()
+    assert decode(request).body["topic"] == "topic"

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sanitize import clean_text
+
 CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrapped
 VERSION = 1
 
@@ -69,16 +71,17 @@ def _int(value: Any, low: int, high: int, name: str) -> int:
 
 
 def _str(value: Any, limit: int, name: str) -> str:
+    """A bounded string with terminal escapes, controls and invisible formatting removed:
+    the one place where a peer's text enters, so no later output can carry them."""
     if not isinstance(value, str) or len(value) > limit:
         raise WireError(f"{name} must be a string of at most {limit} characters")
-    return value
+    return clean_text(value)
 
 
 def _text_part(value: Any) -> str:
-    text = _str(value, TEXT_PART_BYTES, "text")
-    if len(text.encode()) > TEXT_PART_BYTES:
+    if isinstance(value, str) and len(value.encode()) > TEXT_PART_BYTES:
         raise WireError("text part too large")
-    return text
+    return _str(value, TEXT_PART_BYTES, "text")
 
 
 def _hex(value: Any, pattern: re.Pattern[str], name: str) -> str:
