@@ -11,11 +11,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from . import rpc, textout
-from .paths import HomePaths, home_dir
+from .locations import home_str, socket_path
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
+    from .paths import HomePaths
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,16 +40,46 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class _FixedWidthFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A fixed width: argparse otherwise asks shutil for the terminal size on every
+        # add_argument, which costs each run milliseconds; the reader is an LLM anyway.
+        kwargs.setdefault("formatter_class", _FixedWidthFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{message} (see 'p2p --help').", "usage", EXIT_USAGE)
 
 
-Command = Callable[[argparse.Namespace, HomePaths], Any]
+class Home:
+    """The home as strings; the full `HomePaths` (and pathlib) only for commands that need it."""
+
+    __slots__ = ("dir", "socket")
+
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        self.socket = socket_path(directory)
+
+    @property
+    def paths(self) -> HomePaths:
+        from pathlib import Path
+
+        from .paths import HomePaths
+
+        return HomePaths(Path(self.dir))
+
+
+if TYPE_CHECKING:
+    Command = Callable[[argparse.Namespace, Home], Any]
 
 
 def _daemon_call(
-    paths: HomePaths,
+    home: Home,
     method: str,
     params: dict[str, Any] | None = None,
     timeout: float | None = 30.0,
@@ -51,7 +87,7 @@ def _daemon_call(
 ) -> Any:
     """Ask the daemon, starting it first if nothing answers."""
     try:
-        return rpc.request(paths.socket, method, params, timeout, on_progress)
+        return rpc.request(home.socket, method, params, timeout, on_progress)
     except rpc.DaemonUnavailable:
         pass
     except rpc.RpcError as exc:
@@ -59,8 +95,8 @@ def _daemon_call(
     from . import launcher
 
     try:
-        launcher.start(paths)
-        return rpc.request(paths.socket, method, params, timeout, on_progress)
+        launcher.start(home.paths)
+        return rpc.request(home.socket, method, params, timeout, on_progress)
     except launcher.LaunchError as exc:
         message = f"cannot start the daemon: {exc}"
         raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
@@ -76,39 +112,39 @@ def _from_rpc(exc: rpc.RpcError) -> CliError:
 # Commands ---------------------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "status")
+def cmd_status(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "status")
 
 
-def cmd_whoami(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "whoami")
+def cmd_whoami(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "whoami")
 
 
-def cmd_list(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "list", {"capability": args.capability})
+def cmd_list(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "list", {"capability": args.capability})
 
 
 def _with_call(args: argparse.Namespace, **params: Any) -> dict[str, Any]:
     return {"call": args.call, **params}
 
 
-def cmd_call(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "call", {"agent": args.agent, "topic": args.topic})
+def cmd_call(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "call", {"agent": args.agent, "topic": args.topic})
 
 
-def cmd_answer(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_answer(args: argparse.Namespace, home: Home) -> Any:
     if args.decision == "accept" and args.reason:
         raise CliError("a reason goes only with 'reject'.", "usage", EXIT_USAGE)
     params = _with_call(args, decision=args.decision, reason=args.reason or "")
-    return _daemon_call(paths, "answer", params)
+    return _daemon_call(home, "answer", params)
 
 
-def cmd_send(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_send(args: argparse.Namespace, home: Home) -> Any:
     text = sys.stdin.read() if args.message == "-" else args.message
-    return _daemon_call(paths, "send", _with_call(args, text=text), timeout=120)
+    return _daemon_call(home, "send", _with_call(args, text=text), timeout=120)
 
 
-def cmd_sendfile(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_sendfile(args: argparse.Namespace, home: Home) -> Any:
     if (args.base64 is None) == (args.path is None):
         raise CliError(
             "give the content as base64 (or '-' for stdin), or --path FILE.", "usage", EXIT_USAGE
@@ -119,7 +155,7 @@ def cmd_sendfile(args: argparse.Namespace, paths: HomePaths) -> Any:
         data = sys.stdin.read() if args.base64 == "-" else args.base64
         params = _with_call(args, name=args.name, data=data)
     progress = None if args.json else _ProgressPrinter(args.name)
-    return _daemon_call(paths, "sendfile", params, timeout=600, on_progress=progress)
+    return _daemon_call(home, "sendfile", params, timeout=600, on_progress=progress)
 
 
 class _ProgressPrinter:
@@ -141,71 +177,71 @@ class _ProgressPrinter:
             )
 
 
-def cmd_escalate(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "escalate", _with_call(args, text=args.message))
+def cmd_escalate(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "escalate", _with_call(args, text=args.message))
 
 
-def cmd_end(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "end", _with_call(args, reason=args.reason or ""))
+def cmd_end(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "end", _with_call(args, reason=args.reason or ""))
 
 
-def cmd_inbox(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "inbox")
+def cmd_inbox(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "inbox")
 
 
-def cmd_wait(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_wait(args: argparse.Namespace, home: Home) -> Any:
     if args.timeout < 0:
         raise CliError("--timeout must not be negative.", "usage", EXIT_USAGE)
-    result = _daemon_call(paths, "wait", {"timeout": args.timeout}, timeout=args.timeout + 30)
+    result = _daemon_call(home, "wait", {"timeout": args.timeout}, timeout=args.timeout + 30)
     if result.get("timed_out"):
         result["_exit"] = EXIT_TIMEOUT
     return result
 
 
-def cmd_transcript(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "transcript", {"call": args.call_id or args.call})
+def cmd_transcript(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "transcript", {"call": args.call_id or args.call})
 
 
-def cmd_history(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, "history")
+def cmd_history(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "history")
 
 
-def cmd_contacts(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_contacts(args: argparse.Namespace, home: Home) -> Any:
     if args.action != "list" and not args.agent:
         raise CliError(
             f"'contacts {args.action}' needs an agent (npub, hex key or name).", "usage", EXIT_USAGE
         )
     params = {"action": args.action, "agent": args.agent or "", "name": args.name or ""}
-    return _daemon_call(paths, "contacts", params)
+    return _daemon_call(home, "contacts", params)
 
 
-def cmd_block(args: argparse.Namespace, paths: HomePaths) -> Any:
-    return _daemon_call(paths, args.command, {"agent": args.agent})
+def cmd_block(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, args.command, {"agent": args.agent})
 
 
-def cmd_daemon(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
     from . import launcher
 
     try:
         if args.action == "start":
-            already = launcher.lock_held(paths)
-            launcher.ensure_running(paths)
+            already = launcher.lock_held(home.paths)
+            launcher.ensure_running(home.paths)
             return {
                 "daemon": "running",
                 "started": not already,
-                **rpc.request(paths.socket, "ping"),
+                **rpc.request(home.socket, "ping"),
             }
         if args.action == "stop":
-            return {"daemon": "stopped", "was_running": launcher.stop(paths)}
+            return {"daemon": "stopped", "was_running": launcher.stop(home.paths)}
         if args.action == "restart":
-            launcher.stop(paths)
-            launcher.start(paths)
-            return {"daemon": "running", "started": True, **rpc.request(paths.socket, "ping")}
+            launcher.stop(home.paths)
+            launcher.start(home.paths)
+            return {"daemon": "running", "started": True, **rpc.request(home.socket, "ping")}
     except launcher.LaunchError as exc:
         raise CliError(str(exc), "daemon_unavailable", EXIT_DAEMON) from None
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
-    return {"log": os.fspath(paths.log), "lines": _tail(paths, args.lines)}
+    return {"log": os.fspath(home.paths.log), "lines": _tail(home.paths, args.lines)}
 
 
 def _tail(paths: HomePaths, count: int) -> list[str]:
@@ -219,11 +255,11 @@ def _tail(paths: HomePaths, count: int) -> list[str]:
     return lines[-count:]
 
 
-def cmd_skill(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_skill(args: argparse.Namespace, home: Home) -> Any:
     """Copy the packaged SKILL.md where OpenClaw looks for skills."""
     from importlib import resources
 
-    target = args.dir or os.path.join(os.fspath(paths.home), "skills", "p2p-comm")
+    target = args.dir or os.path.join(home.dir, "skills", "p2p-comm")
     text = resources.files("p2p_comm").joinpath("skill/SKILL.md").read_text(encoding="utf-8")
     try:
         os.makedirs(target, exist_ok=True)
@@ -237,13 +273,13 @@ def cmd_skill(args: argparse.Namespace, paths: HomePaths) -> Any:
     return {"installed": path}
 
 
-def cmd_relay(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_relay(args: argparse.Namespace, home: Home) -> Any:
     from . import relay
 
     sys.exit(relay.main(args.host, args.port, args.db))
 
 
-def cmd_demo(args: argparse.Namespace, paths: HomePaths) -> Any:
+def cmd_demo(args: argparse.Namespace, home: Home) -> Any:
     from . import demo
 
     sys.exit(demo.main(json_output=args.json))
@@ -252,7 +288,29 @@ def cmd_demo(args: argparse.Namespace, paths: HomePaths) -> Any:
 # Parser -----------------------------------------------------------------------
 
 
+class _Skipped:
+    """Stands in for the sub-parser of a command this run does not need."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """Just the named command's sub-parser (building all ~20 costs ~9 ms of every run);
+    the full parser when there is no known command, so that it can explain."""
+    word = next((w for w in argv if not w.startswith("-")), None)
+    if word is not None:
+        parser, built = _build(only=word)
+        if built:
+            return parser
+    return build_parser()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    return _build(only=None)[0]
+
+
+def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     common = _Parser(add_help=False)
     common.add_argument(
         "--json",
@@ -265,9 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Encrypted real-time calls between AI agents over Nostr.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # An explicit prog spares argparse a help formatter (and importing shutil) on every run.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog="p2p")
 
-    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+    built: list[str] = []
+
+    def add(name: str, func: Command, help_text: str) -> Any:
+        if only is not None and name != only:
+            return _Skipped()
+        built.append(name)
         cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         cmd.set_defaults(func=func)
         return cmd
@@ -275,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_call = _Parser(add_help=False)
     with_call.add_argument("--call", help="call id or unambiguous prefix (implied with one call)")
 
-    def add_in_call(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+    def add_in_call(name: str, func: Command, help_text: str) -> Any:
+        if only is not None and name != only:
+            return _Skipped()
+        built.append(name)
         cmd = sub.add_parser(
             name, parents=[common, with_call], help=help_text, description=help_text
         )
@@ -328,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--port", type=int, default=7777, help="0 picks a free port")
     relay.add_argument("--db", help="LMDB directory to persist events (default: in memory)")
     add("demo", cmd_demo, "run a whole exchange between two local agents on an embedded relay")
-    return parser
+    return parser, bool(built)
 
 
 def _emit(command: str, result: Any, as_json: bool) -> int:
@@ -347,13 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = _parser_for(argv).parse_args(argv)
         if not getattr(args, "command", None):
             raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
         as_json = args.json = getattr(args, "json", False)
-        paths = HomePaths(home_dir())
         command = args.command if args.command != "daemon" else f"daemon {args.action}"
-        return _emit(command, args.func(args, paths), as_json)
+        return _emit(command, args.func(args, Home(home_str())), as_json)
     except CliError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message}}))

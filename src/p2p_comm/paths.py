@@ -1,18 +1,19 @@
-"""Where a home's files live. Pure path arithmetic, cheap enough for the CLI."""
+"""Where a home's files live. Pure path arithmetic.
+
+The CLI's hot path uses `locations` instead: importing pathlib costs it milliseconds.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-# sun_path is 108 bytes on Linux; leave room for the terminating NUL.
-_MAX_SOCKET_PATH = 100
+from .locations import home_str, socket_path
 
 
 def home_dir() -> Path:
     """The agent's home: ``P2P_HOME`` or ``~/.openclaw``."""
-    env = os.environ.get("P2P_HOME")
-    return Path(env).expanduser().absolute() if env else Path.home() / ".openclaw"
+    return Path(home_str())
 
 
 class HomePaths:
@@ -60,14 +61,7 @@ class HomePaths:
 
     @property
     def socket(self) -> Path:
-        """The daemon socket; moved to a short private directory if the home path is too long."""
-        preferred = self.home / "p2p-daemon.sock"
-        if len(os.fsencode(preferred)) <= _MAX_SOCKET_PATH:
-            return preferred
-        import hashlib
-
-        digest = hashlib.sha256(os.fsencode(self.home)).hexdigest()[:16]
-        return Path("/tmp") / f"p2p-comm-{os.getuid()}" / f"{digest}.sock"
+        return Path(socket_path(os.fspath(self.home)))
 
 
 def ensure_private_dir(path: Path) -> None:

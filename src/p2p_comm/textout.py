@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
-from .sanitize import clean_label, clean_text
+TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
-Renderer = Callable[[dict[str, Any]], list[str]]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Renderer = Callable[[dict[str, Any]], list[str]]
+
+
+def clean_label(text: str, limit: int) -> str:
+    # Imported on first use: most CLI runs print no peer text and need no sanitiser.
+    from .sanitize import clean_label as clean
+
+    return clean(text, limit)
+
+
+def clean_text(text: str) -> str:
+    from .sanitize import clean_text as clean
+
+    return clean(text)
 
 
 def _ago(seconds: float | int | None) -> str:
