@@ -13,6 +13,7 @@ import nostr_sdk as ns
 # limits would throttle.
 MAX_REQS_PER_CONNECTION = 2000
 NOTES_PER_MINUTE = 600_000
+MAX_FILTER_LIMIT = 50_000
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,6 +32,9 @@ async def build_relay(host: str, port: int, db: str | None) -> tuple[object, str
         .rate_limit(
             ns.RateLimit(max_reqs=MAX_REQS_PER_CONNECTION, notes_per_minute=NOTES_PER_MINUTE)
         )
+        # Discovery asks for every presence at once; a group may hold thousands of agents.
+        .max_filter_limit(MAX_FILTER_LIMIT)
+        .default_filter_limit(MAX_FILTER_LIMIT)
     )
     if db:
         builder = builder.database(await ns.NostrLmdb.open(db))

@@ -128,11 +128,13 @@ class Store:
 
     # Outbox ---------------------------------------------------------------------------
 
-    def outbox_put(self, call_id: str, seq: int, kind: str, content: str, now: float) -> None:
-        """Record a message before it is wrapped, in the same commit as the call's state."""
+    def outbox_put(
+        self, call_id: str, seq: int, kind: str, content: str, event_json: str, now: float
+    ) -> None:
+        """Record a message and its signed wrap, in the same commit as the call's state."""
         self._db.execute(
-            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, NULL, 'queued', ?)",
-            (call_id, seq, kind, content, now),
+            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            (call_id, seq, kind, content, event_json, now),
         )
 
     def outbox_set_event(self, call_id: str, seq: int, event_json: str) -> None:

@@ -177,7 +177,8 @@ def render_sent(result: dict[str, Any]) -> list[str]:
         else f"message ({result['bytes']} bytes)"
     )
     return [
-        f"sent {what} in call {_short(result['call_id'])}",
+        # A message returns once stored (delivery goes on); a file once handed to relays.
+        f"{'sent' if 'chunks' in result else 'queued'} {what} in call {_short(result['call_id'])}",
         f"delivery: {d['delivered']} delivered, {d['sent']} sent, {d['queued']} queued",
     ]
 

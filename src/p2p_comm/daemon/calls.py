@@ -153,7 +153,8 @@ class CallService:
             await asyncio.sleep(PACE_STEP)
         self.security["unwrapped"] += 1
         try:
-            gift = await ns.UnwrappedGift.from_gift_wrap_async(self.identity.keys, event.event)
+            # The blocking call: about 0.3 ms, and faster than the _async variant (measured).
+            gift = ns.UnwrappedGift.from_gift_wrap(self.identity.keys, event.event)
         except Exception as exc:
             log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
             self._drop(event.id, "unwrap_failed")
@@ -344,8 +345,13 @@ class CallService:
         for effect in effects:
             if isinstance(effect, Transmit):
                 message = effect.message
-                self.store.outbox_put(call.id, message.seq, message.type, message.encode(), now)
-                publishing.append(self._send_stored(call, message.seq))
+                content = message.encode()
+                wrap = self._wrap(call, content)
+                # Queued and signed in the same commit as the state that produced it.
+                self.store.outbox_put(
+                    call.id, message.seq, message.type, content, wrap.as_json(), now
+                )
+                publishing.append(self._publish(call, wrap, message.seq))
             elif isinstance(effect, Retransmit):
                 self.stats["retransmits"] += 1
                 publishing.append(self._send_stored(call, effect.seq))
@@ -370,24 +376,24 @@ class CallService:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _wrap(self, call: Call, content: str) -> Any:
+    def _wrap(self, call: Call, content: str) -> Any:
+        """Seal and gift-wrap ``content`` for the peer (blocking, about 0.4 ms: measured
+        faster than the _async variant, alone and in bulk)."""
         me = ns.PublicKey.parse(self.identity.public_hex)
         rumor = ns.EventBuilder(ns.Kind(wire.CALL_KIND), content).finalize_unsigned(me)
-        return await ns.nip59_make_gift_wrap_async(
-            self.identity.keys, ns.PublicKey.parse(call.peer), rumor
-        )
+        return ns.nip59_make_gift_wrap(self.identity.keys, ns.PublicKey.parse(call.peer), rumor)
 
     async def _send_ack(self, call: Call, ack: wire.WireMessage) -> None:
-        await self._publish(call, await self._wrap(call, ack.encode()), None)
+        await self._publish(call, self._wrap(call, ack.encode()), None)
 
     async def _send_stored(self, call: Call, seq: int) -> None:
-        """Publish our message ``seq``: the stored signed wrap, made and kept on first use."""
+        """Publish again our message ``seq``: the very event stored when it was first sent."""
         entry = self.store.outbox_entry(call.id, seq)
         if entry is None:
             return  # receipted meanwhile
         content, event_json = entry
-        if event_json is None:
-            wrap = await self._wrap(call, content)
+        if event_json is None:  # written by an older version that signed lazily
+            wrap = self._wrap(call, content)
             self.store.outbox_set_event(call.id, seq, wrap.as_json())
             self.store.commit()
         else:
@@ -567,10 +573,14 @@ class CallService:
             )
         return candidates[0]
 
-    async def act(self, call: Call, effects: list[Effect]) -> None:
-        """Carry out a local action's effects and wait until they are handed to relays."""
+    async def act(self, call: Call, effects: list[Effect], wait: bool = False) -> None:
+        """Carry out a local action's effects. They are durable when this returns; with
+        ``wait``, also handed to relays (reporting progress for long transfers)."""
         work = self._apply(call, effects, time.time())
         self.store.commit()
+        if not wait:
+            self._spawn_all(work)
+            return
         if len(work) < 8:
             await asyncio.gather(*work)
             return
@@ -635,7 +645,7 @@ class CallService:
         except CallError as exc:
             raise rpc.RpcError("bad_request", str(exc)) from None
         self.record(call, "file", {"name": name, "size": len(data), "sha256": digest})
-        await self.act(call, effects)
+        await self.act(call, effects, wait=True)
         return {
             "call_id": call.id,
             "name": name,

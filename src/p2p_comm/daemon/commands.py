@@ -85,11 +85,17 @@ class CallCommands:
         return self.service.describe(call)
 
     async def send(self, params: dict[str, Any]) -> Any:
+        accepted_at = time.time()
         text = _text(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         self.service.record(call, "message", {"text": text})
         await self._do(call, lambda: call.send_text(text, time.time()))
-        return {"call_id": call.id, "bytes": len(text.encode()), **self._delivery(call)}
+        return {
+            "call_id": call.id,
+            "bytes": len(text.encode()),
+            "accepted_at": accepted_at,
+            **self._delivery(call),
+        }
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
         name = _text(params, "name")

@@ -102,9 +102,7 @@ class OwnerChannels:
         if owner is None:
             return {"channel": "nostr", "ok": False, "error": "owner is not a valid npub"}
         try:
-            wrap = await ns.nip17_make_private_msg_async(
-                self.identity.keys, ns.PublicKey.parse(owner), message
-            )
+            wrap = ns.nip17_make_private_msg(self.identity.keys, ns.PublicKey.parse(owner), message)
             result = await self.pool.publish(wrap, relays=self.presence.inbox_relays(owner) or None)
         except Exception as exc:
             log.warning("NIP-17 message to the owner failed: %s", exc)

@@ -1,0 +1,458 @@
+"""``make bench``: the product beside a baseline measured in the same run, as one table.
+
+    python -m bench [--smoke] [--json PATH]
+
+Everything runs on an embedded relay on loopback, through the real daemons and the real
+``p2p`` command. Absolute times on shared machines drift; the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import baseline
+from p2p_comm import rpc
+from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
+
+
+@dataclass
+class Figure:
+    """One row of the table."""
+
+    name: str
+    unit: str
+    median: float
+    p95: float | None = None
+    baseline: float | None = None
+    ratio: float | None = None
+    goal: str = "report"
+    met: bool | None = None
+
+
+@dataclass
+class Sizes:
+    """How much work each figure does; --smoke makes everything tiny."""
+
+    status_runs: int = 30
+    latency_messages: int = 50
+    agent_latency_messages: int = 20
+    rate_messages: int = 500
+    file_mib: float = 5.0
+    presences: int = 10_000
+    memory_messages: int = 10_000
+    idle_seconds: float = 60.0
+
+
+SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0)
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, round(len(ordered) * 0.95) - 1)]
+
+
+def timed_runs(command: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    """Sets up one relay and two agents in a call, then measures figure after figure."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.figures: list[Figure] = []
+        self.relay = RelayProcess().start()
+        self.alice = Agent("alice", [self.relay.url])
+        self.bob = Agent("bob", [self.relay.url])
+
+    def add(self, figure: Figure, goal: Callable[[Figure], bool] | None = None) -> None:
+        if goal is not None:
+            figure.met = goal(figure)
+        self.figures.append(figure)
+        shown = f"{figure.median:.2f} {figure.unit}"
+        print(
+            f"  {figure.name}: {shown}" + (f", ratio {figure.ratio:.2f}" if figure.ratio else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def connect(self) -> None:
+        for agent in (self.alice, self.bob):
+            agent.run("daemon", "start")
+        wait_until(lambda: "bob" in self.alice.online_names(), 30, "discovery")
+        self.alice.json("call", "bob", "benchmark")
+        wait_until(lambda: self.bob.json("status")["calls"]["ringing_in"], 30, "ring")
+        self.bob.json("answer", "accept")
+        wait_until(lambda: self.alice.json("status")["calls"]["active"], 30, "accept")
+        self.bob.json("inbox")
+        self.alice.json("inbox")
+
+    # Figures ---------------------------------------------------------------------------
+
+    def status_time(self) -> None:
+        runs = self.sizes.status_runs
+        env = dict(self.alice.env)
+        ours = timed_runs([*p2p_command(), "status"], runs, env)
+        bare = timed_runs([sys.executable, "-c", "pass"], runs, env)
+        base = statistics.median(bare)
+        self.add(
+            Figure(
+                "p2p status wall time (daemon running)",
+                "ms",
+                statistics.median(ours) * 1e3,
+                p95(ours) * 1e3,
+                base * 1e3,
+                statistics.median(ours) / base,
+                "ratio <= 2.5",
+            ),
+            lambda f: (f.ratio or 99) <= 2.5,
+        )
+
+    def _send_and_collect(self, count: int) -> list[float]:
+        """Daemon-to-daemon latency: send accepted at alice -> event stored at bob."""
+        samples = []
+        for index in range(count):
+            sent = rpc.request(self.alice.paths.socket, "send", {"text": f"lat {index}"})
+            result = rpc.request(self.bob.paths.socket, "wait", {"timeout": 10}, timeout=20)
+            (event,) = [e for e in result["events"] if e["type"] == "message"]
+            samples.append(event["ts"] - sent["accepted_at"])
+        return samples
+
+    def daemon_latency(self) -> None:
+        count = self.sizes.latency_messages
+        ours = self._send_and_collect(count)
+        raw = baseline.message_latency(self.relay.url, count)
+        base = statistics.median(raw)
+        self.add(
+            Figure(
+                "message latency daemon to daemon",
+                "ms",
+                statistics.median(ours) * 1e3,
+                p95(ours) * 1e3,
+                base * 1e3,
+                statistics.median(ours) / base,
+                "ratio <= 1.5",
+            ),
+            lambda f: (f.ratio or 99) <= 1.5,
+        )
+        self.raw_latency = base
+
+    def agent_latency(self) -> None:
+        samples = []
+        for index in range(self.sizes.agent_latency_messages):
+            waiter = subprocess.Popen(
+                [*p2p_command(), "wait", "--timeout", "30", "--json"],
+                env=self.bob.env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(
+                lambda: self.bob.json("status")["calls"]["waiting_clients"] == 1,
+                10,
+                "wait to block",
+            )
+            start = time.perf_counter()
+            self.alice.run("send", f"agent {index}")
+            output, _ = waiter.communicate(timeout=30)
+            samples.append(time.perf_counter() - start)
+            assert f"agent {index}" in output
+        bare = statistics.median(timed_runs([sys.executable, "-c", "pass"], 10))
+        base = self.raw_latency + bare
+        self.add(
+            Figure(
+                "message latency as the agent sees it (p2p send -> peer's p2p wait)",
+                "ms",
+                statistics.median(samples) * 1e3,
+                p95(samples) * 1e3,
+                base * 1e3,
+                statistics.median(samples) / base,
+            )
+        )
+
+    def message_rate(self) -> None:
+        count = self.sizes.rate_messages
+        start = time.perf_counter()
+        for index in range(count):
+            rpc.request(self.alice.paths.socket, "send", {"text": f"rate {index}"})
+        received = 0
+
+        def all_in() -> bool:
+            nonlocal received
+            got = rpc.request(self.bob.paths.socket, "inbox")["events"]
+            received += sum(1 for e in got if e["type"] == "message")
+            return received >= count
+
+        wait_until(all_in, 120, "every message at bob")
+        wait_until(
+            lambda: (
+                rpc.request(self.alice.paths.socket, "status")["calls"]["active"][0]["unacked"] == 0
+            ),
+            60,
+            "every receipt at alice",
+        )
+        ours = count / (time.perf_counter() - start)
+        raw = baseline.message_rate(self.relay.url, count)
+        self.add(
+            Figure(
+                "sustained messages per second in one call, with receipts",
+                "msg/s",
+                ours,
+                None,
+                raw,
+                ours / raw,
+                "ratio >= 0.7",
+            ),
+            lambda f: (f.ratio or 0) >= 0.7,
+        )
+
+    def file_rate(self) -> None:
+        size = int(self.sizes.file_mib * 1024 * 1024)
+        with tempfile.NamedTemporaryFile(dir="/tmp") as handle:
+            handle.write(os.urandom(size))
+            handle.flush()
+            start = time.perf_counter()
+            rpc.request(
+                self.alice.paths.socket,
+                "sendfile",
+                {"name": "big.bin", "path": handle.name},
+                timeout=600,
+            )
+
+            def arrived() -> bool:
+                got = rpc.request(self.bob.paths.socket, "wait", {"timeout": 5}, timeout=15)
+                return any(e["type"] == "file" for e in got["events"])
+
+            wait_until(arrived, 300, "the file at bob")
+            seconds = time.perf_counter() - start
+        mib = size / 1048576
+        raw = baseline.bytes_rate(self.relay.url, size, 12 * 1024) / 1048576
+        ours = mib / seconds
+        self.add(
+            Figure(
+                f"{self.sizes.file_mib:g} MiB file, sendfile -> intact on disk at the peer",
+                "MiB/s",
+                ours,
+                None,
+                raw,
+                ours / raw,
+                ">= 2 MiB/s",
+            ),
+            lambda f: f.median >= 2.0,
+        )
+
+    def list_time(self) -> None:
+        count = self.sizes.presences
+        baseline.publish_presences(self.relay.url, count, lifetime=3600)
+        carol = Agent("carol", [self.relay.url])
+        try:
+            carol.run("daemon", "start")
+            wait_until(lambda: len(carol.json("list")["agents"]) >= count, 120, "every presence")
+            ours = timed_runs([*p2p_command(), "list", "--json"], 5, carol.env)
+        finally:
+            carol.cleanup()
+        import nostr_sdk as ns
+
+        from p2p_comm.daemon.presence import PresenceService  # noqa: F401  (filters below)
+        from p2p_comm.protocol.presence import PRESENCE_D_TAG, PRESENCE_KIND
+
+        query = ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG)
+        raw = [baseline.fetch(self.relay.url, [query])[0] for _ in range(5)]
+        base = statistics.median(raw)
+        self.add(
+            Figure(
+                f"p2p list with {count:,} agents' presence on the relay",
+                "ms",
+                statistics.median(ours) * 1e3,
+                p95(ours) * 1e3,
+                base * 1e3,
+                statistics.median(ours) / base,
+                "ratio <= 2",
+            ),
+            lambda f: (f.ratio or 99) <= 2,
+        )
+
+    def memory(self) -> None:
+        bare = subprocess.run(
+            [sys.executable, "-c", "import nostr_sdk, os; print(open('/proc/self/status').read())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        bare_kib = int(next(ln.split()[1] for ln in bare.splitlines() if ln.startswith("VmRSS")))
+        pid = self.bob.daemon_pid()
+        assert pid
+        idle = rss_kib(pid)
+        self.add(
+            Figure(
+                "daemon RSS, idle",
+                "MiB",
+                idle / 1024,
+                None,
+                bare_kib / 1024,
+                idle / bare_kib,
+                "<= 60 MiB",
+            ),
+            lambda f: f.median <= 60,
+        )
+        half = self.sizes.memory_messages // 2
+        for index in range(self.sizes.memory_messages):
+            rpc.request(self.alice.paths.socket, "send", {"text": f"memory {index} " + "x" * 200})
+            if index % 500 == 499:
+                rpc.request(self.bob.paths.socket, "inbox")
+            if index == half:
+                middle = rss_kib(pid)
+        wait_until(
+            lambda: (
+                rpc.request(self.alice.paths.socket, "status")["calls"]["active"][0]["unacked"] == 0
+            ),
+            120,
+            "every receipt",
+        )
+        rpc.request(self.bob.paths.socket, "inbox")
+        after = rss_kib(pid)
+        self.add(
+            Figure(
+                f"daemon RSS after {self.sizes.memory_messages:,} messages",
+                "MiB",
+                after / 1024,
+                None,
+                idle / 1024,
+                after / idle,
+                f"bounded growth (at half: {middle / 1024:.1f} MiB)",
+            )
+        )
+
+    def idle_cpu(self) -> None:
+        pid = self.bob.daemon_pid()
+        assert pid
+        before, start = cpu_seconds(pid), time.monotonic()
+        time.sleep(self.sizes.idle_seconds)  # the measurement itself: the daemon left alone
+        used = cpu_seconds(pid) - before
+        percent = 100 * used / (time.monotonic() - start)
+        self.add(
+            Figure(
+                f"daemon CPU while idle for {self.sizes.idle_seconds:g} s",
+                "%",
+                percent,
+                goal="< 1 %",
+            ),
+            lambda f: f.median < 1.0,
+        )
+
+    def cold_start(self) -> None:
+        samples = []
+        for index in range(3):
+            fresh = Agent(f"fresh{index}", [self.relay.url])
+            try:
+                start = time.perf_counter()
+                fresh.run("status")
+                wait_until(lambda a=fresh: a.json("status")["connected_relays"] == 1, 30, "relay")
+                samples.append(time.perf_counter() - start)
+            finally:
+                fresh.cleanup()
+        self.add(
+            Figure(
+                "cold start: first p2p status in a new home -> relays connected",
+                "ms",
+                statistics.median(samples) * 1e3,
+                max(samples) * 1e3,
+            )
+        )
+
+    def run(self) -> list[Figure]:
+        try:
+            self.connect()
+            self.status_time()
+            self.daemon_latency()
+            self.agent_latency()
+            self.message_rate()
+            self.file_rate()
+            self.memory()
+            self.idle_cpu()
+            self.list_time()
+            self.cold_start()
+        finally:
+            for agent in (self.alice, self.bob):
+                agent.cleanup()
+            self.relay.stop()
+        return self.figures
+
+
+def table(figures: list[Figure]) -> str:
+    def num(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
+    rows = [("figure", "median", "p95", "baseline", "ratio", "goal", "met")]
+    for f in figures:
+        met = "" if f.met is None else ("yes" if f.met else "NO")
+        rows.append(
+            (
+                f.name,
+                f"{num(f.median)} {f.unit}",
+                num(f.p95),
+                num(f.baseline),
+                num(f.ratio),
+                f.goal,
+                met,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the code runs")
+    parser.add_argument("--json", default="bench/results.json", help="where to write the JSON")
+    args = parser.parse_args()
+    started = time.monotonic()
+    figures = Bench(SMOKE if args.smoke else Sizes()).run()
+    print(table(figures))
+    document: dict[str, Any] = {
+        "figures": [asdict(f) for f in figures],
+        "seconds": round(time.monotonic() - started, 1),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+    Path(args.json).write_text(json.dumps(document, indent=2))
+    print(f"\nwritten to {args.json} in {document['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

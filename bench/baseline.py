@@ -1,0 +1,139 @@
+"""Raw nostr-sdk baselines: what the same work costs without p2p-comm around it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import nostr_sdk as ns
+
+from p2p_comm import sdk_speedups
+
+sdk_speedups.apply()  # the baseline gets the same fast string passing as the daemon
+
+
+async def _client(url: str) -> Any:
+    client = ns.Client()
+    await client.add_relay(ns.RelayUrl.parse(url))
+    await client.connect(and_wait=timedelta(seconds=5))
+    return client
+
+
+async def _pair(url: str) -> tuple[Any, Any, Any, Any, Any]:
+    """Sender keys+client, receiver keys+client, and the receiver's notification stream."""
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    sender, receiver = ns.Keys.generate(), ns.Keys.generate()
+    send_client, recv_client = await _client(url), await _client(url)
+    stream = recv_client.notifications()
+    since = ns.Timestamp.from_secs(int(time.time()) - 3 * 86400)
+    await recv_client.subscribe(
+        ns.ReqTarget.auto(
+            [ns.Filter().kind(ns.Kind(1059)).pubkey(receiver.public_key()).since(since)]
+        )
+    )
+    return sender, send_client, receiver, recv_client, stream
+
+
+async def _next_unwrapped(stream: Any, receiver: Any) -> str:
+    while True:
+        note = await stream.next()
+        if note.is_new_event() and note.event.kind().as_u16() == 1059:
+            gift = await ns.UnwrappedGift.from_gift_wrap_async(receiver, note.event)
+            return str(gift.rumor().content())
+
+
+async def _latency(url: str, count: int) -> list[float]:
+    sender, send_client, receiver, recv_client, stream = await _pair(url)
+    samples = []
+    for index in range(count):
+        start = time.perf_counter()
+        wrap = await ns.nip17_make_private_msg_async(sender, receiver.public_key(), f"ping {index}")
+        await send_client.send_event(wrap)
+        text = await _next_unwrapped(stream, receiver)
+        samples.append(time.perf_counter() - start)
+        assert text == f"ping {index}"
+    await send_client.shutdown()
+    await recv_client.shutdown()
+    return samples
+
+
+async def _throughput(url: str, payloads: list[str]) -> float:
+    """Seconds to wrap, publish, receive and unwrap every payload, one publish at a time."""
+    sender, send_client, receiver, recv_client, stream = await _pair(url)
+
+    async def receive_all() -> None:
+        for _ in payloads:
+            await _next_unwrapped(stream, receiver)
+
+    start = time.perf_counter()
+    receiving = asyncio.create_task(receive_all())
+    for payload in payloads:
+        wrap = await ns.nip17_make_private_msg_async(sender, receiver.public_key(), payload)
+        await send_client.send_event(wrap)
+    await receiving
+    elapsed = time.perf_counter() - start
+    await send_client.shutdown()
+    await recv_client.shutdown()
+    return elapsed
+
+
+async def _fetch(url: str, filters: list[Any]) -> tuple[float, int]:
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = await _client(url)
+    start = time.perf_counter()
+    events = await client.fetch_events(ns.ReqTarget.auto(filters), timeout=timedelta(seconds=60))
+    elapsed = time.perf_counter() - start
+    await client.shutdown()
+    return elapsed, len(events)
+
+
+def message_latency(url: str, count: int) -> list[float]:
+    """Build a NIP-17 wrap, publish, receive, unwrap: seconds per message."""
+    return asyncio.run(_latency(url, count))
+
+
+def message_rate(url: str, count: int) -> float:
+    """Messages per second, publish and unwrap, between two clients on one relay."""
+    return count / asyncio.run(_throughput(url, [f"message {i}" for i in range(count)]))
+
+
+def bytes_rate(url: str, total: int, chunk: int) -> float:
+    """Bytes per second when ``total`` bytes travel as base64 chunks of ``chunk`` bytes."""
+    data = os.urandom(total)
+    payloads = [base64.b64encode(data[i : i + chunk]).decode() for i in range(0, total, chunk)]
+    return total / asyncio.run(_throughput(url, payloads))
+
+
+def fetch(url: str, filters: list[Any]) -> tuple[float, int]:
+    """Seconds for one fetch of ``filters``, and how many events came back."""
+    return asyncio.run(_fetch(url, filters))
+
+
+async def _publish_presences(url: str, count: int, lifetime: int) -> None:
+    from p2p_comm.protocol.presence import PRESENCE_KIND, Presence, encode_presence
+
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = await _client(url)
+    now = int(time.time())
+    events = []
+    for index in range(count):
+        content, tags = encode_presence(
+            Presence(name=f"bench-agent-{index}", capabilities=("bench",), relays=(url,)),
+            now + lifetime,
+        )
+        builder = ns.EventBuilder(ns.Kind(PRESENCE_KIND), content).tags(
+            [ns.Tag.parse(t) for t in tags]
+        )
+        events.append(builder.finalize(ns.Keys.generate()))
+    for start in range(0, count, 200):
+        await asyncio.gather(*(client.send_event(e) for e in events[start : start + 200]))
+    await client.shutdown()
+
+
+def publish_presences(url: str, count: int, lifetime: int) -> None:
+    """Announce ``count`` fake agents on the relay."""
+    asyncio.run(_publish_presences(url, count, lifetime))
