@@ -93,7 +93,12 @@ class RelayPool:
     def __init__(self, relays: tuple[str, ...], handler: Handler) -> None:
         self.urls = relays
         self._handler = handler
+        # Two connections per relay: one that only receives, one that publishes. On a
+        # connection that also sends, Linux delays its TCP ACKs; a relay whose sockets use
+        # Nagle's algorithm (nostr-sdk's LocalRelay does) then holds every next event for
+        # us until our ACK: 20-40 ms per message, measured. Receive-only, ACKs stay prompt.
         self._client = ns.Client()
+        self._writer = ns.Client()
         self._task: asyncio.Task[Any] | None = None
         self._extra: set[str] = set()
         self.health = RelayHealth()
@@ -107,11 +112,13 @@ class RelayPool:
         )
         for url in self.urls:
             await self._client.add_relay(ns.RelayUrl.parse(url), opts=opts)
+            await self._writer.add_relay(ns.RelayUrl.parse(url), opts=opts)
             spawn(self._read_limits(url), "nip11")
         # The stream only carries what arrives after it exists: open it before any REQ.
         stream = self._client.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
         await self._client.connect(and_wait=timedelta(seconds=0))
+        await self._writer.connect(and_wait=timedelta(seconds=0))
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
@@ -119,9 +126,7 @@ class RelayPool:
             if url in self.urls or url in self._extra:
                 continue
             self._extra.add(url)
-            await self._client.add_relay(
-                ns.RelayUrl.parse(url), capabilities=ns.RelayCapabilities.write(), and_connect=True
-            )
+            await self._writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
             spawn(self._read_limits(url), "nip11")
 
     async def _read_limits(self, url: str) -> None:
@@ -133,6 +138,7 @@ class RelayPool:
 
     async def wait_connected(self, timeout: float) -> None:
         await self._client.connect(and_wait=timedelta(seconds=timeout))
+        await self._writer.connect(and_wait=timedelta(seconds=timeout))
 
     async def subscribe(self, filters: list[Any]) -> None:
         await self._client.subscribe(ns.ReqTarget.auto(filters))
@@ -152,7 +158,7 @@ class RelayPool:
         targets = self.health.targets(relays, event_id, len(event.as_json()), now)
         if not targets:
             return PublishResult(event_id, [], {url: "refused earlier" for url in relays})
-        output = await self._client.send_event(
+        output = await self._writer.send_event(
             event,
             target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in targets]),
             ok_timeout=timedelta(seconds=timeout),
@@ -203,6 +209,7 @@ class RelayPool:
         if self._task:
             self._task.cancel()
         await self._client.shutdown()
+        await self._writer.shutdown()
 
     async def _pump(self, stream: Any) -> None:
         while True:
