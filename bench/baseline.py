@@ -81,14 +81,23 @@ async def _throughput(url: str, payloads: list[str]) -> float:
     return elapsed
 
 
-async def _fetch(url: str, filters: list[Any]) -> tuple[float, int]:
+async def _fetch(url: str, query: Any) -> tuple[float, int]:
+    """Fetch every event matching ``query``, paging back with ``until`` past relay caps."""
     ns.uniffi_set_event_loop(asyncio.get_running_loop())
     client = await _client(url)
     start = time.perf_counter()
-    events = await client.fetch_events(ns.ReqTarget.auto(filters), timeout=timedelta(seconds=60))
+    seen: set[str] = set()
+    until = None
+    while True:
+        page = query.until(ns.Timestamp.from_secs(until)) if until is not None else query
+        events = await client.fetch_events(ns.ReqTarget.auto([page]), timeout=timedelta(seconds=60))
+        if not events:
+            break
+        seen.update(e.id().to_hex() for e in events)
+        until = min(e.created_at().as_secs() for e in events) - 1
     elapsed = time.perf_counter() - start
     await client.shutdown()
-    return elapsed, len(events)
+    return elapsed, len(seen)
 
 
 def message_latency(url: str, count: int) -> list[float]:
@@ -108,9 +117,9 @@ def bytes_rate(url: str, total: int, chunk: int) -> float:
     return total / asyncio.run(_throughput(url, payloads))
 
 
-def fetch(url: str, filters: list[Any]) -> tuple[float, int]:
-    """Seconds for one fetch of ``filters``, and how many events came back."""
-    return asyncio.run(_fetch(url, filters))
+def fetch(url: str, query: Any) -> tuple[float, int]:
+    """Seconds to fetch everything ``query`` matches (paged), and how many events came back."""
+    return asyncio.run(_fetch(url, query))
 
 
 async def _publish_presences(url: str, count: int, lifetime: int) -> None:
@@ -121,13 +130,14 @@ async def _publish_presences(url: str, count: int, lifetime: int) -> None:
     now = int(time.time())
     events = []
     for index in range(count):
-        content, tags = encode_presence(
-            Presence(name=f"bench-agent-{index}", capabilities=("bench",), relays=(url,)),
-            now + lifetime,
-        )
+        # Spread over the last 100 s, as agents announcing every 120 s would be.
+        created = now - (index * 100) // count
+        presence = Presence(name=f"bench-agent-{index}", capabilities=("bench",), relays=(url,))
+        content, tags = encode_presence(presence, created + lifetime)
         builder = ns.EventBuilder(ns.Kind(PRESENCE_KIND), content).tags(
             [ns.Tag.parse(t) for t in tags]
         )
+        builder = builder.custom_created_at(ns.Timestamp.from_secs(created))
         events.append(builder.finalize(ns.Keys.generate()))
     for start in range(0, count, 200):
         await asyncio.gather(*(client.send_event(e) for e in events[start : start + 200]))

@@ -110,6 +110,7 @@ class Daemon:
         await self.pool.start()
         await self.pool.subscribe([*self.presence.filters(), self.calls.wrap_filter()])
         self._tasks.append(spawn(self.presence.run(), "presence"))
+        self._tasks.append(spawn(self.presence.backfill(), "presence-backfill"))
         self._tasks.append(spawn(self.calls.run_timers(), "call-timers"))
         log.info(
             "daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays

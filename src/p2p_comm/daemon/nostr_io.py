@@ -22,6 +22,8 @@ from .relay_health import RelayHealth
 
 log = logging.getLogger("p2p.relays")
 
+NOTIFICATION_BUFFER = 65_536
+
 
 @dataclass(frozen=True)
 class InboundEvent:
@@ -97,7 +99,9 @@ class RelayPool:
         # connection that also sends, Linux delays its TCP ACKs; a relay whose sockets use
         # Nagle's algorithm (nostr-sdk's LocalRelay does) then holds every next event for
         # us until our ACK: 20-40 ms per message, measured. Receive-only, ACKs stay prompt.
-        self._client = ns.Client()
+        # A burst must not overflow the channel between the SDK and us while Python is
+        # busy: a dropped gift wrap is never broadcast to us again by the relay.
+        self._client = ns.ClientBuilder().notification_channel_size(NOTIFICATION_BUFFER).build()
         self._writer = ns.Client()
         self._task: asyncio.Task[Any] | None = None
         self._extra: set[str] = set()

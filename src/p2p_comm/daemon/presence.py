@@ -29,6 +29,9 @@ from .nostr_io import InboundEvent, RelayPool
 
 log = logging.getLogger("p2p.presence")
 
+BACKFILL_PAGE = 500
+MAX_BACKFILL_PAGES = 200
+
 
 def _build(kind: int, content: str, tags: list[list[str]], created_at: int, keys: Any) -> Any:
     builder = ns.EventBuilder(ns.Kind(kind), content).tags([ns.Tag.parse(t) for t in tags])
@@ -61,6 +64,29 @@ class PresenceService:
             ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since),
             ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)),
         ]
+
+    async def backfill(self) -> None:
+        """Page backwards through the liveness window: relays answer one query with a
+        few hundred events at most (nostr-sdk's LocalRelay: 500), however many agents
+        announced. A page is bounded by ``until`` = its oldest second minus one."""
+        since = int(time.time() - self._config.effective_liveness_window)
+        until: int | None = None
+        for _ in range(MAX_BACKFILL_PAGES):
+            query = ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG)
+            query = query.since(ns.Timestamp.from_secs(since)).limit(BACKFILL_PAGE)
+            if until is not None:
+                query = query.until(ns.Timestamp.from_secs(until))
+            events = await self._pool.fetch([query], timeout=10)
+            for event in events:
+                self.handle(event)
+            if not events:
+                return
+            oldest = min(event.created_at for event in events)
+            if until is not None and oldest > until:
+                return  # the relay ignored `until`; paging would not progress
+            until = oldest - 1
+            if until < since:
+                return
 
     def _next_created_at(self) -> int:
         # Addressable events replace by created_at: never reuse a second, or the
