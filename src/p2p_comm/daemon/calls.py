@@ -112,7 +112,11 @@ class CallService:
 
     def load(self) -> None:
         for core, peer_name in self.store.load_calls():
-            call = Call.from_dict(core)
+            try:
+                call = Call.from_dict(core)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("call %s has unreadable saved state (%s); left out", core.get("id"), exc)
+                continue
             self.calls[call.id] = call
             self.peer_names[call.id] = peer_name
 

@@ -159,7 +159,10 @@ class RelayPool:
         await self._ensure_relays(relays)
         event_id = event.id().to_hex()
         now = time.time()
-        targets = self.health.targets(relays, event_id, len(event.as_json()), now)
+        # The size matters only where a relay declared a limit; serialising costs time.
+        limited = any(self.health.of(url).max_message_length for url in relays)
+        size = len(event.as_json()) if limited else 0
+        targets = self.health.targets(relays, event_id, size, now)
         if not targets:
             return PublishResult(event_id, [], {url: "refused earlier" for url in relays})
         output = await self._writer.send_event(

@@ -9,7 +9,7 @@ unacknowledged message with exponential backoff until it is acknowledged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .events import Deliver, Dropped, Effect, FileComplete, Retransmit, Transmit, WriteChunk
@@ -245,15 +245,19 @@ class Call:
     # Persistence ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("reorder")
-        data["pending"] = {str(seq): asdict(p) for seq, p in self.pending.items()}
+        # By hand, not dataclasses.asdict: that deep-copies the reorder buffer (file
+        # chunks included) only to throw it away, and it runs once per message.
+        data = {name: getattr(self, name) for name in _PERSISTED}
+        data["pending"] = {str(seq): [p.attempts, p.next_at] for seq, p in self.pending.items()}
+        data["text_parts"] = list(self.text_parts)
+        data["files"] = {fid: asdict(f) for fid, f in self.files.items()}
+        data["limits"] = asdict(self.limits)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Call:
         data = dict(data)
-        data["pending"] = {int(seq): Pending(**p) for seq, p in data["pending"].items()}
+        data["pending"] = {int(seq): Pending(*p) for seq, p in data["pending"].items()}
         data["files"] = {fid: Inbound(**f) for fid, f in data["files"].items()}
         data["limits"] = Limits(**data["limits"])
         return cls(**data)
@@ -375,6 +379,14 @@ class Call:
         self._finish("completed", "peer", now)
         self.end_reason = reason
         return [Deliver("call_ended", {"reason": reason})]
+
+
+# Plain fields of Call saved as they are; the containers are converted in to_dict.
+_PERSISTED = tuple(
+    f.name
+    for f in fields(Call)
+    if f.name not in ("reorder", "pending", "text_parts", "files", "limits")
+)
 
 
 class CallError(Exception):
