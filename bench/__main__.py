@@ -106,6 +106,23 @@ class Bench:
             flush=True,
         )
 
+    def compare(
+        self,
+        name: str,
+        ours: list[float],
+        baseline: float,
+        goal: str = "report",
+        ok: Callable[[float], bool] | None = None,
+        scale: float = 1e3,
+        unit: str = "ms",
+    ) -> None:
+        """A row from samples (seconds) against a baseline median: ratio = ours / baseline."""
+        median = statistics.median(ours)
+        figure = Figure(
+            name, unit, median * scale, p95(ours) * scale, baseline * scale, median / baseline, goal
+        )
+        self.add(figure, (lambda f: ok(f.ratio or 0.0)) if ok else None)
+
     def connect(self) -> None:
         for agent in (self.alice, self.bob):
             agent.run("daemon", "start")
@@ -124,18 +141,12 @@ class Bench:
         env = dict(self.alice.env)
         ours = timed_runs([*p2p_command(), "status"], runs, env)
         bare = timed_runs([sys.executable, "-c", "pass"], runs, env)
-        base = statistics.median(bare)
-        self.add(
-            Figure(
-                "p2p status wall time (daemon running)",
-                "ms",
-                statistics.median(ours) * 1e3,
-                p95(ours) * 1e3,
-                base * 1e3,
-                statistics.median(ours) / base,
-                "ratio <= 2.5",
-            ),
-            lambda f: (f.ratio or 99) <= 2.5,
+        self.compare(
+            "p2p status wall time (daemon running)",
+            ours,
+            statistics.median(bare),
+            "ratio <= 2.5",
+            lambda ratio: ratio <= 2.5,
         )
 
     def _send_and_collect(self, count: int) -> list[float]:
@@ -153,17 +164,12 @@ class Bench:
         ours = self._send_and_collect(count)
         raw = baseline.message_latency(self.relay.url, count)
         base = statistics.median(raw)
-        self.add(
-            Figure(
-                "message latency daemon to daemon",
-                "ms",
-                statistics.median(ours) * 1e3,
-                p95(ours) * 1e3,
-                base * 1e3,
-                statistics.median(ours) / base,
-                "ratio <= 1.5",
-            ),
-            lambda f: (f.ratio or 99) <= 1.5,
+        self.compare(
+            "message latency daemon to daemon",
+            ours,
+            base,
+            "ratio <= 1.5",
+            lambda ratio: ratio <= 1.5,
         )
         self.raw_latency = base
 
@@ -188,15 +194,8 @@ class Bench:
             assert f"agent {index}" in output
         bare = statistics.median(timed_runs([sys.executable, "-c", "pass"], 10))
         base = self.raw_latency + bare
-        self.add(
-            Figure(
-                "message latency as the agent sees it (p2p send -> peer's p2p wait)",
-                "ms",
-                statistics.median(samples) * 1e3,
-                p95(samples) * 1e3,
-                base * 1e3,
-                statistics.median(samples) / base,
-            )
+        self.compare(
+            "message latency as the agent sees it (p2p send -> peer's p2p wait)", samples, base
         )
 
     def message_rate(self) -> None:
@@ -291,17 +290,12 @@ class Bench:
         finally:
             carol.cleanup()
         base = statistics.median(seconds for seconds, _ in raw_runs)
-        self.add(
-            Figure(
-                f"p2p list with {on_relay:,} agents' presence on the relay",
-                "ms",
-                statistics.median(ours) * 1e3,
-                p95(ours) * 1e3,
-                base * 1e3,
-                statistics.median(ours) / base,
-                "ratio <= 2",
-            ),
-            lambda f: (f.ratio or 99) <= 2,
+        self.compare(
+            f"p2p list with {on_relay:,} agents' presence on the relay",
+            ours,
+            base,
+            "ratio <= 2",
+            lambda ratio: ratio <= 2,
         )
 
     def memory_idle(self) -> None:
