@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from . import rpc
 from .paths import HomePaths, ensure_private_dir
@@ -140,7 +139,3 @@ def stop(paths: HomePaths, timeout: float = 10.0) -> bool:
     if not _wait_for(lambda: not lock_held(paths), timeout):
         raise LaunchError("the daemon did not stop in time.")
     return True
-
-
-def socket_path(home: Path) -> Path:
-    return HomePaths(home).socket

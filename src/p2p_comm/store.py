@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     call_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     type TEXT NOT NULL,
-    content TEXT NOT NULL,
     event_json TEXT,
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
@@ -128,31 +127,20 @@ class Store:
 
     # Outbox ---------------------------------------------------------------------------
 
-    def outbox_put(
-        self, call_id: str, seq: int, kind: str, content: str, event_json: str, now: float
-    ) -> None:
-        """Record a message and its signed wrap, in the same commit as the call's state."""
+    def outbox_put(self, call_id: str, seq: int, kind: str, event_json: str, now: float) -> None:
+        """Record a message's signed wrap, in the same commit as the call's state."""
         self._db.execute(
-            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-            (call_id, seq, kind, content, event_json, now),
+            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, 'queued', ?)",
+            (call_id, seq, kind, event_json, now),
         )
 
-    def outbox_set_event(self, call_id: str, seq: int, event_json: str) -> None:
-        """Keep the signed wrap: every re-send publishes this same event."""
-        self._db.execute(
-            "UPDATE outbox SET event_json = ?"
-            " WHERE call_id = ? AND seq = ? AND status != 'delivered'",
-            (event_json, call_id, seq),
-        )
-
-    def outbox_entry(self, call_id: str, seq: int) -> tuple[str, str | None] | None:
-        """(content, signed event or None) of a message not yet receipted."""
+    def outbox_event(self, call_id: str, seq: int) -> str | None:
+        """The signed wrap of a message not yet receipted, to publish again unchanged."""
         row = self._db.execute(
-            "SELECT content, event_json FROM outbox WHERE call_id = ? AND seq = ?"
-            " AND status != 'delivered'",
+            "SELECT event_json FROM outbox WHERE call_id = ? AND seq = ? AND status != 'delivered'",
             (call_id, seq),
         ).fetchone()
-        return (row["content"], row["event_json"]) if row else None
+        return row["event_json"] if row else None
 
     def outbox_mark_sent(self, call_id: str, seq: int) -> None:
         self._db.execute(
@@ -163,7 +151,7 @@ class Store:
     def outbox_mark_delivered(self, call_id: str, seqs: Iterable[int]) -> None:
         # The signed event is no longer needed once the peer has receipted it.
         self._db.executemany(
-            "UPDATE outbox SET status = 'delivered', event_json = NULL, content = ''"
+            "UPDATE outbox SET status = 'delivered', event_json = NULL"
             " WHERE call_id = ? AND seq = ? AND status != 'delivered'",
             [(call_id, seq) for seq in seqs],
         )

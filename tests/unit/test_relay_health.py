@@ -19,7 +19,6 @@ def test_invalid_or_blocked_is_never_retried_for_that_event() -> None:
     health.record(A, "e1", "invalid: bad signature", now=0)
     health.record(B, "e1", "blocked: not allowed", now=0)
     assert health.targets((A, B), "e1", 10, now=100) == []
-    assert health.refused_everywhere("e1", (A, B))
     assert health.targets((A, B), "e2", 10, now=100) == [A, B], "other events still go"
 
 

@@ -52,6 +52,7 @@ PACE_STEP = 0.05
 PRIVATE_MESSAGE_KIND = 14  # NIP-17 chat message, as the owner's app sends it
 # Wraps are backdated up to two days (NIP-59); ask for a little more.
 WRAP_LOOKBACK = 2 * 86400 + 3600
+SEEN_MARGIN = 3600.0  # keep processed ids this much past the lookback; prune this often
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
 PUBLISH_CONCURRENCY = 16
 
@@ -104,13 +105,21 @@ class CallService:
         self.security: dict[str, Any] = {"unwrapped": 0, "dropped": {}}
         self._catch_up_task: asyncio.Task[Any] | None = None
         self._shed_seen = 0
+        self._pruned_at = 0.0
         # Since the daemon started: re-sends made, and the longest a peer's message took
         # from being wrapped to being processed here.
         self.stats = {"retransmits": 0, "max_delivery_delay_s": 0.0}
 
     # Lifecycle ------------------------------------------------------------------------
 
+    def prune_seen(self, now: float) -> None:
+        """Forget processed wrap ids that no subscription or catch-up can bring back."""
+        self.store.prune_seen(now - WRAP_LOOKBACK - SEEN_MARGIN)
+        self.store.commit()
+        self._pruned_at = now
+
     def load(self) -> None:
+        self.prune_seen(time.time())
         for core, peer_name in self.store.load_calls():
             try:
                 call = Call.from_dict(core)
@@ -129,11 +138,13 @@ class CallService:
         """Fire ring timeouts and retransmits when due; sleep until the next one."""
         while True:
             deadlines = [d for c in self.calls.values() if (d := c.next_deadline()) is not None]
-            delay = max(0.0, min(deadlines) - time.time()) if deadlines else 3600.0
+            delay = max(0.0, min(deadlines) - time.time()) if deadlines else SEEN_MARGIN
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             now = time.time()
+            if now - self._pruned_at > SEEN_MARGIN:
+                self.prune_seen(now)
             for call in list(self.calls.values()):
                 deadline = call.next_deadline()
                 if deadline is not None and deadline <= now:
@@ -352,9 +363,7 @@ class CallService:
                 content = message.encode()
                 wrap = self._wrap(call, content)
                 # Queued and signed in the same commit as the state that produced it.
-                self.store.outbox_put(
-                    call.id, message.seq, message.type, content, wrap.as_json(), now
-                )
+                self.store.outbox_put(call.id, message.seq, message.type, wrap.as_json(), now)
                 publishing.append(self._publish(call, wrap, message.seq))
             elif isinstance(effect, Retransmit):
                 self.stats["retransmits"] += 1
@@ -392,17 +401,9 @@ class CallService:
 
     async def _send_stored(self, call: Call, seq: int) -> None:
         """Publish again our message ``seq``: the very event stored when it was first sent."""
-        entry = self.store.outbox_entry(call.id, seq)
-        if entry is None:
-            return  # receipted meanwhile
-        content, event_json = entry
-        if event_json is None:  # written by an older version that signed lazily
-            wrap = self._wrap(call, content)
-            self.store.outbox_set_event(call.id, seq, wrap.as_json())
-            self.store.commit()
-        else:
-            wrap = ns.Event.from_json(event_json)
-        await self._publish(call, wrap, seq)
+        event_json = self.store.outbox_event(call.id, seq)
+        if event_json is not None:  # None: receipted meanwhile
+            await self._publish(call, ns.Event.from_json(event_json), seq)
 
     async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
         relays = self.presence.inbox_relays(call.peer) or self.config.relays

@@ -140,10 +140,6 @@ class RelayPool:
             self.health.of(url).max_message_length = limit
             log.info("relay %s accepts messages up to %d bytes (NIP-11)", url, limit)
 
-    async def wait_connected(self, timeout: float) -> None:
-        await self._client.connect(and_wait=timedelta(seconds=timeout))
-        await self._writer.connect(and_wait=timedelta(seconds=timeout))
-
     async def subscribe(self, filters: list[Any]) -> None:
         await self._client.subscribe(ns.ReqTarget.auto(filters))
 

@@ -69,9 +69,6 @@ class RelayHealth:
         elif health.failures >= 3:  # timeouts, "not connected", and the like
             health.skip_until = now + min(60.0, 2.0 ** (health.failures - 2))
 
-    def refused_everywhere(self, event_id: str, urls: tuple[str, ...]) -> bool:
-        return set(urls) <= self._refused.get(event_id, set())
-
     def describe(self, url: str, state: str, now: float) -> str:
         health = self.of(url)
         if state != "connected":
