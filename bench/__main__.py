@@ -71,6 +71,14 @@ def timed_runs(command: list[str], runs: int, env: dict[str, str] | None = None)
     return samples
 
 
+def take_inbox(socket: Path, method: str = "inbox", **params: Any) -> list[dict[str, Any]]:
+    """Unread events, consumed the way every client does: read, then acknowledge."""
+    events: list[dict[str, Any]] = rpc.request(socket, method, params, timeout=60)["events"]
+    if events:
+        rpc.request(socket, "ack", {"event_ids": [e["event_id"] for e in events]})
+    return events
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -154,8 +162,8 @@ class Bench:
         samples = []
         for index in range(count):
             sent = rpc.request(self.alice.paths.socket, "send", {"text": f"lat {index}"})
-            result = rpc.request(self.bob.paths.socket, "wait", {"timeout": 10}, timeout=20)
-            (event,) = [e for e in result["events"] if e["type"] == "message"]
+            events = take_inbox(self.bob.paths.socket, "wait", timeout=10)
+            (event,) = [e for e in events if e["type"] == "message"]
             samples.append(event["ts"] - sent["accepted_at"])
         return samples
 
@@ -207,7 +215,7 @@ class Bench:
 
         def all_in() -> bool:
             nonlocal received
-            got = rpc.request(self.bob.paths.socket, "inbox")["events"]
+            got = take_inbox(self.bob.paths.socket)
             received += sum(1 for e in got if e["type"] == "message")
             return received >= count
 
@@ -248,8 +256,8 @@ class Bench:
             )
 
             def arrived() -> bool:
-                got = rpc.request(self.bob.paths.socket, "wait", {"timeout": 5}, timeout=15)
-                return any(e["type"] == "file" for e in got["events"])
+                got = take_inbox(self.bob.paths.socket, "wait", timeout=5)
+                return any(e["type"] == "file" for e in got)
 
             wait_until(arrived, 300, "the file at bob")
             seconds = time.perf_counter() - start
@@ -333,7 +341,7 @@ class Bench:
         for index in range(self.sizes.memory_messages):
             rpc.request(self.alice.paths.socket, "send", {"text": f"memory {index} " + "x" * 200})
             if index % 500 == 499:
-                rpc.request(self.bob.paths.socket, "inbox")
+                take_inbox(self.bob.paths.socket)
             if index == half:
                 middle = rss_kib(pid)
         wait_until(
@@ -343,7 +351,7 @@ class Bench:
             120,
             "every receipt",
         )
-        rpc.request(self.bob.paths.socket, "inbox")
+        take_inbox(self.bob.paths.socket)
         after = rss_kib(pid)
         self.add(
             Figure(

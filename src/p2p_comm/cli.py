@@ -28,6 +28,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_DAEMON = 3
 EXIT_TIMEOUT = 4
+MAX_WAIT_TIMEOUT = 3600.0
 
 
 class CliError(Exception):
@@ -138,8 +139,24 @@ def cmd_sendfile(args: argparse.Namespace, home: Home) -> Any:
     else:
         data = sys.stdin.read() if args.base64 == "-" else args.base64
         params = _with_call(args, name=args.name, data=data)
-    progress = None if args.json else _ProgressPrinter(args.name)
-    return _daemon_call(home, "sendfile", params, timeout=600, on_progress=progress)
+    printer = None if args.json else _ProgressPrinter(args.name)
+    queued: dict[str, Any] = {}
+
+    def progress(update: dict[str, Any]) -> None:
+        if update.get("queued"):
+            queued.update(update)
+        elif printer is not None:
+            printer(update)
+
+    try:
+        return _daemon_call(home, "sendfile", params, timeout=600, on_progress=progress)
+    except CliError as exc:
+        if not queued or exc.exit_code != EXIT_DAEMON:
+            raise
+        # The daemon had it durably queued before it went away: it goes out when the
+        # daemon runs again, so the agent must not send it a second time.
+        queued.pop("queued", None)
+        return {**queued, "queued": True, "note": f"queued; {exc.message} It is sent on restart."}
 
 
 class _ProgressPrinter:
@@ -169,17 +186,35 @@ def cmd_end(args: argparse.Namespace, home: Home) -> Any:
     return _daemon_call(home, "end", _with_call(args, reason=args.reason or ""))
 
 
+def _consume_after_print(result: Any, args: argparse.Namespace) -> Any:
+    """Events leave the unread set only once printed: `main` acknowledges them after the
+    output is flushed, so a killed command or a closed stdout loses nothing."""
+    if not args.peek and isinstance(result, dict):
+        ids = [e["event_id"] for e in result.get("events", []) if "event_id" in e]
+        if ids:
+            result["_ack"] = ids
+    return result
+
+
 def cmd_inbox(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "inbox")
+    result = _daemon_call(home, "inbox", {"call": args.call, "peek": args.peek})
+    return _consume_after_print(result, args)
 
 
 def cmd_wait(args: argparse.Namespace, home: Home) -> Any:
-    if args.timeout < 0:
-        raise CliError("--timeout must not be negative.", "usage", EXIT_USAGE)
-    result = _daemon_call(home, "wait", {"timeout": args.timeout}, timeout=args.timeout + 30)
+    timeout = args.timeout
+    # NaN fails every comparison, so test the good range rather than the bad one.
+    if not (0 <= timeout <= MAX_WAIT_TIMEOUT):
+        raise CliError(
+            f"--timeout must be a number of seconds from 0 to {MAX_WAIT_TIMEOUT:.0f}.",
+            "usage",
+            EXIT_USAGE,
+        )
+    params = {"timeout": timeout, "call": args.call, "peek": args.peek}
+    result = _daemon_call(home, "wait", params, timeout=timeout + 30)
     if result.get("timed_out"):
         result["_exit"] = EXIT_TIMEOUT
-    return result
+    return _consume_after_print(result, args)
 
 
 def cmd_transcript(args: argparse.Namespace, home: Home) -> Any:
@@ -280,7 +315,12 @@ def _fast_args(argv: list[str]) -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        command=argv[0], json="--json" in argv, func=_FAST[argv[0]], capability=None
+        command=argv[0],
+        json="--json" in argv,
+        func=_FAST[argv[0]],
+        capability=None,
+        call=None,
+        peek=False,
     )
 
 
@@ -293,15 +333,34 @@ _FAST: dict[str, Command] = {
 }
 
 
-def _emit(command: str, result: Any, as_json: bool) -> int:
+def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
     exit_code = result.pop("_exit", EXIT_OK) if isinstance(result, dict) else EXIT_OK
+    ack = result.pop("_ack", None) if isinstance(result, dict) else None
     if as_json:
         payload = (
             {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
         )
-        print(json.dumps(payload, ensure_ascii=False, indent=None))
+        text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
-        print(textout.render(command, result))
+        text = textout.render(command, result)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody is reading: nothing is acknowledged, so the events stay unread.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    if ack:
+        try:
+            rpc.request(home.socket, "ack", {"event_ids": ack})
+        except rpc.RpcError as exc:
+            raise CliError(
+                f"printed the events but could not mark them read ({exc.message}); "
+                "they will be shown again.",
+                exc.code,
+                EXIT_DAEMON,
+            ) from None
     return int(exit_code)
 
 
@@ -318,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
         as_json = args.json = getattr(args, "json", False)
         command = args.command if args.command != "daemon" else f"daemon {args.action}"
-        return _emit(command, args.func(args, Home(home_str())), as_json)
+        home = Home(home_str())
+        return _emit(command, args.func(args, home), as_json, home)
     except CliError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message}}))

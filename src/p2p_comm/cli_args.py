@@ -114,9 +114,11 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     escalate.add_argument("message")
     end = add_in_call("end", cli.cmd_end, "end the call and print its transcript")
     end.add_argument("reason", nargs="?", help="optional closing note for the peer")
-    add("inbox", cli.cmd_inbox, "print unread events and mark them read")
-    wait = add("wait", cli.cmd_wait, "block until an event arrives (exit 4 on timeout)")
+    inbox = add_in_call("inbox", cli.cmd_inbox, "print unread events, then mark them read")
+    inbox.add_argument("--peek", action="store_true", help="show without marking them read")
+    wait = add_in_call("wait", cli.cmd_wait, "block until an event arrives (exit 4 on timeout)")
     wait.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    wait.add_argument("--peek", action="store_true", help="show without marking them read")
     transcript = add_in_call(
         "transcript", cli.cmd_transcript, "a call's transcript (default: latest)"
     )

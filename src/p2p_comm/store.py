@@ -1,102 +1,194 @@
-"""Durable state in one SQLite database (WAL): calls, outbox, seen events, events, transcripts.
+"""Durable state in one SQLite database (WAL): calls, outbox, seen wraps, agent events,
+transcripts, contacts, blocks, escalations.
 
-The daemon owns the only connection and commits once per batch of work, so a crash
-loses at most the batch in flight, which the peer re-sends (nothing is receipted
-before it is committed).
+The daemon owns the only connection. Every change happens inside `transaction()`: one per
+command and one per inbound batch, committed only when all of it worked and rolled back on
+any error, so nothing is recorded that did not happen. Outside a transaction the
+connection only reads. The schema is versioned (``PRAGMA user_version``) and migrated
+forward at open; a damaged file is reported, never replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
+log = logging.getLogger("p2p.store")
+
+SCHEMA_VERSION = 2
+
+# Version 1 is the schema of the first release (user_version 0 on disk).
+_V1 = """
 CREATE TABLE IF NOT EXISTS calls (
-    id TEXT PRIMARY KEY,
-    peer TEXT NOT NULL,
-    peer_name TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    core TEXT NOT NULL
+    id TEXT PRIMARY KEY, peer TEXT NOT NULL, peer_name TEXT NOT NULL,
+    direction TEXT NOT NULL, topic TEXT NOT NULL, state TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, core TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
-    call_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    event_json TEXT,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (call_id, seq)
+    call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, event_json TEXT,
+    status TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (call_id, seq)
 );
-CREATE TABLE IF NOT EXISTS seen (
-    event_id TEXT PRIMARY KEY,
-    seen_at REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    read INTEGER NOT NULL DEFAULT 0
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, type TEXT NOT NULL,
+    data TEXT NOT NULL, created_at REAL NOT NULL, read INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_unread ON events (read, id);
 CREATE TABLE IF NOT EXISTS transcript (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    direction TEXT NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, at REAL NOT NULL,
+    direction TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transcript_call ON transcript (call_id, id);
 CREATE TABLE IF NOT EXISTS contacts (
-    pubkey TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    added_at REAL NOT NULL
+    pubkey TEXT PRIMARY KEY, name TEXT NOT NULL, added_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS blocked (
-    pubkey TEXT PRIMARY KEY,
-    added_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS blocked (pubkey TEXT PRIMARY KEY, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS escalations (
-    id TEXT PRIMARY KEY,
-    call_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    text TEXT NOT NULL,
+    id TEXT PRIMARY KEY, call_id TEXT NOT NULL, at REAL NOT NULL, text TEXT NOT NULL,
     answered INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# Version 2: the outbox keeps each message's content and rumor time (a retransmit is a
+# fresh wrap of the same rumor) and forgets delivered rows; out-of-order messages are
+# held durably until the gap before them fills.
+_V2 = """
+ALTER TABLE outbox ADD COLUMN content TEXT;
+DELETE FROM outbox WHERE status = 'delivered';
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox (call_id, status);
+CREATE TABLE IF NOT EXISTS held (
+    call_id TEXT NOT NULL, seq INTEGER NOT NULL, content TEXT NOT NULL,
+    PRIMARY KEY (call_id, seq)
+);
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2}
+
+
+class StorageError(Exception):
+    """The database cannot be used or written; the message is one sentence for the user."""
+
+
+def _describe(path: Path, exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if "full" in text:
+        return StorageError(f"cannot save state: the disk holding {path} is full ({text}).")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StorageError(
+            f"the state database {path} is damaged ({text}); move it away to start afresh "
+            "(its calls, contacts and blocks are then lost) or restore it from a backup."
+        )
+    return StorageError(f"cannot use the state database {path}: {text}.")
 
 
 class Store:
     """The daemon's database. Not thread-safe: used from the event loop only."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only an OS crash can lose the last commit.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._db.execute("BEGIN")
+        self.path = path
+        if path.exists() and path.stat().st_size == 0:
+            raise StorageError(
+                f"the state database {path} is empty (0 bytes), so it was damaged; move it away "
+                "to start afresh (its calls, contacts and blocks are then lost) or restore it."
+            )
+        fresh = not path.exists()
+        target = path.with_name(path.name + ".new") if fresh else path
+        if fresh:
+            target.unlink(missing_ok=True)
+        try:
+            self._db = sqlite3.connect(target, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; only an OS crash can lose the
+            # last commit.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise _describe(path, exc) from None
+        if fresh:
+            # Built aside and renamed: a file at the real path is always a whole database,
+            # so an empty one there can only mean damage.
+            self._db.close()
+            for suffix in ("-wal", "-shm"):
+                Path(str(target) + suffix).unlink(missing_ok=True)
+            os.replace(target, path)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
 
-    def commit(self) -> None:
-        self._db.execute("COMMIT")
-        self._db.execute("BEGIN")
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            has_tables = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='calls'"
+            ).fetchone()
+            version = 1 if has_tables else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the state database {self.path} was written by a newer p2p-comm "
+                f"(schema {version}); upgrade p2p-comm."
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {step}")
+            self._db.execute("COMMIT")
+
+    # Transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All changes inside commit together, or none does (nested uses join the outer)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _describe(self.path, exc) from None
+        self._depth = 1
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            self._after_commit.clear()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")  # may already be rolled back (disk full)
+            if isinstance(exc, sqlite3.Error):
+                raise _describe(self.path, exc) from None
+            raise
+        finally:
+            self._depth = 0
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # what already committed stands; the follow-up is logged
+                log.exception("a follow-up of a committed transaction failed")
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction has committed (never on rollback)."""
+        if self._depth:
+            self._after_commit.append(callback)
+        else:
+            callback()
 
     def close(self) -> None:
-        self._db.execute("COMMIT")
         self._db.close()
 
     # Seen wraps ---------------------------------------------------------------------
@@ -125,22 +217,31 @@ class Store:
         rows = self._db.execute("SELECT core, peer_name FROM calls ORDER BY created_at")
         return [(json.loads(row["core"]), row["peer_name"]) for row in rows]
 
+    def load_call(self, call_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT core FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return json.loads(row["core"]) if row else None
+
     # Outbox ---------------------------------------------------------------------------
 
-    def outbox_put(self, call_id: str, seq: int, kind: str, event_json: str, now: float) -> None:
-        """Record a message's signed wrap, in the same commit as the call's state."""
+    def outbox_put(
+        self, call_id: str, seq: int, kind: str, content: str, created_at: float
+    ) -> None:
+        """Record one of our messages until the peer receipts it."""
         self._db.execute(
-            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, 'queued', ?)",
-            (call_id, seq, kind, event_json, now),
+            "INSERT OR REPLACE INTO outbox (call_id, seq, type, event_json, status, created_at,"
+            " content) VALUES (?, ?, ?, NULL, 'queued', ?, ?)",
+            (call_id, seq, kind, created_at, content),
         )
 
-    def outbox_event(self, call_id: str, seq: int) -> str | None:
-        """The signed wrap of a message not yet receipted, to publish again unchanged."""
+    def outbox_message(self, call_id: str, seq: int) -> tuple[str | None, str | None, float]:
+        """(content, legacy signed wrap, rumor time) of a message not yet receipted."""
         row = self._db.execute(
-            "SELECT event_json FROM outbox WHERE call_id = ? AND seq = ? AND status != 'delivered'",
+            "SELECT content, event_json, created_at FROM outbox WHERE call_id = ? AND seq = ?",
             (call_id, seq),
         ).fetchone()
-        return row["event_json"] if row else None
+        if row is None:
+            return None, None, 0.0
+        return row["content"], row["event_json"], row["created_at"]
 
     def outbox_mark_sent(self, call_id: str, seq: int) -> None:
         self._db.execute(
@@ -148,22 +249,33 @@ class Store:
             (call_id, seq),
         )
 
-    def outbox_mark_delivered(self, call_id: str, seqs: Iterable[int]) -> None:
-        # The signed event is no longer needed once the peer has receipted it.
+    def outbox_forget(self, call_id: str, seqs: Iterable[int]) -> None:
+        """The peer receipted these: their rows are no longer needed."""
         self._db.executemany(
-            "UPDATE outbox SET status = 'delivered', event_json = NULL"
-            " WHERE call_id = ? AND seq = ? AND status != 'delivered'",
-            [(call_id, seq) for seq in seqs],
+            "DELETE FROM outbox WHERE call_id = ? AND seq = ?", [(call_id, seq) for seq in seqs]
         )
 
-    def delivery_counts(self, call_id: str) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT status, COUNT(*) AS n FROM outbox WHERE call_id = ? GROUP BY status",
-            (call_id,),
-        )
-        counts = {"queued": 0, "sent": 0, "delivered": 0}
-        counts.update({row["status"]: row["n"] for row in rows})
-        return counts
+    def outbox_unacked(self) -> dict[str, tuple[list[int], set[int]]]:
+        """Per call: every unreceipted seq, and those no relay has taken yet."""
+        found: dict[str, tuple[list[int], set[int]]] = {}
+        for row in self._db.execute("SELECT call_id, seq, status FROM outbox ORDER BY seq"):
+            seqs, queued = found.setdefault(row["call_id"], ([], set()))
+            seqs.append(row["seq"])
+            if row["status"] == "queued":
+                queued.add(row["seq"])
+        return found
+
+    # Messages held until the gap before them fills --------------------------------------
+
+    def hold(self, call_id: str, seq: int, content: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO held VALUES (?, ?, ?)", (call_id, seq, content))
+
+    def release(self, call_id: str, below: int) -> None:
+        self._db.execute("DELETE FROM held WHERE call_id = ? AND seq < ?", (call_id, below))
+
+    def held(self) -> list[tuple[str, int, str]]:
+        rows = self._db.execute("SELECT call_id, seq, content FROM held ORDER BY call_id, seq")
+        return [(row["call_id"], row["seq"], row["content"]) for row in rows]
 
     # Agent events -------------------------------------------------------------------------
 
@@ -174,14 +286,26 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
-    def unread(self, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT id, data FROM events WHERE read = 0 ORDER BY id LIMIT ?", (limit,)
-        )
+    def unread(
+        self, call_prefix: str | None = None, after: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        query = "SELECT id, data FROM events WHERE read = 0 AND id > ?"
+        args: list[Any] = [after]
+        if call_prefix:
+            query += " AND call_id LIKE ?"
+            args.append(call_prefix.replace("%", "").replace("_", "") + "%")
+        rows = self._db.execute(query + " ORDER BY id LIMIT ?", (*args, limit))
         return [{"event_id": row["id"], **json.loads(row["data"])} for row in rows]
 
-    def mark_read(self, ids: Iterable[int]) -> None:
-        self._db.executemany("UPDATE events SET read = 1 WHERE id = ?", [(i,) for i in ids])
+    def mark_read(self, ids: Iterable[int]) -> int:
+        cursor = self._db.executemany(
+            "UPDATE events SET read = 1 WHERE id = ? AND read = 0", [(i,) for i in ids]
+        )
+        return cursor.rowcount
+
+    def is_unread(self, event_id: int) -> bool:
+        row = self._db.execute("SELECT read FROM events WHERE id = ?", (event_id,)).fetchone()
+        return row is not None and row["read"] == 0
 
     def unread_counts(self) -> dict[str, int]:
         rows = self._db.execute(
@@ -249,6 +373,13 @@ class Store:
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
             (key, value, value),
         )
+
+    def has_history(self) -> bool:
+        """Whether this database holds anything an agent would miss (calls, contacts, blocks)."""
+        for table in ("calls", "contacts", "blocked"):
+            if self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                return True
+        return False
 
     # Contacts and blocks ----------------------------------------------------------------------
 

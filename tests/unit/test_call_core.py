@@ -12,13 +12,16 @@ from p2p_comm.protocol.call import (
     ACTIVE,
     ENDED,
     FIRST_RETRY,
+    RETRANSMIT_WINDOW,
     RETRY_AFTER_END,
     RINGING,
+    STALE_MARGIN,
     Call,
     CallError,
     Limits,
 )
 from p2p_comm.protocol.events import (
+    Acked,
     Deliver,
     Dropped,
     Effect,
@@ -98,17 +101,33 @@ def test_ring_timeout_is_a_missed_call_on_both_sides() -> None:
     caller_effects = caller.tick(60.0)
     assert Deliver("call_missed", {"reason": "nobody answered"}) in caller_effects
     assert [m.type for m in sent(caller_effects)] == ["end"]
-    assert delivered(callee.tick(60.0)) == [Deliver("call_missed", {"reason": "the call rang out"})]
+    # The callee times the ring by its own clock, from when the request reached it.
+    assert delivered(callee.tick(60.5)) == []
+    assert delivered(callee.tick(61.0)) == [Deliver("call_missed", {"reason": "the call rang out"})]
     assert caller.outcome == callee.outcome == "missed"
     with pytest.raises(CallError):
         callee.accept(61.0)
 
 
-def test_request_that_arrives_after_its_ring_time_is_missed_at_once() -> None:
+def test_a_replayed_request_long_past_its_ring_time_is_missed_at_once() -> None:
     _, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits(ring_timeout=60))
-    callee, effects = Call.ring_in(sent(out)[0], ALICE, 0.0, 500.0, Limits(ring_timeout=60))
+    late = 60 + STALE_MARGIN + 1
+    callee, effects = Call.ring_in(sent(out)[0], ALICE, 0.0, late, Limits(ring_timeout=60))
     assert [d.type for d in delivered(effects)] == ["call_request", "call_missed"]
     assert callee.state == ENDED
+
+
+@pytest.mark.parametrize("skew", [-600.0, -120.0, 120.0, 600.0])
+def test_a_caller_whose_clock_is_off_still_rings_for_the_whole_ring_time(skew: float) -> None:
+    # The rumor's timestamp is the caller's clock: ``skew`` seconds off ours.
+    _, out = Call.start(CALL_ID, BOB, "t", "alice", 1000.0 + skew, Limits(ring_timeout=60))
+    callee, effects = Call.ring_in(
+        sent(out)[0], ALICE, 1000.0 + skew, 1000.5, Limits(ring_timeout=60)
+    )
+    assert [d.type for d in delivered(effects)] == ["call_request"]
+    assert delivered(callee.tick(1059.0)) == [] and callee.state == RINGING
+    callee.accept(1059.0)
+    assert callee.state == ACTIVE
 
 
 def test_caller_hanging_up_while_ringing_is_a_missed_call_for_the_callee() -> None:
@@ -216,12 +235,12 @@ def test_file_chunks_reassemble(size: int) -> None:
     data = random.Random(size).randbytes(size)
     got, _ = _receive_file(data)
     writes = [e for e in got if isinstance(e, WriteChunk)]
-    assert b"".join(w.data for w in sorted(writes, key=lambda w: w.index)) == data
+    assert b"".join(w.data for w in sorted(writes, key=lambda w: w.offset)) == data
     (complete,) = [e for e in got if isinstance(e, FileComplete)]
     assert (complete.size, complete.sha256) == (size, hashlib.sha256(data).hexdigest())
 
 
-def test_file_over_the_limit_is_dropped() -> None:
+def test_file_over_the_limit_is_refused_back_to_the_sender() -> None:
     caller, callee = connected(Limits(max_file_bytes=10))
     with pytest.raises(CallError):
         caller.send_file("f" * 32, "x", b"x" * 11, "0" * 64, 2.0)
@@ -231,6 +250,76 @@ def test_file_over_the_limit_is_dropped() -> None:
     data = b"x" * 11
     got = exchange(generous, callee, generous.send_file("f" * 32, "x", data, "0" * 64, 2.0), 2.0)
     assert not any(isinstance(e, WriteChunk | FileComplete) for e in got)
+    # The refusal travels back: the sender's agent learns the file was not taken.
+    back = exchange(callee, generous, got, 3.0)
+    (refused,) = delivered(back)
+    assert refused.type == "refused" and refused.fields["what"] == "file"
+    assert refused.fields["name"] == "x" and "limit" in refused.fields["reason"]
+    assert generous.refused == 1
+
+
+def test_a_file_failing_its_hash_is_refused_back_to_the_sender() -> None:
+    data = b"some bytes"
+    got, callee = _receive_file(data)
+    (complete,) = [e for e in got if isinstance(e, FileComplete)]
+    refusal = callee.file_failed(complete.seq, complete.name, "the file failed its check", 3.0)
+    (message,) = sent(refusal)
+    assert (message.type, message.body["ref"], message.body["what"]) == (
+        "refuse",
+        complete.seq,
+        "file",
+    )
+
+
+def test_message_before_the_answer_is_refused_not_delivered() -> None:
+    _, out = Call.start(CALL_ID, BOB, "t", "alice", 0.0, Limits())
+    callee, _ = Call.ring_in(sent(out)[0], ALICE, 0.0, 0.0, Limits())
+    early = WireMessage("message", CALL_ID, 2, body={"text": "hi", "part": 1, "parts": 1})
+    got = callee.receive(early, 1.0)
+    assert delivered(got) == []
+    assert [m.type for m in sent(got)] == ["refuse"]
+
+
+def test_a_version_1_peer_gets_no_refusal_it_could_not_parse() -> None:
+    caller, callee = connected()
+    callee.peer_level = 1
+    too_big = WireMessage(
+        "file",
+        CALL_ID,
+        caller.next_seq,
+        body={
+            "fid": "f" * 32,
+            "name": "x",
+            "size": 11 << 30,
+            "sha256": "0" * 64,
+            "index": 0,
+            "count": 1 << 20,
+            "data": b"",
+        },
+    )
+    got = callee.receive(too_big, 2.0)
+    assert sent(got) == [] and any(isinstance(e, Dropped) for e in got)
+
+
+def test_receipts_are_effects_and_count_as_delivered() -> None:
+    caller, callee = connected()
+    out = caller.send_text("a", 2.0) + caller.send_text("b", 2.0)
+    exchange(caller, callee, out, 2.0)
+    ack = callee.take_ack()
+    assert ack is not None
+    got = caller.receive(ack, 2.1)
+    (acked,) = [e for e in got if isinstance(e, Acked)]
+    assert set(acked.seqs) == {2, 3} and caller.delivered == 3 and caller.unacked == 0
+
+
+def test_only_a_window_of_the_oldest_unreceipted_messages_is_resent() -> None:
+    caller, _ = connected()
+    for i in range(RETRANSMIT_WINDOW + 50):
+        caller.send_text(f"m{i}", 2.0)
+    resent = [e.seq for e in caller.tick(100.0) if isinstance(e, Retransmit)]
+    assert len(resent) == RETRANSMIT_WINDOW
+    assert resent == sorted(caller.pending)[:RETRANSMIT_WINDOW]
+    assert caller.next_deadline() == min(caller.pending[s].next_at for s in resent)
 
 
 def test_forged_chunk_that_does_not_fit_is_dropped() -> None:
@@ -249,7 +338,10 @@ def test_state_survives_a_round_trip_through_dict() -> None:
     caller.send_text("pending", 2.0)
     restored = Call.from_dict(caller.to_dict())
     assert restored.to_dict() == caller.to_dict()
+    # The retransmit schedule lives in the shell's outbox, and is rebuilt from it.
+    restored.restore_pending(sorted(caller.pending), 10.0)
     assert restored.pending.keys() == caller.pending.keys()
+    assert restored.next_deadline() == 10.5
 
 
 def test_local_actions_in_the_wrong_state_are_errors() -> None:

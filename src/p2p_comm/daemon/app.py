@@ -14,17 +14,24 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from .. import __version__, rpc, sdk_speedups
+from .. import __version__, clock, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
 from ..paths import HomePaths, ensure_private_dir
+from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
+from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
-from ..store import Store
+from ..store import StorageError, Store
 from .calls import CallService
 from .commands import CallCommands
+from .directory import Directory
+from .errors import CommandError
 from .hooks import Waker
+from .inbound import Inbound
+from .inbox import AgentInbox
 from .nostr_io import InboundEvent, RelayPool, spawn
-from .owner import OwnerChannels
+from .outbound import Outbound
+from .owner import OwnerChannels, owner_pubkey
 from .presence import PresenceService
 from .server import SocketServer
 
@@ -69,18 +76,46 @@ def setup_logging(paths: HomePaths, level: str) -> None:
 class Daemon:
     """Wires the parts together and answers the CLI."""
 
-    def __init__(self, paths: HomePaths, config: Config, identity: Identity) -> None:
+    def __init__(self, paths: HomePaths, config: Config, identity: Identity, store: Store) -> None:
         self.paths = paths
         self.config = config
         self.identity = identity
         self.started_at = time.time()
+        self.store = store
         self.pool = RelayPool(config.relays, self._on_event)
-        self.store = Store(paths.database)
-        self.presence = PresenceService(self.pool, identity, config, self.store)
-        self.calls = CallService(paths, config, identity, self.pool, self.presence, self.store)
-        self.calls.waker = Waker(config.wake, config.hook_timeout, lambda: self.calls.waiters)
+        self.presence = PresenceService(self.pool, identity, config, store)
+        self.directory = Directory(self.presence)
+        self.inbox = AgentInbox(store)
+        self.inbox.waker = Waker(
+            config.wake, config.hook_timeout, lambda: self.inbox.waiters, store.is_unread
+        )
+        gate = InboundGate(
+            InboundLimits(
+                call_requests_per_peer_per_minute=config.call_requests_per_peer_per_minute,
+                max_ringing=config.max_ringing,
+                max_open_calls=config.max_open_calls,
+                bytes_per_peer_per_minute=config.bytes_per_peer_per_minute,
+                inbound_events_per_second=config.inbound_events_per_second,
+            )
+        )
+        self.outbound = Outbound(config, identity, self.pool, self.presence, store)
+        self.inbound = Inbound(identity.keys, identity.public_hex, self.pool, store, gate)
+        self.calls = CallService(
+            paths,
+            config,
+            store,
+            self.outbound,
+            self.inbox,
+            self.directory,
+            gate,
+            owner_pubkey(config),
+        )
+        self.calls.records.me = (self.presence.name, identity.npub)
+        self.calls.on_change = self._presence_changed
+        self.inbound.sink = self.calls
+        self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
-        self.server = SocketServer(paths.socket, self.dispatch)
+        self.server = SocketServer(paths.socket, self.dispatch, _max_request(config))
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.handlers: dict[str, Handler] = {
@@ -89,29 +124,41 @@ class Daemon:
             "whoami": self._whoami,
             "list": self._list,
             "shutdown": self._shutdown,
-            **CallCommands(self.calls, owner).handlers(),
+            **CallCommands(self.calls, self.inbox, owner, self.presence.name).handlers(),
         }
 
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
         handler = self.handlers.get(method)
         if handler is None:
-            raise rpc.RpcError("unknown_method", f"the daemon does not know '{method}'.")
+            raise CommandError("unknown_method", f"the daemon does not know '{method}'.")
         return await handler(params)
 
     async def _on_event(self, event: InboundEvent) -> None:
         if event.kind == 1059:
-            await self.calls.on_wrap(event)
+            self.inbound.submit(event)
         elif self.presence.handle(event) and event.kind == PRESENCE_KIND:
-            self.calls.peer_seen(event.pubkey)
+            self.calls.peer_seen(event.pubkey, clock.now())
+
+    def _presence_changed(self) -> None:
+        busy = any(c.state == ACTIVE for c in self.calls.calls.values())
+        status = "busy" if busy else "available"
+        if status != self.presence.status:
+            self.outbound.run([self.presence.announce(status)])
 
     async def start(self) -> None:
         self.calls.load()
         await self.server.start()
         await self.pool.start()
-        await self.pool.subscribe([*self.presence.filters(), self.calls.wrap_filter()])
+        # Wraps in a REQ of their own: strfry-style relays challenge (NIP-42) only a REQ
+        # whose every filter asks for a restricted kind.
+        await self.pool.subscribe(self.presence.filters())
+        await self.pool.subscribe([self.inbound.wrap_filter()])
         self._tasks.append(spawn(self.presence.run(), "presence"))
         self._tasks.append(spawn(self.presence.backfill(), "presence-backfill"))
         self._tasks.append(spawn(self.calls.run_timers(), "call-timers"))
+        self._tasks.append(spawn(self.inbound.run(), "inbound"))
+        self._tasks.append(spawn(self.inbound.catch_up(), "catch-up"))
+        self.pool.on_reconnect = self.inbound.schedule_catch_up
         log.info(
             "daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays
         )
@@ -151,6 +198,37 @@ class Daemon:
     async def _whoami(self, params: dict[str, Any]) -> Any:
         return self._whoami_dict()
 
+    def _calls_summary(self) -> dict[str, Any]:
+        calls, names = self.calls.calls, self.calls.peer_names
+        describe = self.calls.records.describe
+        open_calls = [describe(c, names.get(c.id, "")) for c in calls.values() if c.state != ENDED]
+        return {
+            "active": [c for c in open_calls if c["state"] == ACTIVE],
+            "ringing_in": [
+                c for c in open_calls if c["state"] == RINGING and c["direction"] == INCOMING
+            ],
+            "ringing_out": [
+                c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
+            ],
+            "unread": self.store.unread_counts(),
+            "waiting_clients": self.inbox.waiters,
+            "stats": {
+                "retransmits": self.outbound.retransmits,
+                "max_delivery_delay_s": self.inbound.stats["max_delivery_delay_s"],
+            },
+        }
+
+    def _security_summary(self) -> dict[str, Any]:
+        dropped = {**self.inbound.stats["dropped"], **self.calls.dropped}
+        return {
+            "call_policy": self.config.call_policy,
+            "contacts": len(self.calls.contacts),
+            "blocked": len(self.calls.blocked),
+            "unwrapped": self.inbound.stats["unwrapped"],
+            "shed": self.gate.shed,
+            "dropped": {**dropped, **self.gate.refused},
+        }
+
     async def _status(self, params: dict[str, Any]) -> Any:
         relays = await self.pool.states()
         return {
@@ -163,13 +241,13 @@ class Daemon:
             "relays": relays,
             "connected_relays": sum(1 for r in relays if r["state"] == "connected"),
             "presence": {"status": self.presence.status, **self.presence.last_announce},
-            "online_agents": len(self.presence.online(time.time())),
-            "calls": self.calls.summary(),
-            "security": self.calls.security_summary(),
+            "online_agents": len(self.presence.online(clock.now())),
+            "calls": self._calls_summary(),
+            "security": self._security_summary(),
         }
 
     async def _list(self, params: dict[str, Any]) -> Any:
-        agents = self.presence.describe(time.time())
+        agents = self.presence.describe(clock.now())
         capability = params.get("capability")
         if capability:
             wanted = str(capability).casefold()
@@ -181,15 +259,47 @@ class Daemon:
         return {"stopping": True, "pid": os.getpid()}
 
 
+def _max_request(config: Config) -> int:
+    """The largest request line: a file at the size limit as base64, plus room."""
+    return config.max_file_bytes * 4 // 3 + 1024 * 1024
+
+
+def open_state(paths: HomePaths) -> tuple[Identity, Store]:
+    """The identity and the database, refusing a home whose state belongs to a lost key."""
+    had_identity = paths.identity.exists()
+    store = Store(paths.database)
+    try:
+        if not had_identity and store.has_history():
+            raise StartupError(
+                f"the identity file {paths.identity} is missing, but this home holds calls, "
+                "contacts or blocks of an earlier identity; restore that file, or move "
+                f"{paths.database} away to start as a new agent."
+            )
+        identity, created = load_or_create(paths.identity)
+        if created:
+            log.info("created a new identity %s", identity.npub)
+        owner_of_state = store.get("identity")
+        if owner_of_state and owner_of_state != identity.public_hex:
+            raise StartupError(
+                f"{paths.database} belongs to another identity than {paths.identity}; "
+                "restore the matching identity file, or move the database away."
+            )
+        if not owner_of_state:
+            with store.transaction():
+                store.put("identity", identity.public_hex)
+    except BaseException:
+        store.close()
+        raise
+    return identity, store
+
+
 async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:
     ns.uniffi_set_event_loop(asyncio.get_running_loop())
     sdk_speedups.apply()
     config = load_config(paths.config)
     setup_logging(paths, config.log_level)
-    identity, created = load_or_create(paths.identity)
-    if created:
-        log.info("created a new identity %s", identity.npub)
-    daemon = Daemon(paths, config, identity)
+    identity, store = open_state(paths)
+    daemon = Daemon(paths, config, identity, store)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -221,7 +331,7 @@ def run(paths: HomePaths, ready_fd: int | None = None) -> int:
         return 3
     try:
         return asyncio.run(_run(paths, report))
-    except (ConfigError, IdentityError, StartupError, OSError) as exc:
+    except (ConfigError, IdentityError, StartupError, StorageError, OSError) as exc:
         logging.getLogger("p2p.daemon").error("cannot start: %s", exc)
         report(f"error: {exc}")
         return 1

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-import time
+import asyncio
+import base64
+import binascii
+import hashlib
+import math
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .. import rpc
-from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call, CallError
-from ..protocol.events import Effect
+from .. import clock
+from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
 from ..sanitize import clean_label
-from .calls import CallService, decode_base64, npub_of
+from .calls import CallService
+from .directory import npub_of
+from .errors import CommandError
+from .inbox import AgentInbox
 from .owner import OwnerChannels
-
-log = logging.getLogger("p2p.commands")
+from .server import report_progress
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 MAX_WAIT = 3600.0
@@ -26,7 +31,7 @@ def _text(params: dict[str, Any], key: str, required: bool = True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise rpc.RpcError("bad_request", f"'{key}' must be a non-empty string.")
+        raise CommandError("bad_request", f"'{key}' must be a non-empty string.")
     return value
 
 
@@ -35,12 +40,30 @@ def _call_arg(params: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _after(params: dict[str, Any]) -> int:
+    value = params.get("after") or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CommandError("bad_request", "'after' must be a non-negative event id.")
+    return value
+
+
+def decode_base64(data: str) -> bytes:
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise CommandError("bad_request", "the file content is not valid base64.") from None
+
+
 class CallCommands:
     """Turns RPC requests into actions on the call service."""
 
-    def __init__(self, service: CallService, owner: OwnerChannels) -> None:
+    def __init__(
+        self, service: CallService, inbox: AgentInbox, owner: OwnerChannels, my_name: str
+    ) -> None:
         self.service = service
+        self.inbox = inbox
         self.owner = owner
+        self.my_name = my_name
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -50,8 +73,9 @@ class CallCommands:
             "sendfile": self.sendfile,
             "escalate": self.escalate,
             "end": self.end,
-            "inbox": self.inbox,
+            "inbox": self.inbox_events,
             "wait": self.wait,
+            "ack": self.ack,
             "transcript": self.transcript,
             "history": self.history,
             "contacts": self.contacts,
@@ -59,42 +83,43 @@ class CallCommands:
             "unblock": self.unblock,
         }
 
-    async def _do(self, call: Call, action: Callable[[], list[Effect]]) -> None:
-        try:
-            effects = action()
-        except CallError as exc:
-            raise rpc.RpcError("bad_state", str(exc)) from None
-        await self.service.act(call, effects)
+    def _describe(self, call: Call) -> dict[str, Any]:
+        return self.service.records.describe(call, self.service.peer_names.get(call.id, ""))
 
     async def call(self, params: dict[str, Any]) -> Any:
-        return await self.service.start_call(_text(params, "agent"), _text(params, "topic"))
+        agent, topic = _text(params, "agent"), _text(params, "topic")
+        call, work = self.service.start_call(agent, topic, self.my_name)
+        self.service.publish(work)
+        return self._describe(call)
 
     async def answer(self, params: dict[str, Any]) -> Any:
         decision = params.get("decision")
         if decision not in ("accept", "reject"):
-            raise rpc.RpcError("bad_request", "answer with 'accept' or 'reject'.")
+            raise CommandError("bad_request", "answer with 'accept' or 'reject'.")
         call = self.service.pick(_call_arg(params), (RINGING,), "ringing incoming call", INCOMING)
-        now = time.time()
         if decision == "accept":
-            await self._do(call, lambda: call.accept(now))
-            self.service.record(call, "call_accepted", {})
+            work = self.service.act(call, call.accept, ("call_accepted", {}))
         else:
             reason = _text(params, "reason", required=False) or "declined"
-            self.service.record(call, "call_rejected", {"reason": reason})
-            await self._do(call, lambda: call.reject(reason, now))
-        return self.service.describe(call)
+            work = self.service.act(
+                call, lambda now: call.reject(reason, now), ("call_rejected", {"reason": reason})
+            )
+        self.service.publish(work)
+        return self._describe(call)
 
     async def send(self, params: dict[str, Any]) -> Any:
-        accepted_at = time.time()
+        accepted_at = clock.now()
         text = _text(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
-        self.service.record(call, "message", {"text": text})
-        await self._do(call, lambda: call.send_text(text, time.time()))
+        work = self.service.act(
+            call, lambda now: call.send_text(text, now), ("message", {"text": text})
+        )
+        self.service.publish(work)
         return {
             "call_id": call.id,
             "bytes": len(text.encode()),
             "accepted_at": accepted_at,
-            **self._delivery(call),
+            "delivery": self.service.outbound.delivery(call),
         }
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
@@ -106,19 +131,31 @@ class CallCommands:
         else:
             data = decode_base64(_text(params, "data", required=False))
         if len(data) > limit:
-            raise rpc.RpcError(
+            raise CommandError(
                 "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
             )
-        result = await self.service.send_file(call, name, data)
-        return {**result, **self._delivery(call)}
+        digest = hashlib.sha256(data).hexdigest()
+        fid = secrets.token_hex(16)
+        record = ("file", {"name": name, "size": len(data), "sha256": digest})
+        work = self.service.act(
+            call, lambda now: call.send_file(fid, name, data, digest, now), record
+        )
+        result = {"call_id": call.id, "name": name, "size": len(data), "sha256": digest}
+        # Durable from here: a client that loses the daemon after this line knows the file
+        # will still go out (the outbox survives a restart), and must not send it again.
+        report_progress({"queued": True, **result, "total": len(work)})
+        await _hand_to_relays(work)
+        return {**result, "chunks": len(work), "delivery": self.service.outbound.delivery(call)}
 
     async def escalate(self, params: dict[str, Any]) -> Any:
         text = _text(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
-        self.service.record(call, "escalation", {"text": text})
-        await self._do(call, lambda: call.escalate(text, time.time()))
+        work = self.service.act(
+            call, lambda now: call.escalate(text, now), ("escalation", {"text": text})
+        )
+        self.service.publish(work)
         details = {
-            "agent": self.service.presence.name,
+            "agent": self.my_name,
             "call_id": call.id,
             "peer": self.service.peer_names.get(call.id, ""),
             "peer_npub": npub_of(call.peer),
@@ -126,95 +163,128 @@ class CallCommands:
             "text": text,
         }
         outcome = await self.owner.escalate(details)
-        self.service.store.add_escalation(outcome["escalation_id"], call.id, text, time.time())
-        self.service.store.commit()
+        with self.service.store.transaction():
+            self.service.store.add_escalation(outcome["escalation_id"], call.id, text, clock.now())
         return {"call_id": call.id, "peer_notified": True, **outcome}
 
     async def end(self, params: dict[str, Any]) -> Any:
         call = self.service.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
         reason = _text(params, "reason", required=False)
-        self.service.record(call, "call_ended", {"reason": reason})
-        await self._do(call, lambda: call.end(reason, time.time()))
-        markdown, _ = self.service.transcript(call)
+        work = self.service.act(
+            call, lambda now: call.end(reason, now), ("call_ended", {"reason": reason})
+        )
+        self.service.publish(work)
+        markdown, _ = self.service.records.transcript(
+            call, self.service.peer_names.get(call.id, "")
+        )
         return {
             "call_id": call.id,
             "transcript": markdown,
-            "transcript_path": str(self.service.paths.transcripts / f"{call.id}.md"),
+            "transcript_path": str(self.service.records.paths.transcripts / f"{call.id}.md"),
         }
 
-    async def inbox(self, params: dict[str, Any]) -> Any:
-        return {"events": self.service.take_unread()}
+    async def inbox_events(self, params: dict[str, Any]) -> Any:
+        """Unread events; nothing is consumed until the client sends `ack`."""
+        return {"events": self.inbox.unread(_call_arg(params), _after(params))}
 
     async def wait(self, params: dict[str, Any]) -> Any:
         timeout = params.get("timeout", 30)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise rpc.RpcError("bad_request", "timeout must be a number of seconds.")
-        events = await self.service.wait_unread(min(float(timeout), MAX_WAIT))
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout < 0
+        ):
+            raise CommandError("bad_request", "timeout must be a finite number of seconds.")
+        events = await self.inbox.wait(
+            min(float(timeout), MAX_WAIT), _call_arg(params), _after(params)
+        )
         return {"events": events, "timed_out": not events}
 
+    async def ack(self, params: dict[str, Any]) -> Any:
+        ids = params.get("event_ids")
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise CommandError("bad_request", "'event_ids' must be a list of event ids.")
+        return {"acknowledged": self.inbox.ack(ids)}
+
     async def transcript(self, params: dict[str, Any]) -> Any:
-        states = (ACTIVE, RINGING, ENDED)
         prefix = _call_arg(params)
         if prefix is None:
-            ended = sorted(self.service.calls.values(), key=lambda c: c.created_at)
-            if not ended:
-                raise rpc.RpcError("no_call", "there are no calls yet.")
-            call = ended[-1]
+            calls = sorted(self.service.calls.values(), key=lambda c: c.created_at)
+            if not calls:
+                raise CommandError("no_call", "there are no calls yet.")
+            call = calls[-1]
         else:
-            call = self.service.pick(prefix, states, "call")
-        markdown, document = self.service.transcript(call)
+            call = self.service.pick(prefix, (ACTIVE, RINGING, ENDED), "call")
+        markdown, document = self.service.records.transcript(
+            call, self.service.peer_names.get(call.id, "")
+        )
         return {"call_id": call.id, "transcript": markdown, **document}
 
     async def history(self, params: dict[str, Any]) -> Any:
         calls = sorted(self.service.calls.values(), key=lambda c: c.created_at, reverse=True)
-        return {"calls": [self.service.describe(c) for c in calls]}
+        return {"calls": [self._describe(c) for c in calls]}
 
     async def contacts(self, params: dict[str, Any]) -> Any:
         service, store = self.service, self.service.store
         action = params.get("action")
         if action in ("add", "remove"):
-            pubkey, known_name = service.resolve(_text(params, "agent"))
+            pubkey, known_name = service.directory.resolve(_text(params, "agent"), clock.now())
+            with store.transaction():
+                if action == "add":
+                    name = _text(params, "name", required=False) or known_name
+                    store.add_contact(pubkey, clean_label(name, 64), clock.now())
+                elif not store.remove_contact(pubkey):
+                    raise CommandError("not_found", "that agent is not in your contacts.")
             if action == "add":
-                name = _text(params, "name", required=False) or known_name
-                store.add_contact(pubkey, clean_label(name, 64), time.time())
                 service.contacts.add(pubkey)
             else:
-                if not store.remove_contact(pubkey):
-                    raise rpc.RpcError("not_found", "that agent is not in your contacts.")
                 service.contacts.discard(pubkey)
-            store.commit()
         elif action != "list":
-            raise rpc.RpcError("bad_request", "contacts takes add, remove or list.")
+            raise CommandError("bad_request", "contacts takes add, remove or list.")
         listed = [
             {"name": name, "npub": npub_of(pk), "pubkey": pk} for pk, name in store.contacts()
         ]
         return {"contacts": listed, "call_policy": service.config.call_policy}
 
     async def block(self, params: dict[str, Any]) -> Any:
-        pubkey, name = self.service.resolve(_text(params, "agent"))
-        self.service.store.block(pubkey, time.time())
-        self.service.store.commit()
-        self.service.blocked.add(pubkey)
-        return {"blocked": npub_of(pubkey), "name": name}
+        pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
+        ended = self.service.block(pubkey)
+        return {"blocked": npub_of(pubkey), "name": name, "ended_calls": ended}
 
     async def unblock(self, params: dict[str, Any]) -> Any:
-        pubkey, name = self.service.resolve(_text(params, "agent"))
-        removed = self.service.store.unblock(pubkey)
-        self.service.store.commit()
+        pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
+        with self.service.store.transaction():
+            removed = self.service.store.unblock(pubkey)
         self.service.blocked.discard(pubkey)
         if not removed:
-            raise rpc.RpcError("not_found", "that agent was not blocked.")
+            raise CommandError("not_found", "that agent was not blocked.")
         return {"unblocked": npub_of(pubkey), "name": name}
 
-    def _delivery(self, call: Call) -> dict[str, Any]:
-        return {"delivery": self.service.store.delivery_counts(call.id)}
+
+async def _hand_to_relays(work: list[Awaitable[None]]) -> None:
+    """Publish and wait, reporting progress for long transfers. The publications are
+    tasks of their own: a client that goes away does not stop them."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    _RUNNING.update(tasks)
+    for task in tasks:
+        task.add_done_callback(_RUNNING.discard)
+    for done, finished in enumerate(asyncio.as_completed(tasks), 1):
+        await finished
+        if len(tasks) >= 8:
+            report_progress({"done": done, "total": len(tasks)})
+
+
+_RUNNING: set[asyncio.Future[None]] = set()
 
 
 def _read_file(path: Path, limit: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > limit:
-            raise rpc.RpcError("too_large", f"{path} is {size} bytes, over the limit of {limit}.")
+            raise CommandError("too_large", f"{path} is {size} bytes, over the limit of {limit}.")
         return path.read_bytes()
     except OSError as exc:
-        raise rpc.RpcError("bad_request", f"cannot read {path}: {exc.strerror}.") from None
+        raise CommandError("bad_request", f"cannot read {path}: {exc.strerror}.") from None

@@ -109,6 +109,9 @@ async def run_hook(
     return results
 
 
+RECHECK_AFTER = 2.0  # seconds a `wait` client has to acknowledge what it was handed
+
+
 class Waker:
     """Wakes the agent on chosen events, coalescing bursts into one wake-up.
 
@@ -117,10 +120,17 @@ class Waker:
     it fires ride along. The text names event kinds and peers, never peer content.
     """
 
-    def __init__(self, config: WakeConfig, timeout: float, waiting: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        config: WakeConfig,
+        timeout: float,
+        waiting: Callable[[], int],
+        is_unread: Callable[[int], bool] = lambda _: True,
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self._waiting = waiting
+        self._is_unread = is_unread
         self._batch: list[dict[str, Any]] = []
         self._handle: asyncio.TimerHandle | None = None
         self._last_fired = 0.0
@@ -130,7 +140,18 @@ class Waker:
         if not self.config.hook.configured or event["type"] not in self.config.events:
             return
         if event["type"] == "message" and self._waiting() > 0:
-            return  # an agent blocked in `p2p wait` is already being told
+            # An agent blocked in `p2p wait` is being told; unless that wait dies before
+            # the agent acknowledges the event, in which case the hook still runs.
+            loop = asyncio.get_running_loop()
+            loop.call_later(RECHECK_AFTER, self._recheck, event)
+            return
+        self._add(event)
+
+    def _recheck(self, event: dict[str, Any]) -> None:
+        if self._is_unread(int(event.get("event_id", 0))):
+            self._add(event)
+
+    def _add(self, event: dict[str, Any]) -> None:
         self._batch.append(event)
         if self._handle is None:
             now = time.monotonic()

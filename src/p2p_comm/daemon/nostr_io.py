@@ -22,7 +22,11 @@ from .relay_health import RelayHealth
 
 log = logging.getLogger("p2p.relays")
 
-NOTIFICATION_BUFFER = 65_536
+# Wraps lost to an overflow are fetched again by the next catch-up, so the channel need
+# not hold a whole flood (65,536 slots cost about 9 MiB).
+NOTIFICATION_BUFFER = 8_192
+WATCH_INTERVAL = 10.0  # seconds between liveness probes of each connected relay
+PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class RelayPool:
         self._task: asyncio.Task[Any] | None = None
         self._extra: set[str] = set()
         self.health = RelayHealth()
+        self.on_reconnect: Callable[[], None] | None = None
+        self._watch_task: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
         opts = (
@@ -123,6 +129,47 @@ class RelayPool:
         self._task = spawn(self._pump(stream), "relay-notifications")
         await self._client.connect(and_wait=timedelta(seconds=0))
         await self._writer.connect(and_wait=timedelta(seconds=0))
+        self._watch_task = spawn(self._watch(), "relay-watch")
+
+    async def _watch(self) -> None:
+        """Probe every connected relay now and then: a connection that went half-open (no
+        FIN, no RST) otherwise looks "connected" for a minute or more. A relay that does not
+        answer is reconnected; a relay that comes back triggers `on_reconnect` (catch-up)."""
+        was_connected: dict[str, bool] = {}
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            for client in (self._client, self._writer):
+                try:
+                    relays = await client.relays()
+                except Exception:
+                    continue
+                for url, relay in relays.items():
+                    up = relay.status() == ns.RelayStatus.CONNECTED
+                    if up and not await self._answers(relay):
+                        log.warning("relay %s does not answer; reconnecting", url)
+                        self.health.of(str(url)).last_error = "no answer (connection half-open?)"
+                        await self._reconnect(relay)
+                        up = False
+                    if client is self._client:
+                        if up and was_connected.get(str(url)) is False and self.on_reconnect:
+                            self.on_reconnect()
+                        was_connected[str(url)] = up
+
+    async def _answers(self, relay: Any) -> bool:
+        probe = ns.Filter().kind(ns.Kind(10050)).limit(1)
+        started = time.monotonic()
+        try:
+            await relay.fetch_events(probe, timeout=timedelta(seconds=PROBE_TIMEOUT))
+        except Exception:
+            return False
+        return time.monotonic() - started < PROBE_TIMEOUT
+
+    async def _reconnect(self, relay: Any) -> None:
+        try:
+            await relay.disconnect()
+            await relay.connect()
+        except Exception as exc:
+            log.warning("reconnecting %s failed: %s", relay.url(), exc)
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
@@ -211,6 +258,8 @@ class RelayPool:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+        if self._watch_task:
+            self._watch_task.cancel()
         await self._client.shutdown()
         await self._writer.shutdown()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
-import time
 from typing import Any
 
 import nostr_sdk as ns
 
+from .. import clock
 from ..config import Config
 from ..identity import Identity
 from ..protocol.presence import (
@@ -59,7 +60,7 @@ class PresenceService:
         return self._config.name or f"agent-{self._identity.npub[5:13]}"
 
     def filters(self) -> list[Any]:
-        since = ns.Timestamp.from_secs(int(time.time() - self._config.effective_liveness_window))
+        since = ns.Timestamp.from_secs(int(clock.now() - self._config.effective_liveness_window))
         return [
             ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since),
             ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)),
@@ -69,7 +70,7 @@ class PresenceService:
         """Page backwards through the liveness window: relays answer one query with a
         few hundred events at most (nostr-sdk's LocalRelay: 500), however many agents
         announced. A page is bounded by ``until`` = its oldest second minus one."""
-        since = int(time.time() - self._config.effective_liveness_window)
+        since = int(clock.now() - self._config.effective_liveness_window)
         until: int | None = None
         for _ in range(MAX_BACKFILL_PAGES):
             query = ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG)
@@ -91,10 +92,10 @@ class PresenceService:
     def _next_created_at(self) -> int:
         # Addressable events replace by created_at: never reuse a second, or the
         # relay may keep the older version (e.g. an "offline" right after an announce).
-        created = max(int(time.time()), self._last_created_at + 1)
+        created = max(int(clock.now()), self._last_created_at + 1)
         self._last_created_at = created
-        self._store.put("presence_created_at", str(created))
-        self._store.commit()
+        with self._store.transaction():
+            self._store.put("presence_created_at", str(created))
         return created
 
     async def announce(self, status: str | None = None) -> None:
@@ -145,7 +146,7 @@ class PresenceService:
             return True
         known = self._peers.get(event.pubkey)
         if known is None or known.created_at <= peer.created_at:
-            self._peers[event.pubkey] = peer
+            self._peers[event.pubkey] = dataclasses.replace(peer, received_at=clock.now())
         return True
 
     def online(self, now: float) -> list[PeerPresence]:

@@ -1,8 +1,14 @@
-"""The daemon's Unix socket: owner-only, peer credentials checked, JSON lines."""
+"""The daemon's Unix socket: owner-only, peer credentials checked, JSON lines, bounded.
+
+One request per connection. A request line has a size limit and must arrive within a
+deadline; a client that goes away mid-request has its handler cancelled (so a killed
+`p2p wait` stops waiting and consumes nothing).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -14,6 +20,8 @@ from typing import Any
 
 from .. import rpc
 from ..paths import ensure_private_dir
+from ..store import StorageError
+from .errors import CommandError
 
 log = logging.getLogger("p2p.server")
 
@@ -23,6 +31,12 @@ Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
 progress_sink: contextvars.ContextVar[Callable[[dict[str, Any]], None] | None] = (
     contextvars.ContextVar("progress_sink", default=None)
 )
+
+REQUEST_DEADLINE = 10.0  # seconds a client has to send its whole request line
+MAX_CONNECTIONS = 64
+# Bytes of request lines being read at once, across every connection: a 10 MiB file as
+# base64 fits one, yet a few slow or hostile clients cannot balloon the daemon's memory.
+READ_BUDGET = 48 * 1024 * 1024
 
 
 def report_progress(update: dict[str, Any]) -> None:
@@ -44,10 +58,13 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
 class SocketServer:
     """Serves RPC requests on the home's socket, one request per connection."""
 
-    def __init__(self, path: Path, dispatch: Dispatch) -> None:
+    def __init__(self, path: Path, dispatch: Dispatch, max_line: int = rpc.MAX_LINE) -> None:
         self.path = path
         self._dispatch = dispatch
         self._server: asyncio.Server | None = None
+        self.max_line = max_line
+        self._connections = 0
+        self._reading = 0  # bytes of unfinished request lines held right now
 
     async def start(self) -> None:
         ensure_private_dir(self.path.parent)
@@ -55,7 +72,7 @@ class SocketServer:
         old_umask = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=os.fspath(self.path), limit=rpc.MAX_LINE
+                self._serve, path=os.fspath(self.path), limit=64 * 1024
             )
         finally:
             os.umask(old_umask)
@@ -67,6 +84,7 @@ class SocketServer:
         self.path.unlink(missing_ok=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections += 1
         try:
             if _peer_uid(writer) != os.getuid():
                 log.warning("refused a socket connection from another user")
@@ -74,16 +92,75 @@ class SocketServer:
                     rpc.encode(rpc.error("forbidden", "only the owner may use this daemon."))
                 )
                 return
-            line = await reader.readline()
+            if self._connections > MAX_CONNECTIONS:
+                writer.write(rpc.encode(rpc.error("busy", "the daemon has too many clients.")))
+                return
+            try:
+                line = await asyncio.wait_for(self._read_line(reader), REQUEST_DEADLINE)
+            except TimeoutError:
+                log.info("closed a client that sent no whole request in %ss", REQUEST_DEADLINE)
+                return
+            except CommandError as exc:
+                writer.write(rpc.encode(rpc.error(exc.code, exc.message)))
+                return
             if not line:
                 return
             progress_sink.set(lambda update: writer.write(rpc.encode({"progress": update})))
-            writer.write(rpc.encode(await self._answer(line)))
-            await writer.drain()
+            reply = await self._answer_unless_gone(line, reader)
+            if reply is not None:
+                writer.write(rpc.encode(reply))
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.info("client connection dropped: %s", exc)
         finally:
+            self._connections -= 1
             writer.close()
+
+    async def _read_line(self, reader: asyncio.StreamReader) -> bytes:
+        """One request line, within the per-line limit and the daemon-wide read budget."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return b""
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    parts.append(chunk[: end + 1])
+                    return b"".join(parts)
+                size += len(chunk)
+                self._reading += len(chunk)
+                if size > self.max_line:
+                    raise CommandError(
+                        "too_large", "the request is larger than the daemon accepts."
+                    )
+                if self._reading > READ_BUDGET:
+                    raise CommandError("busy", "the daemon is reading too much at once; retry.")
+                parts.append(chunk)
+        finally:
+            self._reading -= size
+
+    async def _answer_unless_gone(
+        self, line: bytes, reader: asyncio.StreamReader
+    ) -> dict[str, Any] | None:
+        """Answer the request; None if the client closed its end first (the handler is then
+        cancelled: nothing it would have handed over is consumed)."""
+        answer = asyncio.ensure_future(self._answer(line))
+        while True:
+            gone = asyncio.ensure_future(reader.read(65536))
+            done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if answer in done:
+                gone.cancel()
+                return answer.result()
+            if gone.exception() is None and gone.result():
+                continue  # stray bytes after the request: not a hang-up
+            break
+        answer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await answer
+        log.info("client went away before its answer; request cancelled")
+        return None
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
@@ -91,10 +168,15 @@ class SocketServer:
             method = request.get("method")
             params = request.get("params") or {}
             if not isinstance(method, str) or not isinstance(params, dict):
-                raise rpc.RpcError("bad_request", "method must be a string, params an object.")
+                raise CommandError("bad_request", "method must be a string, params an object.")
             return rpc.ok(await self._dispatch(method, params))
+        except CommandError as exc:
+            return rpc.error(exc.code, exc.message)
         except rpc.RpcError as exc:
             return rpc.error(exc.code, exc.message)
+        except StorageError as exc:
+            log.error("storage failure: %s", exc)
+            return rpc.error("storage", str(exc))
         except Exception:
             log.exception("request failed")
             return rpc.error("internal", "the daemon hit an internal error; see 'p2p daemon logs'.")

@@ -1,26 +1,72 @@
-"""The call state machine: ringing, active, ended; sequencing, receipts and retransmits.
+"""The call state machine: ringing, active, ended; sequencing, receipts, refusals, retransmits.
 
 Pure: no I/O, no clock. Every method takes ``now`` and returns effects for the shell
-(`events.py`). Each side numbers its own sequenced messages 1, 2, 3, ...; the
-receiver delivers them in order exactly once and acknowledges cumulatively (the
-``ack`` field of any message, or a bare ``ack``). The sender retransmits every
-unacknowledged message with exponential backoff until it is acknowledged.
+(`events.py`); every change of a call's state happens here. Each side numbers its own
+sequenced messages 1, 2, 3, ...; the receiver delivers them in order exactly once and
+acknowledges cumulatively (the ``ack`` field of any message, or a bare ``ack``). The
+sender retransmits unacknowledged messages with exponential backoff until acknowledged.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
-from .events import Deliver, Dropped, Effect, FileComplete, Retransmit, Transmit, WriteChunk
-from .wire import FILE_CHUNK_BYTES, WireMessage, chunk_count, split_text
+from .events import (
+    Acked,
+    AgentEvent,
+    Deliver,
+    Dropped,
+    Effect,
+    FileComplete,
+    Retransmit,
+    Transmit,
+    WriteChunk,
+)
+from .wire import FEATURE_LEVEL, FILE_CHUNK_BYTES, WireMessage, chunk_count, split_text
 
-RINGING = "ringing"
-ACTIVE = "active"
-ENDED = "ended"
 
-OUTGOING = "outgoing"
-INCOMING = "incoming"
+class State(StrEnum):
+    """Where a call is."""
+
+    RINGING = "ringing"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Direction(StrEnum):
+    """Who rang whom."""
+
+    OUTGOING = "outgoing"
+    INCOMING = "incoming"
+
+
+class Outcome(StrEnum):
+    """How an ended call ended ("" while it is not ended)."""
+
+    NONE = ""
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class EndedBy(StrEnum):
+    """Which side, or what, ended the call."""
+
+    NONE = ""
+    LOCAL = "local"
+    PEER = "peer"
+    TIMEOUT = "timeout"
+    POLICY = "policy"
+    BLOCKED = "blocked"
+
+
+# Kept for callers that use the short names.
+RINGING, ACTIVE, ENDED = State.RINGING, State.ACTIVE, State.ENDED
+OUTGOING, INCOMING = Direction.OUTGOING, Direction.INCOMING
 
 FIRST_RETRY = 2.0
 MAX_RETRY = 60.0
@@ -28,6 +74,13 @@ MAX_RETRY = 60.0
 # messages and our `end`) for this long, so a peer offline for hours still learns.
 RETRY_AFTER_END = 2 * 86400.0
 REORDER_WINDOW = 4096
+# Only the oldest unacknowledged messages are re-sent: receipts are cumulative, so the
+# rest cannot be taken before these anyway, and a peer that was away fetches the originals.
+RETRANSMIT_WINDOW = 128
+# A request older than its ring time plus this margin is a replay of a call long over: it
+# is shown as missed. The margin tolerates clocks up to ten minutes apart.
+STALE_MARGIN = 600.0
+BLOCKED_REASON = "the other agent ended the conversation"
 
 
 @dataclass(frozen=True)
@@ -41,7 +94,8 @@ class Limits:
 
 @dataclass
 class Pending:
-    """One of our messages the peer has not yet receipted."""
+    """One of our messages the peer has not yet receipted (not persisted: rebuilt from
+    the outbox at start, with a fresh schedule)."""
 
     attempts: int
     next_at: float
@@ -60,28 +114,33 @@ class Inbound:
 
 @dataclass
 class Call:
-    """One call seen from our side. `to_dict`/`from_dict` persist all but the reorder buffer."""
+    """One call seen from our side. `to_dict`/`from_dict` persist all but the reorder
+    buffer and the retransmit schedule, which the shell keeps in its own tables."""
 
     id: str
     peer: str
-    direction: str
+    direction: Direction
     topic: str
     created_at: float
     ring_deadline: float
-    state: str = RINGING
+    state: State = State.RINGING
     answered_at: float | None = None
     ended_at: float | None = None
-    outcome: str = ""  # completed | rejected | missed | cancelled, once ended
+    outcome: Outcome = Outcome.NONE
     end_reason: str = ""
-    ended_by: str = ""  # local | peer | timeout
+    ended_by: EndedBy = EndedBy.NONE
     next_seq: int = 1
     recv_next: int = 1
-    pending: dict[int, Pending] = field(default_factory=dict)
+    peer_level: int = 1  # the peer's `pv`: what it understands (docs/PROTOCOL.md)
+    delivered: int = 0  # our sequenced messages the peer has receipted
+    refused: int = 0  # of those, how many it refused
     ack_due: bool = False
     text_parts: list[str] = field(default_factory=list)
     files: dict[str, Inbound] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    pending: dict[int, Pending] = field(default_factory=dict, repr=False)
     reorder: dict[int, WireMessage] = field(default_factory=dict, repr=False)
+    _due: float | None = field(default=None, repr=False)
 
     # Construction -----------------------------------------------------------------
 
@@ -91,39 +150,42 @@ class Call:
     ) -> tuple[Call, list[Effect]]:
         """We ring ``peer``."""
         call = cls(call_id, peer, OUTGOING, topic, now, now + limits.ring_timeout, limits=limits)
-        return call, [call._send("request", now, topic=topic, name=my_name)]
+        return call, [call._send("request", now, topic=topic, name=my_name, pv=FEATURE_LEVEL)]
 
     @classmethod
     def ring_in(
         cls, message: WireMessage, peer: str, sent_at: float, now: float, limits: Limits
     ) -> tuple[Call, list[Effect]]:
-        """A request from ``peer`` arrived (``sent_at`` is the rumor's own timestamp)."""
+        """A request from ``peer`` arrived (``sent_at`` is the rumor's own timestamp, by the
+        caller's clock: used only to spot a stale replay; the ring time is ours)."""
         if message.type != "request" or message.seq != 1:
             raise CallError("a call starts with a request of seq 1.")
         topic = message.body["topic"]
-        deadline = min(sent_at, now) + limits.ring_timeout
-        call = cls(message.call, peer, INCOMING, topic, now, deadline, limits=limits)
+        call = cls(message.call, peer, INCOMING, topic, now, now + limits.ring_timeout)
+        call.limits = limits
+        call.peer_level = int(message.body.get("pv", 1))
         call.recv_next = message.seq + 1
         call.ack_due = True
-        request = Deliver("call_request", {"topic": topic, "caller_name": message.body["name"]})
-        if now >= deadline:
-            call._finish("missed", "timeout", now)
-            call.end_reason = "no answer"
-            return call, [request, Deliver("call_missed", {"reason": "the call rang out"})]
+        request = Deliver(
+            AgentEvent.CALL_REQUEST, {"topic": topic, "caller_name": message.body["name"]}
+        )
+        if now - sent_at > limits.ring_timeout + STALE_MARGIN:
+            call._finish(Outcome.MISSED, EndedBy.TIMEOUT, now, "no answer")
+            return call, [request, Deliver(AgentEvent.CALL_MISSED, {"reason": "the call rang out"})]
         return call, [request]
 
     # Local actions ------------------------------------------------------------------
 
     def accept(self, now: float) -> list[Effect]:
         self._require(self.direction == INCOMING and self.state == RINGING, "is not ringing here")
-        self.state = ACTIVE
+        self.state = State.ACTIVE
         self.answered_at = now
-        return [self._send("accept", now)]
+        return [self._send("accept", now, pv=FEATURE_LEVEL)]
 
-    def reject(self, reason: str, now: float) -> list[Effect]:
+    def reject(self, reason: str, now: float, by: EndedBy = EndedBy.LOCAL) -> list[Effect]:
+        """Turn down a ringing incoming call (``by`` POLICY when the agent was never rung)."""
         self._require(self.direction == INCOMING and self.state == RINGING, "is not ringing here")
-        self._finish("rejected", "local", now)
-        self.end_reason = reason
+        self._finish(Outcome.REJECTED, by, now, reason)
         return [self._send("reject", now, reason=reason)]
 
     def send_text(self, text: str, now: float) -> list[Effect]:
@@ -159,77 +221,93 @@ class Call:
         self._check_size(len(text.encode()), 12_000, "escalation")
         return [self._send("escalation", now, text=text)]
 
-    def end(self, reason: str, now: float) -> list[Effect]:
+    def end(self, reason: str, now: float, by: EndedBy = EndedBy.LOCAL) -> list[Effect]:
+        """Hang up (``by`` BLOCKED when the agent blocked the peer: the peer hears a neutral
+        reason)."""
         self._require(self.state != ENDED, "has already ended")
         was_ringing_out = self.state == RINGING and self.direction == OUTGOING
-        self._finish("cancelled" if was_ringing_out else "completed", "local", now)
-        self.end_reason = reason
-        return [self._send("end", now, reason=reason)]
+        outcome = Outcome.CANCELLED if was_ringing_out else Outcome.COMPLETED
+        self._finish(outcome, by, now, reason)
+        told = BLOCKED_REASON if by == EndedBy.BLOCKED else reason
+        return [self._send("end", now, reason=told)]
+
+    def file_verified(self, fields: dict[str, Any]) -> list[Effect]:
+        """The shell checked and placed a received file: tell the agent."""
+        return [Deliver(AgentEvent.FILE, fields)]
+
+    def file_failed(self, seq: int, name: str, reason: str, now: float) -> list[Effect]:
+        """A received file failed its check: the peer learns it was not delivered."""
+        return self._refuse(seq, "file", name, reason, now)
 
     # Time ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
         if self.state == RINGING and now >= self.ring_deadline:
-            self._finish("missed", "timeout", now)
-            self.end_reason = "no answer"
-            effects.append(
-                Deliver(
-                    "call_missed",
-                    {
-                        "reason": "nobody answered"
-                        if self.direction == OUTGOING
-                        else "the call rang out"
-                    },
-                )
-            )
+            self._finish(Outcome.MISSED, EndedBy.TIMEOUT, now, "no answer")
+            reason = "nobody answered" if self.direction == OUTGOING else "the call rang out"
+            effects.append(Deliver(AgentEvent.CALL_MISSED, {"reason": reason}))
             if self.direction == OUTGOING:
                 effects.append(self._send("end", now, reason="no answer"))
         if self.ended_at is not None and now > self.ended_at + RETRY_AFTER_END:
             self.pending.clear()
-        for seq, pending in sorted(self.pending.items()):
+        for seq in self._window():
+            pending = self.pending[seq]
             if now >= pending.next_at:
                 pending.attempts += 1
                 pending.next_at = now + min(MAX_RETRY, FIRST_RETRY * 2 ** (pending.attempts - 1))
                 effects.append(Retransmit(seq))
+        self._due = None
         return effects
 
     def nudge(self, now: float) -> bool:
         """The peer is reachable again: messages already retried twice go out now, with a
         fresh backoff. Returns True if anything was brought forward."""
         moved = False
-        for pending in self.pending.values():
+        for seq in self._window():
+            pending = self.pending[seq]
             if pending.attempts >= 2 and pending.next_at > now:
                 pending.attempts = 1
                 pending.next_at = now
                 moved = True
+        self._due = None
         return moved
 
     def next_deadline(self) -> float | None:
-        times = [p.next_at for p in self.pending.values()]
+        if self._due is None and self.pending:
+            self._due = min(self.pending[seq].next_at for seq in self._window())
+        times = [self._due] if self.pending and self._due is not None else []
         if self.state == RINGING:
             times.append(self.ring_deadline)
         return min(times) if times else None
+
+    def restore_pending(self, seqs: list[int], now: float) -> None:
+        """At start: our messages still unreceipted (from the outbox) go out again soon."""
+        self.pending = {seq: Pending(attempts=0, next_at=now + 0.5) for seq in seqs}
+        self._due = None
 
     # Inbound ------------------------------------------------------------------------
 
     def receive(self, message: WireMessage, now: float) -> list[Effect]:
         """Take one message from the peer (already verified to come from it)."""
-        self._take_ack(message.ack)
+        effects: list[Effect] = self._take_ack(message.ack)
         if message.type == "ack":
-            return []
-        if message.seq < self.recv_next:
+            return effects
+        if message.seq < self.recv_next or message.seq in self.reorder:
             self.ack_due = True  # a duplicate: our receipt was probably lost
-            return []
+            return effects
         if message.seq - self.recv_next >= REORDER_WINDOW:
-            return [Dropped(f"seq {message.seq} is too far ahead of {self.recv_next}")]
+            return [*effects, Dropped(f"seq {message.seq} is too far ahead of {self.recv_next}")]
         self.reorder[message.seq] = message
         self.ack_due = True
-        effects: list[Effect] = []
         while self.recv_next in self.reorder:
             effects += self._apply(self.reorder.pop(self.recv_next), now)
             self.recv_next += 1
         return effects
+
+    def receive_ack_only(self, message: WireMessage) -> list[Effect]:
+        """From a peer we blocked: only its receipts still count (so our `end` stops)."""
+        return self._take_ack(message.ack)
 
     def take_ack(self) -> WireMessage | None:
         """A bare receipt if one is owed and nothing carried it; call once per inbound batch."""
@@ -245,10 +323,7 @@ class Call:
     # Persistence ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict: that deep-copies the reorder buffer (file
-        # chunks included) only to throw it away, and it runs once per message.
         data = {name: getattr(self, name) for name in _PERSISTED}
-        data["pending"] = {str(seq): [p.attempts, p.next_at] for seq, p in self.pending.items()}
         data["text_parts"] = list(self.text_parts)
         data["files"] = {fid: asdict(f) for fid, f in self.files.items()}
         data["limits"] = asdict(self.limits)
@@ -256,13 +331,22 @@ class Call:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Call:
-        data = dict(data)
-        data["pending"] = {int(seq): Pending(*p) for seq, p in data["pending"].items()}
+        known = {name for name in _PERSISTED} | {"text_parts", "files", "limits"}
+        data = {key: value for key, value in data.items() if key in known}
         data["files"] = {fid: Inbound(**f) for fid, f in data["files"].items()}
         data["limits"] = Limits(**data["limits"])
+        data["state"] = State(data["state"])
+        data["direction"] = Direction(data["direction"])
+        data["outcome"] = Outcome(data.get("outcome", ""))
+        data["ended_by"] = EndedBy(data.get("ended_by", ""))
         return cls(**data)
 
     # Internals --------------------------------------------------------------------------
+
+    def _window(self) -> list[int]:
+        if len(self.pending) <= RETRANSMIT_WINDOW:
+            return sorted(self.pending)
+        return heapq.nsmallest(RETRANSMIT_WINDOW, self.pending)
 
     def _require(self, condition: bool, problem: str) -> None:
         if not condition:
@@ -270,24 +354,44 @@ class Call:
 
     def _check_size(self, size: int, limit: int, what: str) -> None:
         if size > limit:
-            raise CallError(f"the {what} is {size} bytes, over the limit of {limit} bytes.")
+            raise CallError(
+                f"the {what} is {size} bytes, over the limit of {limit} bytes.", "too_large"
+            )
 
     def _send(self, kind: str, now: float, **body: Any) -> Transmit:
         seq = self.next_seq
         self.next_seq += 1
-        self.pending[seq] = Pending(attempts=0, next_at=now + FIRST_RETRY)
+        next_at = now + FIRST_RETRY
+        self.pending[seq] = Pending(attempts=0, next_at=next_at)
+        if self._due is not None and len(self.pending) <= RETRANSMIT_WINDOW:
+            self._due = min(self._due, next_at)
         self.ack_due = False  # this message carries our receipt
         return Transmit(WireMessage(kind, self.id, seq, ack=self.recv_next - 1, body=body))
 
-    def _take_ack(self, upto: int) -> None:
-        for seq in [s for s in self.pending if s <= upto]:
+    def _take_ack(self, upto: int) -> list[Effect]:
+        done = tuple(s for s in self.pending if s <= upto) if self.pending else ()
+        if not done:
+            return []
+        for seq in done:
             del self.pending[seq]
+        self.delivered += len(done)
+        self._due = None
+        return [Acked(done)]
 
-    def _finish(self, outcome: str, by: str, now: float) -> None:
-        self.state = ENDED
+    def _finish(self, outcome: Outcome, by: EndedBy, now: float, reason: str) -> None:
+        self.state = State.ENDED
         self.ended_at = now
         self.outcome = outcome
         self.ended_by = by
+        self.end_reason = reason
+
+    def _refuse(self, seq: int, what: str, name: str, reason: str, now: float) -> list[Effect]:
+        """Refuse the peer's message ``seq``: an explicit `refuse` to peers that understand
+        it (feature level 2), otherwise only our log knows."""
+        dropped = Dropped(f"refused {what} seq {seq}: {reason}")
+        if self.peer_level < 2 or self.state == ENDED:
+            return [dropped]
+        return [dropped, self._send("refuse", now, ref=seq, what=what, name=name, reason=reason)]
 
     def _apply(self, message: WireMessage, now: float) -> list[Effect]:
         handler = _HANDLERS.get(message.type)
@@ -298,20 +402,20 @@ class Call:
     def _on_accept(self, message: WireMessage, now: float) -> list[Effect]:
         if self.direction != OUTGOING or self.state != RINGING:
             return [Dropped(f"accept while {self.state}")]
-        self.state = ACTIVE
+        self.state = State.ACTIVE
         self.answered_at = now
-        return [Deliver("call_accepted", {})]
+        self.peer_level = int(message.body.get("pv", 1))
+        return [Deliver(AgentEvent.CALL_ACCEPTED, {})]
 
     def _on_reject(self, message: WireMessage, now: float) -> list[Effect]:
         if self.direction != OUTGOING or self.state != RINGING:
             return [Dropped(f"reject while {self.state}")]
-        self._finish("rejected", "peer", now)
-        self.end_reason = message.body["reason"]
-        return [Deliver("call_rejected", {"reason": message.body["reason"]})]
+        self._finish(Outcome.REJECTED, EndedBy.PEER, now, message.body["reason"])
+        return [Deliver(AgentEvent.CALL_REJECTED, {"reason": message.body["reason"]})]
 
     def _on_message(self, message: WireMessage, now: float) -> list[Effect]:
         if self.answered_at is None:
-            return [Dropped("message before the call was answered")]
+            return self._refuse(message.seq, "message", "", "the call was not answered", now)
         body = message.body
         if body["part"] != len(self.text_parts) + 1:
             self.text_parts = []
@@ -319,26 +423,31 @@ class Call:
         self.text_parts.append(body["text"])
         if sum(len(p.encode()) for p in self.text_parts) > self.limits.max_message_bytes:
             self.text_parts = []
-            return [Dropped("message over the size limit")]
+            limit = self.limits.max_message_bytes
+            return self._refuse(message.seq, "message", "", f"over the {limit}-byte limit", now)
         if body["part"] < body["parts"]:
             return []
         text, self.text_parts = "".join(self.text_parts), []
-        return [Deliver("message", {"text": text})]
+        return [Deliver(AgentEvent.MESSAGE, {"text": text})]
 
     def _on_file(self, message: WireMessage, now: float) -> list[Effect]:
-        if self.answered_at is None:
-            return [Dropped("file before the call was answered")]
         body = message.body
-        fid = body["fid"]
+        fid, name = body["fid"], body["name"]
+        if self.answered_at is None:
+            if body["index"] != 0:
+                return [Dropped(f"file {fid[:8]} chunk before the call was answered")]
+            return self._refuse(message.seq, "file", name, "the call was not answered", now)
         inbound = self.files.get(fid)
         if inbound is None:
             if body["index"] != 0:
                 return [Dropped(f"file {fid[:8]} chunk {body['index']} without its start")]
             if body["size"] > self.limits.max_file_bytes:
-                return [Dropped(f"file of {body['size']} bytes is over the limit")]
+                limit = self.limits.max_file_bytes
+                reason = f"the file is {body['size']} bytes, over the receiver's limit of {limit}"
+                return self._refuse(message.seq, "file", name, reason, now)
             if body["count"] != chunk_count(body["size"]):
                 return [Dropped("file chunk count does not match its size")]
-            inbound = Inbound(body["name"], body["size"], body["sha256"], body["count"])
+            inbound = Inbound(name, body["size"], body["sha256"], body["count"])
             self.files[fid] = inbound
         if (body["index"], body["count"], body["size"], body["sha256"]) != (
             inbound.next_index,
@@ -357,40 +466,50 @@ class Call:
             del self.files[fid]
             return [Dropped(f"file {fid[:8]} chunk has the wrong length")]
         inbound.next_index += 1
-        effects: list[Effect] = [WriteChunk(fid, body["index"], data)]
+        effects: list[Effect] = [WriteChunk(fid, body["index"] * FILE_CHUNK_BYTES, data)]
         if last:
             del self.files[fid]
-            effects.append(FileComplete(fid, inbound.name, inbound.size, inbound.sha256))
+            effects.append(
+                FileComplete(fid, inbound.name, inbound.size, inbound.sha256, message.seq)
+            )
         return effects
 
     def _on_escalation(self, message: WireMessage, now: float) -> list[Effect]:
         if self.answered_at is None:
-            return [Dropped("escalation before the call was answered")]
-        return [Deliver("escalation", {"text": message.body["text"]})]
+            return self._refuse(message.seq, "escalation", "", "the call was not answered", now)
+        return [Deliver(AgentEvent.ESCALATION, {"text": message.body["text"]})]
+
+    def _on_refuse(self, message: WireMessage, now: float) -> list[Effect]:
+        body = message.body
+        self.refused += 1
+        fields = {"what": body["what"], "name": body["name"], "reason": body["reason"]}
+        return [Deliver(AgentEvent.REFUSED, {**fields, "ref_seq": body["ref"]})]
 
     def _on_end(self, message: WireMessage, now: float) -> list[Effect]:
         if self.state == ENDED:
             return []
         reason = message.body["reason"]
         if self.state == RINGING:
-            self._finish("missed", "peer", now)
-            self.end_reason = reason or "the caller hung up"
-            return [Deliver("call_missed", {"reason": self.end_reason})]
-        self._finish("completed", "peer", now)
-        self.end_reason = reason
-        return [Deliver("call_ended", {"reason": reason})]
+            self._finish(Outcome.MISSED, EndedBy.PEER, now, reason or "the caller hung up")
+            return [Deliver(AgentEvent.CALL_MISSED, {"reason": self.end_reason})]
+        self._finish(Outcome.COMPLETED, EndedBy.PEER, now, reason)
+        return [Deliver(AgentEvent.CALL_ENDED, {"reason": reason})]
 
 
 # Plain fields of Call saved as they are; the containers are converted in to_dict.
 _PERSISTED = tuple(
     f.name
     for f in fields(Call)
-    if f.name not in ("reorder", "pending", "text_parts", "files", "limits")
+    if f.name not in ("reorder", "pending", "text_parts", "files", "limits", "_due")
 )
 
 
 class CallError(Exception):
     """A local action that the call's state does not allow; the message is for the user."""
+
+    def __init__(self, message: str, code: str = "bad_state") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 _HANDLERS = {
@@ -399,5 +518,6 @@ _HANDLERS = {
     "message": Call._on_message,
     "file": Call._on_file,
     "escalation": Call._on_escalation,
+    "refuse": Call._on_refuse,
     "end": Call._on_end,
 }

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .wire import WireMessage
 
-# Event types the agent sees through `inbox`/`wait`; scripts rely on these names.
-AGENT_EVENT_TYPES = (
-    "call_request",
-    "call_accepted",
-    "call_rejected",
-    "call_missed",
-    "message",
-    "file",
-    "escalation",
-    "call_ended",
-    "owner_reply",
-)
+
+class AgentEvent(StrEnum):
+    """Event types the agent sees through `inbox`/`wait`; scripts rely on these names."""
+
+    CALL_REQUEST = "call_request"
+    CALL_ACCEPTED = "call_accepted"
+    CALL_REJECTED = "call_rejected"
+    CALL_MISSED = "call_missed"
+    MESSAGE = "message"
+    FILE = "file"
+    ESCALATION = "escalation"
+    CALL_ENDED = "call_ended"
+    OWNER_REPLY = "owner_reply"
+    REFUSED = "refused"
+    DELIVERY_FAILED = "delivery_failed"
+
+
+AGENT_EVENT_TYPES = tuple(str(kind) for kind in AgentEvent)
 
 
 @dataclass(frozen=True)
@@ -30,36 +37,45 @@ class Transmit:
 
 @dataclass(frozen=True)
 class Retransmit:
-    """Publish again the stored event of our message ``seq`` (the same signed event)."""
+    """Publish our message ``seq`` again, as a fresh wrap of the same rumor."""
 
     seq: int
+
+
+@dataclass(frozen=True)
+class Acked:
+    """The peer has receipted our messages ``seqs``: the outbox may forget them."""
+
+    seqs: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class Deliver:
     """Tell the agent: an event of ``type`` with ``fields``."""
 
-    type: str
+    type: AgentEvent
     fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class WriteChunk:
-    """Write a received chunk of file ``fid`` at ``index`` (idempotent positional write)."""
+    """Write a received chunk of file ``fid`` at byte ``offset`` (idempotent positional write)."""
 
     fid: str
-    index: int
+    offset: int
     data: bytes
 
 
 @dataclass(frozen=True)
 class FileComplete:
-    """Every chunk of ``fid`` is written: verify the hash, then move it into place."""
+    """Every chunk of ``fid`` is written: verify the hash, then move it into place. The shell
+    answers with `Call.file_verified` or `Call.file_failed`."""
 
     fid: str
     name: str
     size: int
     sha256: str
+    seq: int  # the message that completed it, for a refusal if the check fails
 
 
 @dataclass(frozen=True)
@@ -69,4 +85,4 @@ class Dropped:
     reason: str
 
 
-Effect = Transmit | Retransmit | Deliver | WriteChunk | FileComplete | Dropped
+Effect = Transmit | Retransmit | Acked | Deliver | WriteChunk | FileComplete | Dropped

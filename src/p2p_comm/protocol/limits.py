@@ -51,23 +51,22 @@ class InboundGate:
     limits: InboundLimits
     shed: int = 0
     refused: dict[str, int] = field(default_factory=dict)
-    _events: TokenBucket | None = None
+    _events: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     _bytes: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     _requests: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
 
     def _count(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
-    def admit_wrap(self, size: int, now: float) -> bool:
-        """Before unwrapping: global rate and size. A refused wrap is not marked seen, so a
-        genuine one is taken when its sender re-sends it."""
+    def admit_wrap(self, size: int, now: float, relay: str = "") -> bool:
+        """Before unwrapping: size, and the rate of the relay it came from (so one noisy
+        relay is shed without starving the others). A refused wrap is not marked seen: a
+        catch-up fetches it again, and its sender re-sends it as a fresh wrap."""
         if size > self.limits.max_wrap_bytes:
             self._count("oversized")
             return False
-        if self._events is None:
-            rate = float(self.limits.inbound_events_per_second)
-            self._events = TokenBucket(rate, rate * 2)
-        if not self._events.allow(now):
+        rate = float(self.limits.inbound_events_per_second)
+        if not _bucket(self._events, relay, rate, rate * 2).allow(now):
             self.shed += 1
             return False
         return True

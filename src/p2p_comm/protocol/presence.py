@@ -50,13 +50,23 @@ class PeerPresence:
     presence: Presence
     created_at: int
     expires_at: int | None
+    received_at: float | None = None  # by our clock, when we took it
 
     def is_live(self, now: float, window: float) -> bool:
         if self.presence.status == "offline":
             return False
-        if self.expires_at is not None and now >= self.expires_at:
+        base = float(self.created_at)
+        if self.received_at is not None and abs(self.received_at - base) <= CLOCK_TOLERANCE:
+            # Judge by our own clock: the peer's may be minutes off ours.
+            base = self.received_at
+        if self.expires_at is not None and now >= base + (self.expires_at - self.created_at):
             return False
-        return now - self.created_at <= window
+        return now - base <= window
+
+
+# Clocks further apart than this are not trusted to be skew: such an announcement is
+# judged by its own timestamp (an old one replayed by a relay stays old).
+CLOCK_TOLERANCE = 900.0
 
 
 def encode_presence(presence: Presence, expires_at: int) -> tuple[str, Tags]:

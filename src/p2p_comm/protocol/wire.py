@@ -18,7 +18,11 @@ from typing import Any
 from ..sanitize import clean_text
 
 CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrapped
+# The envelope's `v` stays 1: a version-1 peer drops any other value outright. Newer
+# features are advertised with `pv` on `request`/`accept` and used only with peers that
+# announced them (docs/PROTOCOL.md, "Versions").
 VERSION = 1
+FEATURE_LEVEL = 2
 
 TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
 FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
@@ -30,7 +34,8 @@ MAX_REASON = 1000
 MAX_NAME = 64
 MAX_FILE_NAME = 255
 
-TYPES = ("request", "accept", "reject", "message", "file", "escalation", "end", "ack")
+TYPES = ("request", "accept", "reject", "message", "file", "escalation", "end", "refuse", "ack")
+REFUSABLE = ("message", "file", "escalation")
 SEQUENCED = frozenset(TYPES) - {"ack"}
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -90,6 +95,12 @@ def _hex(value: Any, pattern: re.Pattern[str], name: str) -> str:
     return value
 
 
+def _refusable(value: Any) -> str:
+    if value not in REFUSABLE:
+        raise WireError("what must name a refusable message type")
+    return str(value)
+
+
 def _data(value: Any) -> bytes:
     if not isinstance(value, str) or len(value) > (FILE_CHUNK_BYTES * 4) // 3 + 4:
         raise WireError("data must be base64 of at most one chunk")
@@ -127,7 +138,19 @@ _BODY: dict[str, dict[str, Validator]] = {
     },
     "escalation": {"text": _text_part},
     "end": {"reason": lambda v: _str(v, MAX_REASON, "reason")},
+    "refuse": {
+        "ref": lambda v: _int(v, 1, 2**53, "ref"),
+        "what": _refusable,
+        "name": lambda v: _str(v, MAX_FILE_NAME * 4, "name"),
+        "reason": lambda v: _str(v, MAX_REASON, "reason"),
+    },
     "ack": {},
+}
+
+# Fields a message may carry and an older peer may leave out.
+_OPTIONAL: dict[str, dict[str, Validator]] = {
+    "request": {"pv": lambda v: _int(v, 1, 1000, "pv")},
+    "accept": {"pv": lambda v: _int(v, 1, 1000, "pv")},
 }
 
 
@@ -156,6 +179,9 @@ def decode(content: str) -> WireMessage:
     if missing:
         raise WireError(f"missing fields: {sorted(missing)}")
     body = {key: check(document[key]) for key, check in schema.items()}
+    for key, check in _OPTIONAL.get(kind, {}).items():
+        if key in document:
+            body[key] = check(document[key])
     if kind == "message" and body["part"] > body["parts"]:
         raise WireError("part beyond parts")
     if kind == "file" and body["index"] >= body["count"]:

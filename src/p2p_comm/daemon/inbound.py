@@ -1,0 +1,261 @@
+"""Inbound: gift wraps from relays to the call core, in batches, exactly once.
+
+A wrap passes a cheap gate (size, the rate of its relay), is unwrapped and verified,
+then sorted with the rest of its batch by (call, seq) and handed to the calls service in
+ONE transaction with the marks that say it was processed. A wrap dropped for a passing
+reason (a limit, a failed transaction) is not marked: a catch-up fetches it again, and
+its sender re-sends it as a fresh wrap. Catch-up pages back through the whole lookback
+window with `until`, past any relay's cap on one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import nostr_sdk as ns
+
+from .. import clock
+from ..protocol import wire
+from ..protocol.limits import InboundGate
+from ..store import Store
+from .nostr_io import InboundEvent, RelayPool, spawn
+
+log = logging.getLogger("p2p.inbound")
+
+GIFT_WRAP_KIND = 1059
+PRIVATE_MESSAGE_KIND = 14  # NIP-17 chat message, as the owner's app sends it
+# Wraps from version-1 peers (and NIP-17 apps) are backdated up to two days (NIP-59).
+WRAP_LOOKBACK = 2 * 86400 + 3600
+BATCH = 200  # wraps per transaction: bounds how long one batch holds the event loop
+PAGE = 500  # events asked for per catch-up query (relays cap lower or equal)
+MAX_PAGES = 200
+CATCH_UP_DELAY = 3.0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """An unwrapped call message, ready for the core."""
+
+    wrap_id: str
+    sender: str
+    message: wire.WireMessage | None  # None: a NIP-17 message from our owner
+    sent_at: int
+    owner_text: str = ""
+
+    def order(self) -> tuple[str, int]:
+        return (self.message.call, self.message.seq) if self.message else ("", 0)
+
+
+class CallSink(Protocol):
+    """What inbound needs from the calls service."""
+
+    blocked: set[str]
+    owner: str | None
+
+    def receive(
+        self, sender: str, message: wire.WireMessage, sent_at: int, now: float
+    ) -> list[Awaitable[None]]: ...
+
+    def receive_from_blocked(self, sender: str, message: wire.WireMessage) -> None: ...
+
+    def owner_reply(self, text: str, now: float) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def publish(self, work: list[Awaitable[None]]) -> None: ...
+
+
+class Inbound:
+    """Queues wraps as they arrive and takes them in batches; fetches what it missed."""
+
+    def __init__(
+        self, keys: Any, pubkey_hex: str, pool: RelayPool, store: Store, gate: InboundGate
+    ) -> None:
+        self.keys = keys
+        self.pubkey = pubkey_hex
+        self.pool = pool
+        self.store = store
+        self.gate = gate
+        self.sink: CallSink | None = None
+        self.stats: dict[str, Any] = {"unwrapped": 0, "dropped": {}, "max_delivery_delay_s": 0.0}
+        self._queue: list[InboundEvent] = []
+        self._ready = asyncio.Event()
+        self._catch_up_task: asyncio.Task[Any] | None = None
+        self._catch_up_again = False
+
+    def wrap_filter(self) -> Any:
+        since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
+        me = ns.PublicKey.parse(self.pubkey)
+        return ns.Filter().kind(ns.Kind(GIFT_WRAP_KIND)).pubkey(me).since(since)
+
+    # Arrival --------------------------------------------------------------------------
+
+    def submit(self, event: InboundEvent) -> None:
+        """A live wrap from a subscription: gate it and queue it."""
+        if self.store.seen(event.id):
+            return
+        if not self.gate.admit_wrap(len(event.content), clock.now(), event.relay):
+            self.schedule_catch_up()
+            return
+        self._queue.append(event)
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Take queued wraps in batches until cancelled; a failing batch never stops it."""
+        while True:
+            await self._ready.wait()
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            if not self._queue:
+                self._ready.clear()
+            try:
+                self.take(self.unwrap_all(batch))
+            except Exception:
+                log.exception("an inbound batch failed; its wraps will be fetched again")
+                self.schedule_catch_up()
+            await asyncio.sleep(0)  # let commands in between two batches
+
+    # Processing -----------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        dropped = self.stats["dropped"]
+        dropped[reason] = dropped.get(reason, 0) + 1
+
+    def unwrap_all(self, events: list[InboundEvent]) -> list[Taken | str]:
+        """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
+        without effect (junk, forged, not for us). Passing refusals leave nothing."""
+        assert self.sink is not None
+        out: list[Taken | str] = []
+        now = clock.now()
+        for event in events:
+            if self.store.seen(event.id):
+                continue
+            self.stats["unwrapped"] += 1
+            try:
+                # Blocking, about 0.3 ms: measured faster than the _async variant.
+                gift = ns.UnwrappedGift.from_gift_wrap(self.keys, event.event)
+            except Exception as exc:
+                log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
+                self._drop("unwrap_failed")
+                out.append(event.id)
+                continue
+            sender = gift.sender().to_hex()
+            rumor = gift.rumor()
+            kind = rumor.kind().as_u16()
+            if sender not in self.sink.blocked and not self.gate.admit_bytes(
+                sender, len(event.content), now
+            ):
+                log.info("wrap %s: %s is over its byte budget; later", event.id[:12], sender[:12])
+                self.schedule_catch_up()
+                continue
+            if kind == PRIVATE_MESSAGE_KIND and self.sink.owner and sender == self.sink.owner:
+                out.append(Taken(event.id, sender, None, 0, rumor.content()))
+                continue
+            if kind != wire.CALL_KIND:
+                self._drop("not_our_kind")
+                out.append(event.id)
+                continue
+            try:
+                message = wire.decode(rumor.content())
+            except wire.WireError as exc:
+                log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
+                self._drop("malformed")
+                out.append(event.id)
+                continue
+            out.append(Taken(event.id, sender, message, rumor.created_at().as_secs()))
+        return out
+
+    def take(self, items: list[Taken | str]) -> None:
+        """Hand a batch to the calls, in (call, seq) order, in one transaction."""
+        assert self.sink is not None
+        taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
+        now = clock.now()
+        work: list[Awaitable[None]] = []
+        try:
+            with self.store.transaction():
+                for item in items:
+                    if isinstance(item, str):
+                        self.store.mark_seen(item, now)
+                for item in taken:
+                    self.store.mark_seen(item.wrap_id, now)
+                    if item.message is None:
+                        self.sink.owner_reply(item.owner_text, now)
+                    elif item.sender in self.sink.blocked:
+                        self.sink.receive_from_blocked(item.sender, item.message)
+                        self._drop("blocked")
+                    else:
+                        work += self.sink.receive(item.sender, item.message, item.sent_at, now)
+                        if item.message.type != "ack":
+                            delay = round(max(0.0, now - item.sent_at), 3)
+                            if delay > self.stats["max_delivery_delay_s"]:
+                                self.stats["max_delivery_delay_s"] = delay
+        except Exception:
+            self.sink.reload()  # the calls as the database has them
+            for coroutine in work:
+                if asyncio.iscoroutine(coroutine):
+                    coroutine.close()
+            raise
+        self.sink.publish(work)
+
+    # Catch-up -------------------------------------------------------------------------
+
+    def schedule_catch_up(self) -> None:
+        """Fetch again, a little later, what was skipped: relays never re-send an event id
+        on a live subscription, however often it is published."""
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = spawn(self._catch_up_later(), "catch-up")
+        else:
+            self._catch_up_again = True
+
+    async def _catch_up_later(self) -> None:
+        while True:
+            self._catch_up_again = False
+            await asyncio.sleep(CATCH_UP_DELAY)
+            await self.catch_up()
+            if not self._catch_up_again:
+                return
+
+    async def catch_up(self) -> int:
+        """Page back through the lookback window and take every wrap not yet processed.
+        Returns how many new wraps were found."""
+        since = int(clock.now() - WRAP_LOOKBACK)
+        me = ns.PublicKey.parse(self.pubkey)
+        found: dict[str, InboundEvent] = {}
+        until: int | None = None
+        for _ in range(MAX_PAGES):
+            query = ns.Filter().kind(ns.Kind(GIFT_WRAP_KIND)).pubkey(me)
+            query = query.since(ns.Timestamp.from_secs(since)).limit(PAGE)
+            if until is not None:
+                query = query.until(ns.Timestamp.from_secs(until))
+            try:
+                page = await self.pool.fetch([query], timeout=10)
+            except Exception as exc:
+                log.warning("catch-up query failed: %s", exc)
+                break
+            fresh = [e for e in page if e.id not in found]
+            for event in fresh:
+                found[event.id] = event
+            if not fresh:
+                break
+            oldest = min(e.created_at for e in page)
+            if until is not None and oldest > until:
+                break  # the relay ignored `until`: paging would not progress
+            until = oldest  # inclusive: several wraps may share the boundary second
+        new = [e for e in found.values() if not self.store.seen(e.id)]
+        if not new:
+            return 0
+        log.info("catch-up: %d wraps not yet processed", len(new))
+        items: list[Taken | str] = []
+        for start in range(0, len(new), BATCH):
+            items += self.unwrap_all(new[start : start + BATCH])
+            await asyncio.sleep(0)
+        # In (call, seq) order across the whole catch-up, so nothing waits in the reorder
+        # buffer; one transaction per slice keeps the event loop responsive.
+        items.sort(key=lambda t: t.order() if isinstance(t, Taken) else ("", 0))
+        for start in range(0, len(items), BATCH):
+            self.take(items[start : start + BATCH])
+            await asyncio.sleep(0)
+        return len(new)

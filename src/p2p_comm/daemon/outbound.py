@@ -1,0 +1,182 @@
+"""Outbound: wrap, publish, retransmit and receipt our call messages.
+
+Every sequenced message is kept in the outbox (its content and rumor time) in the same
+transaction as the state that produced it, until the peer receipts it. Each (re)send is
+a fresh gift wrap of the same rumor with a recent ``created_at``: relays forward a new
+event id to subscribers that already saw the old one, and a peer that was away finds it
+inside its lookback window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import Any
+
+import nostr_sdk as ns
+
+from .. import clock
+from ..config import Config
+from ..identity import Identity
+from ..protocol.call import Call
+from ..protocol.wire import CALL_KIND, WireMessage
+from ..store import Store
+from .nostr_io import RelayPool, spawn
+from .presence import PresenceService
+
+log = logging.getLogger("p2p.outbound")
+
+GIFT_WRAP_KIND = 1059
+# A wrap's created_at is "now" less up to this much at random: it hides the exact send
+# time from relays, yet stays far inside any receiver's lookback and any relay's
+# created_at floor (some refuse events older than a few hours).
+WRAP_JITTER = 900
+ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
+PUBLISH_CONCURRENCY = 16
+
+
+def gift_wrap(keys: Any, receiver_hex: str, content: str, rumor_at: int, wrap_at: int) -> Any:
+    """Seal our rumor for ``receiver_hex`` and wrap it with a one-time key (NIP-59), with
+    exactly ``wrap_at`` as the wrap's time (the SDK's own wrapper backdates at random by up
+    to two days, which floors on relays and receivers' lookbacks then refuse)."""
+    receiver = ns.PublicKey.parse(receiver_hex)
+    rumor = (
+        ns.EventBuilder(ns.Kind(CALL_KIND), content)
+        .custom_created_at(ns.Timestamp.from_secs(rumor_at))
+        .finalize_unsigned(keys.public_key())
+    )
+    seal = ns.nip59_make_seal(keys, receiver, rumor)
+    one_time = ns.Keys.generate()
+    sealed = ns.nip44_encrypt(one_time.secret_key(), receiver, seal.as_json(), ns.Nip44Version.V2)
+    return (
+        ns.EventBuilder(ns.Kind(GIFT_WRAP_KIND), sealed)
+        .tags([ns.Tag.public_key(receiver)])
+        .custom_created_at(ns.Timestamp.from_secs(wrap_at))
+        .finalize(one_time)
+    )
+
+
+def wrap_time(now: float) -> int:
+    return int(now) - secrets.randbelow(WRAP_JITTER)
+
+
+class Outbound:
+    """Publishes for every call; remembers what no relay has taken yet."""
+
+    def __init__(
+        self,
+        config: Config,
+        identity: Identity,
+        pool: RelayPool,
+        presence: PresenceService,
+        store: Store,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.pool = pool
+        self.presence = presence
+        self.store = store
+        self.unsent: dict[str, set[int]] = {}  # per call: seqs no relay has accepted yet
+        self.retransmits = 0
+        self._slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        self._ack_owed: dict[str, Call] = {}
+        self._ack_handle: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def load(self, unsent: dict[str, set[int]]) -> None:
+        self.unsent = unsent
+
+    # Sending ------------------------------------------------------------------------------
+
+    def queue(self, call: Call, message: WireMessage, now: float) -> Awaitable[None]:
+        """Keep a sequenced message in the outbox (inside the caller's transaction) and
+        return its first publication, to run once that transaction has committed."""
+        content = message.encode()
+        self.store.outbox_put(call.id, message.seq, message.type, content, now)
+        self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
+        wrap = gift_wrap(self.identity.keys, call.peer, content, int(now), wrap_time(now))
+        return self._publish(call, wrap, message.seq)
+
+    def retransmit(self, call: Call, seq: int) -> Awaitable[None]:
+        self.retransmits += 1
+        return self._republish(call, seq)
+
+    async def _republish(self, call: Call, seq: int) -> None:
+        content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
+        if content is not None:
+            wrap = gift_wrap(
+                self.identity.keys, call.peer, content, int(rumor_at), wrap_time(clock.now())
+            )
+        elif legacy is not None:  # kept by an older version: only its signed wrap exists
+            wrap = ns.Event.from_json(legacy)
+        else:
+            return  # receipted meanwhile
+        await self._publish(call, wrap, seq)
+
+    def forget(self, call: Call, seqs: tuple[int, ...]) -> None:
+        """The peer receipted ``seqs`` (inside the caller's transaction)."""
+        self.store.outbox_forget(call.id, seqs)
+        unsent = self.unsent.get(call.id)
+        if unsent:
+            unsent.difference_update(seqs)
+
+    async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
+        relays = self.presence.inbox_relays(call.peer) or self.config.relays
+        async with self._slots:
+            try:
+                result = await self.pool.publish(event, relays=relays)
+            except Exception as exc:
+                log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
+                return
+        if result.failed:
+            log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
+        if seq is not None and result.accepted:
+            unsent = self.unsent.get(call.id)
+            if unsent and seq in unsent:
+                unsent.discard(seq)
+                try:
+                    with self.store.transaction():
+                        self.store.outbox_mark_sent(call.id, seq)
+                except Exception as exc:  # only a status for `status`; the send itself held
+                    log.warning("call %s: cannot record seq %s as sent: %s", call.id[:8], seq, exc)
+
+    def delivery(self, call: Call) -> dict[str, int]:
+        """Counts for this call's sequenced messages, without touching the database."""
+        queued = len(self.unsent.get(call.id, ()))
+        return {
+            "queued": queued,
+            "sent": max(0, call.unacked - queued),
+            "delivered": call.delivered - call.refused,
+            "refused": call.refused,
+            "unacked": call.unacked,
+        }
+
+    # Receipts -----------------------------------------------------------------------------
+
+    def owe_ack(self, call: Call) -> None:
+        """Send a bare receipt soon unless an outgoing message carries it first."""
+        self._ack_owed[call.id] = call
+        if self._ack_handle is None:
+            loop = asyncio.get_running_loop()
+            self._ack_handle = loop.call_later(ACK_DELAY, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_handle = None
+        owed, self._ack_owed = self._ack_owed, {}
+        for call in owed.values():
+            ack = call.take_ack()
+            if ack is not None:
+                now = clock.now()
+                wrap = gift_wrap(
+                    self.identity.keys, call.peer, ack.encode(), int(now), wrap_time(now)
+                )
+                self.run([self._publish(call, wrap, None)])
+
+    def run(self, work: list[Awaitable[None]]) -> None:
+        """Start publications in the background (their failures are logged, not raised)."""
+        for item in work:
+            task = spawn(item, "publish")  # type: ignore[arg-type]
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)

@@ -1,0 +1,63 @@
+"""What the agent reads about calls: descriptions, transcripts (Markdown and JSON files)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..paths import HomePaths, ensure_private_dir
+from ..protocol.call import Call
+from ..store import Store
+from ..transcripts import render_json, render_markdown
+from .directory import npub_of
+from .outbound import Outbound
+
+
+class Records:
+    """Describes calls and writes their transcripts."""
+
+    def __init__(self, paths: HomePaths, store: Store, outbound: Outbound) -> None:
+        self.paths = paths
+        self.store = store
+        self.outbound = outbound
+        self.me: tuple[str, str] = ("", "")  # (name, npub), set by the daemon
+
+    def describe(self, call: Call, peer_name: str) -> dict[str, Any]:
+        return {
+            "id": call.id,
+            "peer_npub": npub_of(call.peer),
+            "peer_name": peer_name,
+            "direction": str(call.direction),
+            "topic": call.topic,
+            "state": str(call.state),
+            "outcome": str(call.outcome),
+            "end_reason": call.end_reason,
+            "created_at": call.created_at,
+            "answered_at": call.answered_at,
+            "ended_at": call.ended_at,
+            "my_name": self.me[0],
+            "my_npub": self.me[1],
+            "unacked": call.unacked,
+            "delivery": self.outbound.delivery(call),
+        }
+
+    def transcript(self, call: Call, peer_name: str) -> tuple[str, dict[str, Any]]:
+        info = self.describe(call, peer_name)
+        entries = self.store.entries(call.id)
+        return render_markdown(info, entries), {"call": info, "entries": entries}
+
+    def write_transcript(self, call: Call, peer_names: dict[str, str]) -> None:
+        """Both renderings under the home's transcripts folder, each replaced atomically."""
+        folder = self.paths.transcripts
+        ensure_private_dir(folder)
+        markdown, document = self.transcript(call, peer_names.get(call.id, ""))
+        for suffix, text in (
+            (".md", markdown),
+            (".json", render_json(document["call"], document["entries"])),
+        ):
+            target = folder / f"{call.id}{suffix}"
+            tmp = target.with_name(f".{target.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, target)

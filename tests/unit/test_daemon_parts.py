@@ -1,0 +1,157 @@
+"""The daemon's parts (calls, inbound, outbound, inbox, store) through the in-process seam:
+real code paths, a fake relay network, no processes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2p_comm import clock
+from p2p_comm.protocol.call import ACTIVE
+
+from .seam import FakeNetwork, SeamAgent, until
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def connected(tmp_path: Path, **config: Any) -> tuple[SeamAgent, SeamAgent, str]:
+    network = FakeNetwork()
+    alice = SeamAgent(tmp_path / "alice", network, **config)
+    bob = SeamAgent(tmp_path / "bob", network, **config)
+    for agent in (alice, bob):
+        await agent.go_online()
+    call, work = alice.calls.start_call(bob.identity.npub, "a topic", "alice")
+    alice.calls.publish(work)
+    await until(lambda: any(e["type"] == "call_request" for e in bob.inbox.unread()))
+    request = bob.take()[0]
+    bob_call = bob.calls.calls[request["call_id"]]
+    bob.calls.publish(bob.calls.act(bob_call, bob_call.accept, ("call_accepted", {})))
+    await until(lambda: call.state == ACTIVE)
+    alice.take()
+    return alice, bob, call.id
+
+
+def send(agent: SeamAgent, call_id: str, text: str) -> None:
+    call = agent.calls.calls[call_id]
+    work = agent.calls.act(call, lambda now: call.send_text(text, now), ("message", {"text": text}))
+    agent.calls.publish(work)
+
+
+def texts(agent: SeamAgent) -> list[str]:
+    return [e["text"] for e in agent.take() if e["type"] == "message"]
+
+
+def test_a_call_with_messages_both_ways(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        for i in range(3):
+            send(alice, call_id, f"hello {i}")
+        got: list[str] = []
+        await until(lambda: got.extend(texts(bob)) or len(got) == 3)
+        assert got == ["hello 0", "hello 1", "hello 2"]
+        await until(lambda: alice.calls.calls[call_id].unacked == 0)
+        assert alice.outbound.delivery(alice.calls.calls[call_id])["delivered"] == 4
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())
+
+
+def test_an_offline_peer_catches_up_past_the_relay_query_cap(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        await bob.go_offline()
+        for i in range(700):
+            send(alice, call_id, f"m{i}")
+        await until(lambda: alice.outbound.delivery(alice.calls.calls[call_id])["queued"] == 0)
+        await bob.go_online()  # the catch-up pages past the 500-event cap
+        got: list[str] = []
+        await until(lambda: got.extend(texts(bob)) or len(got) >= 700, timeout=30)
+        assert got == [f"m{i}" for i in range(700)]
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())
+
+
+def test_a_batch_whose_transaction_fails_is_taken_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        real = bob.store.add_event
+        failures = [1]
+
+        def full_disk(*args: Any) -> int:
+            if failures:
+                failures.pop()
+                raise OSError("database or disk is full")
+            return real(*args)
+
+        monkeypatch.setattr(bob.store, "add_event", full_disk)
+        send(alice, call_id, "survives")
+        await until(lambda: not failures)
+        assert bob.inbox.unread() == [], "nothing recorded from the failed batch"
+        assert bob.calls.calls[call_id].recv_next == 2, "memory went back to what was saved"
+        await bob.inbound.catch_up()  # the wrap was not marked processed: it is found again
+        assert texts(bob) == ["survives"]
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())
+
+
+def test_out_of_order_chunks_survive_a_restart_of_the_receiver(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        await bob.go_offline()
+        await alice.go_offline()  # no re-sends: only the first publications exist
+        data = bytes(range(256)) * 150  # 38,400 bytes: 4 chunks
+        digest = hashlib.sha256(data).hexdigest()
+        call = alice.calls.calls[call_id]
+        work = alice.calls.act(
+            call, lambda now: call.send_file("f" * 32, "a.bin", data, digest, now), None
+        )
+        await asyncio.gather(*work)
+        wraps = [e for e in bob.network.events if e.created_at and e.kind == 1059][-4:]
+        items = bob.inbound.unwrap_all(wraps)
+        last_two = sorted(items, key=lambda t: t.order())[-2:]  # type: ignore[union-attr]
+        bob.inbound.take(list(last_two))  # chunks 3 and 4 arrive before 1 and 2
+        assert len(bob.calls.calls[call_id].reorder) == 2
+        await bob.restart()  # the held chunks come back from the database, then the rest
+        files: list[dict[str, Any]] = []
+        await until(lambda: files.extend(e for e in bob.take() if e["type"] == "file") or files)
+        assert Path(files[0]["path"]).read_bytes() == data
+        await bob.go_offline()
+
+    run(scenario())
+
+
+def test_a_peer_over_its_byte_budget_is_deferred_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path, bytes_per_peer_per_minute=60_000)
+        moment = [clock.now()]
+        monkeypatch.setattr(clock, "now", lambda: moment[0])
+        for i in range(30):
+            send(alice, call_id, f"{i} " + "x" * 2000)  # ~6 KB wraps: well over 60 KB at once
+        await until(lambda: bob.inbox.unread() != [])
+        got: list[str] = texts(bob)
+        assert 0 < len(got) < 30, "the budget held some back"
+        for _ in range(10):  # each minute the budget refills, a catch-up takes some more
+            moment[0] += 60
+            await bob.inbound.catch_up()
+            got += texts(bob)
+        assert [t.split()[0] for t in got] == [str(i) for i in range(30)]
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())
