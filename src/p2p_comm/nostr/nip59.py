@@ -30,6 +30,10 @@ and any relay's 6 h ``created_at`` floor, unlike the SDK's 2 days.
 """
 
 
+# SDK objects are immutable: build once what every wrap uses (each SDK call costs ~10-40 us).
+_GIFT_WRAP_KIND = ns.Kind(kinds.GIFT_WRAP)
+
+
 class UnwrapError(ValueError):
     """A kind-1059 event we cannot accept; ``str()`` is a short reason for the log."""
 
@@ -87,7 +91,7 @@ def wrap(keys: ns.Keys, receiver_hex: str, rumor: ns.UnsignedEvent, created_at: 
 
     The wrap is signed by a fresh one-time key and tagged ``p`` with the receiver only.
     """
-    if rumor.author().to_hex() != keys.public_key().to_hex():
+    if rumor.author() != keys.public_key():  # compared in Rust: half the cost of two hexes
         # The receiver would drop it as forged ("sender mismatch"): fail here, loudly.
         raise ValueError("the rumor's author is not the key sealing it")
     receiver = ns.PublicKey.parse(receiver_hex)
@@ -95,7 +99,7 @@ def wrap(keys: ns.Keys, receiver_hex: str, rumor: ns.UnsignedEvent, created_at: 
     one_time = ns.Keys.generate()
     content = ns.nip44_encrypt(one_time.secret_key(), receiver, seal.as_json(), ns.Nip44Version.V2)
     event: ns.Event = (
-        ns.EventBuilder(ns.Kind(kinds.GIFT_WRAP), content)
+        ns.EventBuilder(_GIFT_WRAP_KIND, content)
         .tags([ns.Tag.public_key(receiver)])
         .custom_created_at(ns.Timestamp.from_secs(created_at))
         .finalize(one_time)
