@@ -9,6 +9,11 @@ fresh wrap of the same stored rumor (see ``rumor_to_json``), so relays forward i
 
 The seal keeps the SDK's random backdating: it is visible to the receiver alone, who reads
 the rumor's own ``created_at``.
+
+Cost (1000 each, shared 2-core machine, ``sdk_speedups`` applied): a wrap 0.68 ms against
+0.49 ms for the SDK's one-call wrap (100 B), 1.5 against 1.2 ms (12 KB): a dozen SDK calls
+instead of one. Without ``sdk_speedups`` a 12 KB wrap costs 20 ms against 7 ms, since the
+seal and the wrap's content each cross into Rust through the slow byte loop: apply it first.
 """
 
 from __future__ import annotations
@@ -126,16 +131,25 @@ def unwrap(keys: ns.Keys, event: ns.Event) -> Unwrapped:
     except Exception as exc:  # NostrSdkError variants; the message is the reason
         raise UnwrapError(_reason(exc)) from None
     rumor = gift.rumor()
-    rumor_id = _rumor_id(rumor)
+    # Each field crosses from Rust once, for both the id check and the result: every SDK
+    # call costs tens of microseconds, as much as the hashing itself.
+    author, created_at, kind_, tags, content = (
+        rumor.author(),
+        rumor.created_at(),
+        rumor.kind(),
+        rumor.tags(),
+        rumor.content(),
+    )
+    computed = ns.EventId.compute(author, created_at, kind_, tags, content)
     claimed = rumor.id()
-    if claimed is not None and claimed.to_hex() != rumor_id:
+    if claimed is not None and claimed != computed:
         raise UnwrapError("rumor id does not match its content")
     return Unwrapped(
         sender=gift.sender().to_hex(),
-        kind=rumor.kind().as_u16(),
-        content=rumor.content(),
-        created_at=rumor.created_at().as_secs(),
-        rumor_id=rumor_id,
+        kind=kind_.as_u16(),
+        content=content,
+        created_at=created_at.as_secs(),
+        rumor_id=computed.to_hex(),
     )
 
 
