@@ -1,0 +1,117 @@
+"""NIP-11 relay information: the limits a relay announces, read defensively.
+
+Relays serve this document over HTTP at their websocket URL when asked with
+``Accept: application/nostr+json``. What real relays send varies: strfry announces
+message length, subscriptions and query limit; nostr-rs-relay only ``payment_required`` and
+``restricted_writes``; a khatru relay often no ``limitation`` at all. Anything missing,
+of the wrong type or absurd is left unknown (``None``) rather than trusted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DOCUMENT_BYTES = 256 * 1024
+"""We read at most this much of a document (real ones are well under 4 KiB)."""
+
+_YEAR = 365 * 24 * 3600
+
+# Plausible range of each integer limit; a value outside it is a relay's bug or junk, and
+# acting on it (a 10-byte message cap, a 2**60 query limit) would do harm.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    # Below 1 KiB no gift wrap fits; such a value is a misconfiguration, not a limit.
+    "max_message_length": (1024, 1 << 30),
+    "max_subscriptions": (1, 1_000_000),
+    "max_limit": (1, 100_000_000),
+    "max_event_tags": (1, 1_000_000),
+    "min_pow_difficulty": (0, 256),
+    # NIP-11 gives both as seconds relative to now (its example: 31536000 and 3).
+    "created_at_lower_limit": (0, 100 * _YEAR),
+    "created_at_upper_limit": (0, 100 * _YEAR),
+}
+_BOOLS = ("auth_required", "payment_required", "restricted_writes")
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    """The ``limitation`` fields of a relay's NIP-11 document we act on; ``None`` = unknown."""
+
+    max_message_length: int | None = None
+    """Largest websocket message (so largest event JSON plus framing) the relay takes."""
+    max_subscriptions: int | None = None
+    max_limit: int | None = None
+    """Most events one filter returns: page past it with ``until``."""
+    max_event_tags: int | None = None
+    auth_required: bool | None = None
+    """NIP-42 AUTH before anything else (other relays may still ask for specific actions)."""
+    payment_required: bool | None = None
+    restricted_writes: bool | None = None
+    min_pow_difficulty: int | None = None
+    created_at_lower_limit: int | None = None
+    """Oldest accepted ``created_at``, in seconds before now."""
+    created_at_upper_limit: int | None = None
+    """Newest accepted ``created_at``, in seconds after now."""
+
+
+def parse(document: object) -> RelayLimits:
+    """The limits in a decoded NIP-11 document; junk anywhere just leaves fields unknown."""
+    if not isinstance(document, dict):
+        return RelayLimits()
+    limitation = document.get("limitation")
+    if not isinstance(limitation, dict):
+        return RelayLimits()
+    values: dict[str, Any] = {}
+    for name, (low, high) in _INT_RANGES.items():
+        number = _integer(limitation.get(name))
+        if number is not None and low <= number <= high:
+            values[name] = number
+    for name in _BOOLS:
+        flag = limitation.get(name)
+        if isinstance(flag, bool):
+            values[name] = flag
+    return RelayLimits(**values)
+
+
+def http_url(relay_url: str) -> str:
+    """Where a relay serves its NIP-11 document: ``ws(s)://`` becomes ``http(s)://``."""
+    if relay_url.startswith("wss://"):
+        return "https://" + relay_url[len("wss://") :]
+    if relay_url.startswith("ws://"):
+        return "http://" + relay_url[len("ws://") :]
+    return relay_url
+
+
+def fetch(url: str, timeout: float = 5.0) -> RelayLimits | None:
+    """GET the relay's NIP-11 document (blocking); ``None`` if there is no readable one.
+
+    A document that is JSON but says nothing useful gives an all-unknown ``RelayLimits``.
+    """
+    target = http_url(url)
+    if not target.startswith(("http://", "https://")):
+        return None  # urllib would also open file:// and others
+    request = urllib.request.Request(target, headers={"Accept": "application/nostr+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read(MAX_DOCUMENT_BYTES + 1)
+        if len(body) > MAX_DOCUMENT_BYTES:
+            return None
+        document = json.loads(body)
+    # Unreachable, refused, HTTP error, timeout, broken HTTP, not UTF-8 JSON, nested too deep.
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):
+        return None
+    return parse(document)
+
+
+def _integer(value: object) -> int | None:
+    # JSON has one number type: accept 65536.0 as 65536, refuse true/false (ints in Python).
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
