@@ -505,7 +505,8 @@ class Session:
         text = raw.decode() if isinstance(raw, bytes) else raw
         p = self.policies
         filtering = p.auth_read_kinds or p.nip42_dms or p.ignore_expiration
-        if not filtering:
+        # Without read filtering only OKs need a look (for the counters): skip the rest unparsed.
+        if not filtering and not text.startswith('["OK"'):
             await self.client.send(text)
             return
         message = json.loads(text)

@@ -31,7 +31,9 @@ from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import events_of
 from tests.relaysim import Policies, RelaySim
 
-STEP_TIMEOUT = 15.0
+STEP_TIMEOUT = 10.0
+# On loopback discovery takes a second or two; a policy that breaks it should fail fast.
+DISCOVERY_TIMEOUT = 8.0
 MESSAGES = 20
 FILE_BYTES = 200 * 1024
 
@@ -131,7 +133,7 @@ CASES: dict[str, Case] = {
         {"auth_all": True}, "every REQ and EVENT refused with auth-required: no agents online"
     ),
     "rate_8_per_window": Case(
-        {"rate_limit": 8, "rate_window": 1},
+        {"rate_limit": 8, "rate_window": 2},
         "no pacing: rate-limited refusals rival accepted events, slow call",
         max_refusal_ratio=0.25,
     ),
@@ -220,7 +222,7 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
     bob = make_agent("bob", [scene.relay.url], owner=owner_npub)
     for agent in (alice, bob):
         agent.run("daemon", "start")
-    wait_until(lambda: "bob" in alice.online_names(), STEP_TIMEOUT, "alice to discover bob")
+    wait_until(lambda: "bob" in alice.online_names(), DISCOVERY_TIMEOUT, "alice to discover bob")
     done.append("discovery")
 
     call_id = str(alice.json("call", "bob", "quarterly numbers")["id"])
