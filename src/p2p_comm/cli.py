@@ -256,6 +256,19 @@ def cmd_relay(args: argparse.Namespace, home: Home) -> Any:
     sys.exit(relay.main(args.host, args.port, args.db))
 
 
+def cmd_mcp(args: argparse.Namespace, home: Home) -> Any:
+    from importlib.util import find_spec
+
+    if find_spec("mcp") is None:
+        raise CliError(
+            "p2p mcp needs the MCP SDK, which is not installed: pip install 'p2p-comm[mcp]'.",
+            "missing_dependency",
+        )
+    from . import mcp_server
+
+    sys.exit(mcp_server.main(home.dir))
+
+
 def cmd_demo(args: argparse.Namespace, home: Home) -> Any:
     from . import demo
 
