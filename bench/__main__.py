@@ -166,6 +166,7 @@ class Bench:
 
         from p2p_comm import Client
 
+        rpc.request(socket, "status")  # warm the daemon's side before the baseline
         raw = timed(lambda: rpc.request(socket, "status"))
         base = statistics.median(raw)
         cli = timed_runs([*p2p_command(), "status"], runs, dict(self.alice.env))
