@@ -9,6 +9,7 @@ Everything runs on an embedded relay on loopback, through the real daemons and t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -156,6 +157,54 @@ class Bench:
             "ratio <= 2.5",
             lambda ratio: ratio <= 2.5,
         )
+
+    def api_latency(self) -> None:
+        """``status`` through the three ways in, against one raw socket round trip: the CLI (a
+        new process per call), the Python API and MCP (one long-lived client each)."""
+        runs = self.sizes.status_runs
+        socket = self.alice.paths.socket
+
+        def timed(call: Callable[[], Any]) -> list[float]:
+            samples = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - start)
+            return samples
+
+        from p2p_comm import Client
+
+        rpc.request(socket, "status")  # warm the daemon's side before the baseline
+        raw = timed(lambda: rpc.request(socket, "status"))
+        base = statistics.median(raw)
+        cli = timed_runs([*p2p_command(), "status"], runs, dict(self.alice.env))
+        self.compare("status via the CLI (p2p status, a process each)", cli, base)
+        api = Client(self.alice.home)
+        self.compare("status via the Python API (Client.status)", timed(api.status), base)
+        try:
+            samples = asyncio.run(self._mcp_status(runs))
+        except ImportError:
+            print("  (status via MCP: skipped, the mcp SDK is not installed)", file=sys.stderr)
+        else:
+            self.compare("status via MCP (tools/call on a p2p mcp session)", samples, base)
+
+    async def _mcp_status(self, runs: int) -> list[float]:
+        from mcp import ClientSession, StdioServerParameters, stdio_client
+
+        command = p2p_command()
+        params = StdioServerParameters(
+            command=command[0], args=[*command[1:], "mcp"], env=dict(self.alice.env)
+        )
+        samples = []
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            await session.call_tool("status", {})  # warm: the first call starts the client
+            for _ in range(runs):
+                start = time.perf_counter()
+                result = await session.call_tool("status", {})
+                samples.append(time.perf_counter() - start)
+                assert not result.is_error
+        return samples
 
     def _send_and_collect(self, count: int) -> list[float]:
         """Daemon-to-daemon latency: send accepted at alice -> event stored at bob."""
@@ -405,6 +454,7 @@ class Bench:
     ORDER = (
         "memory_idle",
         "status_time",
+        "api_latency",
         "daemon_latency",
         "agent_latency",
         "message_rate",

@@ -12,7 +12,8 @@ import os
 import sys
 
 from . import rpc, textout
-from .locations import home_str, socket_path
+from .client import Client, P2PError
+from .locations import home_str
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -44,11 +45,12 @@ class CliError(Exception):
 class Home:
     """The home as strings; the full `HomePaths` (and pathlib) only for commands that need it."""
 
-    __slots__ = ("dir", "socket")
+    __slots__ = ("client", "dir", "socket")
 
     def __init__(self, directory: str) -> None:
         self.dir = directory
-        self.socket = socket_path(directory)
+        self.client = Client(directory)
+        self.socket = self.client.socket
 
     @property
     def paths(self) -> HomePaths:
@@ -70,28 +72,19 @@ def _daemon_call(
     timeout: float | None = 30.0,
     on_progress: rpc.ProgressCallback | None = None,
 ) -> Any:
-    """Ask the daemon, starting it first if nothing answers."""
+    """Ask the daemon through the Python API's client, starting the daemon if nothing answers."""
     try:
-        return rpc.request(home.socket, method, params, timeout, on_progress)
-    except rpc.DaemonUnavailable:
-        pass
-    except rpc.RpcError as exc:
-        raise _from_rpc(exc) from None
-    from . import launcher
+        return home.client.request(method, params, timeout, on_progress)
+    except P2PError as exc:
+        raise _from_client(exc) from None
 
-    try:
-        launcher.start(home.paths)
-        return rpc.request(home.socket, method, params, timeout, on_progress)
-    except launcher.LaunchError as exc:
-        message = f"cannot start the daemon: {exc}"
-        raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
-    except rpc.RpcError as exc:
-        raise _from_rpc(exc) from None
+
+def _from_client(exc: P2PError) -> CliError:
+    return CliError(exc.message, exc.code, EXIT_DAEMON if exc.unreachable else EXIT_ERROR)
 
 
 def _from_rpc(exc: rpc.RpcError) -> CliError:
-    unreachable = exc.code in {"daemon_unavailable", "daemon_gone", "unsafe_socket", "timeout"}
-    return CliError(exc.message, exc.code, EXIT_DAEMON if unreachable else EXIT_ERROR)
+    return _from_client(P2PError(exc.code, exc.message))
 
 
 # Commands ---------------------------------------------------------------------
@@ -296,6 +289,19 @@ def cmd_relay(args: argparse.Namespace, home: Home) -> Any:
     from . import relay
 
     sys.exit(relay.main(args.host, args.port, args.db))
+
+
+def cmd_mcp(args: argparse.Namespace, home: Home) -> Any:
+    from importlib.util import find_spec
+
+    if find_spec("mcp") is None:
+        raise CliError(
+            "p2p mcp needs the MCP SDK, which is not installed: pip install 'p2p-comm[mcp]'.",
+            "missing_dependency",
+        )
+    from . import mcp_server
+
+    sys.exit(mcp_server.main(home.dir))
 
 
 def cmd_demo(args: argparse.Namespace, home: Home) -> Any:

@@ -141,6 +141,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     relay.add_argument("--host", default="127.0.0.1")
     relay.add_argument("--port", type=int, default=7777, help="0 picks a free port")
     relay.add_argument("--db", help="LMDB directory to persist events (default: in memory)")
+    add("mcp", cli.cmd_mcp, "serve these commands as MCP tools on stdio (needs p2p-comm[mcp])")
     add("demo", cli.cmd_demo, "run a whole exchange between two local agents on an embedded relay")
     return parser, bool(built)
 

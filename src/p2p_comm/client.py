@@ -1,0 +1,238 @@
+"""The Python API: `Client`, one blocking method per ``p2p`` command, over the daemon's socket.
+
+The same code path serves the ``p2p`` CLI, so it stays as light as the CLI: no asyncio, no
+``typing`` at run time, nothing from nostr_sdk. `AsyncClient` (module ``aclient``) shares the
+method definitions in `Commands` and swaps the transport for asyncio streams.
+
+Exactly-once delivery: ``inbox`` and ``wait`` read events without consuming them, and the
+client sends ``ack`` for them only once it has them in hand, just before returning them. A
+``wait`` that is interrupted, times out on the socket or is cancelled never acks, so the next
+``inbox`` shows the same events again.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import rpc
+from .locations import home_str, socket_path
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
+
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar
+
+    Result = dict[str, Any]
+    _R = TypeVar("_R")
+else:
+    # At run time `Commands` needs no real generics: a stand-in that accepts `Generic[...]`.
+    class Generic:
+        def __class_getitem__(cls, _item: object) -> type:
+            return cls
+
+    _R = None
+
+# What the daemon's own reply codes mean for a caller: these say it could not be reached.
+UNREACHABLE = frozenset({"daemon_unavailable", "daemon_gone", "unsafe_socket", "timeout"})
+
+_DEFAULT_TIMEOUT = 30.0
+_SEND_TIMEOUT = 120.0
+_FILE_TIMEOUT = 600.0
+_WAIT_MARGIN = 30.0  # the socket outlives the daemon-side wait by this much
+
+
+class P2PError(Exception):
+    """Any failure of a command: ``code`` is the JSON error code, ``message`` one sentence."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"P2PError({self.code!r}, {self.message!r})"
+
+    @property
+    def unreachable(self) -> bool:
+        """True when the daemon could not be reached or started (not a refusal of the command)."""
+        return self.code in UNREACHABLE
+
+
+def _wait_timeout(timeout: float) -> float:
+    # NaN fails every comparison, so test for the good range rather than the bad one.
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise P2PError("usage", "timeout must be a number of seconds.")
+    if not 0 <= timeout < float("inf"):
+        raise P2PError("usage", "timeout must be a finite, non-negative number of seconds.")
+    return float(timeout)
+
+
+class Commands(Generic[_R]):
+    """One method per command. A subclass supplies ``_request``; ``_R`` is what it returns
+    (a result dict for `Client`, an awaitable of one for `AsyncClient`)."""
+
+    def _request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        on_progress: rpc.ProgressCallback | None = None,
+        ack: bool = False,
+    ) -> _R:
+        raise NotImplementedError
+
+    def status(self) -> _R:
+        """Identity, relays, calls, unread counts."""
+        return self._request("status")
+
+    def whoami(self) -> _R:
+        """Own name, npub, hex key and relays."""
+        return self._request("whoami")
+
+    def list_agents(self, capability: str | None = None) -> _R:
+        """Agents online now, optionally only those announcing ``capability``."""
+        return self._request("list", {"capability": capability})
+
+    def call(self, agent: str, topic: str) -> _R:
+        """Ring ``agent`` (npub, hex key, or a name unique among online agents)."""
+        return self._request("call", {"agent": agent, "topic": topic})
+
+    def answer(self, accept: bool, reason: str = "", call_id: str | None = None) -> _R:
+        """Accept or reject a ringing incoming call."""
+        decision = "accept" if accept else "reject"
+        return self._request("answer", {"decision": decision, "reason": reason, "call": call_id})
+
+    def send(self, text: str, call_id: str | None = None) -> _R:
+        """Send a message in the active call (or ``call_id``)."""
+        return self._request("send", {"text": text, "call": call_id}, timeout=_SEND_TIMEOUT)
+
+    def send_file(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        data: bytes | str | None = None,
+        name: str | None = None,
+        call_id: str | None = None,
+        on_progress: rpc.ProgressCallback | None = None,
+    ) -> _R:
+        """Send a file: from ``path`` (read by the daemon), or ``data`` (bytes, or a base64
+        string) under ``name``. ``name`` defaults to the file name of ``path``."""
+        if (path is None) == (data is None):
+            raise P2PError("usage", "give either path or data, not both and not neither.")
+        params: dict[str, Any] = {"call": call_id}
+        if path is not None:
+            params["path"] = os.path.abspath(path)
+            params["name"] = name or os.path.basename(params["path"])
+        else:
+            if not name:
+                raise P2PError("usage", "a file sent as data needs a name.")
+            if isinstance(data, bytes | bytearray | memoryview):
+                import base64
+
+                data = base64.b64encode(data).decode("ascii")
+            params["data"], params["name"] = data, name
+        return self._request("sendfile", params, _FILE_TIMEOUT, on_progress)
+
+    def escalate(self, text: str, call_id: str | None = None) -> _R:
+        """Tell the peer and the owner that a human is needed."""
+        return self._request("escalate", {"text": text, "call": call_id})
+
+    def end(self, reason: str = "", call_id: str | None = None) -> _R:
+        """End the call; the result holds its transcript."""
+        return self._request("end", {"reason": reason, "call": call_id})
+
+    def inbox(self, peek: bool = False, call_id: str | None = None, after: int | None = None) -> _R:
+        """Unread events, consumed once returned (``peek=True`` leaves them unread).
+        ``after``: only events whose ``event_id`` is greater."""
+        params = {"peek": bool(peek), "call": call_id, "after": after}
+        return self._request("inbox", params, ack=not peek)
+
+    def wait(
+        self,
+        timeout: float = 30.0,
+        peek: bool = False,
+        call_id: str | None = None,
+        after: int | None = None,
+    ) -> _R:
+        """Block until an unread event arrives or ``timeout`` seconds pass (then
+        ``timed_out`` is true); consumed as by `inbox`."""
+        seconds = _wait_timeout(timeout)
+        params = {"peek": bool(peek), "call": call_id, "after": after, "timeout": seconds}
+        return self._request("wait", params, seconds + _WAIT_MARGIN, ack=not peek)
+
+    def transcript(self, call_id: str | None = None) -> _R:
+        """A call's transcript (default: the latest call)."""
+        return self._request("transcript", {"call": call_id})
+
+    def history(self) -> _R:
+        """Past and current calls, newest first."""
+        return self._request("history")
+
+
+def event_ids(result: Any) -> list[int]:
+    """The ids to acknowledge for an inbox/wait result."""
+    events = result.get("events") if isinstance(result, dict) else None
+    return [e["event_id"] for e in events or () if isinstance(e, dict) and "event_id" in e]
+
+
+def launch(home: str) -> None:
+    """Start the daemon for ``home`` (blocking), as a P2PError on failure."""
+    from pathlib import Path
+
+    from . import launcher
+    from .paths import HomePaths
+
+    try:
+        launcher.start(HomePaths(Path(home)))
+    except launcher.LaunchError as exc:
+        raise P2PError("daemon_unavailable", f"cannot start the daemon: {exc}") from None
+
+
+class Client(Commands["Result"]):
+    """Blocking client of one agent's daemon; starts the daemon on first use if needed.
+
+    ``home`` defaults to ``P2P_HOME`` or ``~/.openclaw``. Each method returns the command's
+    result as a dict (the ``--json`` document without ``ok``) or raises `P2PError`.
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else home_str()
+        self.socket = socket_path(self.home)
+        self.start = start
+
+    def __repr__(self) -> str:
+        return f"Client({self.home!r})"
+
+    def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        on_progress: rpc.ProgressCallback | None = None,
+    ) -> Any:
+        """One raw RPC, starting the daemon first if nothing answers."""
+        try:
+            try:
+                return rpc.request(self.socket, method, params, timeout, on_progress)
+            except rpc.DaemonUnavailable:
+                if not self.start:
+                    raise
+            launch(self.home)
+            return rpc.request(self.socket, method, params, timeout, on_progress)
+        except rpc.RpcError as exc:
+            raise P2PError(exc.code, exc.message) from None
+
+    def _request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        on_progress: rpc.ProgressCallback | None = None,
+        ack: bool = False,
+    ) -> Result:
+        result = self.request(method, params, timeout, on_progress)
+        ids = event_ids(result) if ack else []
+        if ids:
+            # Acked only now that the events are about to be returned: a failure or an
+            # interrupt before this line leaves them unread for the next inbox.
+            self.request("ack", {"event_ids": ids})
+        return result  # type: ignore[no-any-return]
