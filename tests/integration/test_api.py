@@ -17,11 +17,6 @@ from p2p_comm.harness import wait_until
 
 from .calls_helpers import connect, events_of, start_agents
 
-# Needs the daemon side of issue 10 (RPC `ack`, `peek`, `after`), landing on main now.
-CONTRACT10 = pytest.mark.xfail(
-    strict=True, reason="issue 10: inbox/wait with peek/after and the ack RPC"
-)
-
 
 def wait_for(api: Client, kind: str, timeout: float = 20.0) -> dict[str, Any]:
     """The first event of ``kind`` through `Client.wait`; others read meanwhile are dropped."""
@@ -33,7 +28,6 @@ def wait_for(api: Client, kind: str, timeout: float = 20.0) -> dict[str, Any]:
     raise TimeoutError(f"no {kind} event in {timeout}s")
 
 
-@CONTRACT10
 def test_python_api_drives_a_whole_call(relay: Any, make_agent: Any) -> None:
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
     api = Client(alice.home)
@@ -100,7 +94,6 @@ def test_importing_the_api_stays_light() -> None:
     assert loaded == []
 
 
-@CONTRACT10
 def test_async_client_waits_on_two_calls_at_once(relay: Any, make_agent: Any) -> None:
     alice, bob, carol = start_agents(relay.url, make_agent, "alice", "bob", "carol")
     to_bob = connect(alice, bob, "first")
@@ -125,7 +118,6 @@ def test_async_client_waits_on_two_calls_at_once(relay: Any, make_agent: Any) ->
     assert Client(alice.home).inbox()["events"] == []
 
 
-@CONTRACT10
 def test_a_cancelled_wait_loses_nothing(relay: Any, make_agent: Any) -> None:
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
     connect(alice, bob)

@@ -24,10 +24,6 @@ from p2p_comm.harness import Agent, p2p_command
 
 from .calls_helpers import events_of, start_agents
 
-CONTRACT10 = pytest.mark.xfail(
-    strict=True, reason="issue 10: inbox/wait with peek/after and the ack RPC"
-)
-
 TOOL_NAMES = {
     "status",
     "whoami",
@@ -122,7 +118,6 @@ def test_tools_answer_like_the_cli(relay: Any, make_agent: Any) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-@CONTRACT10
 def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_agent: Any) -> None:
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
     notes = Notes()
@@ -195,7 +190,6 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
 
-@CONTRACT10
 def test_a_wait_cancelled_by_the_mcp_client_loses_nothing(relay: Any, make_agent: Any) -> None:
     from .calls_helpers import connect
 
