@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import nostr_sdk as ns
 
 from .. import clock
+from ..nostr import kinds, nip59
 from ..protocol import wire
 from ..protocol.limits import InboundGate
 from ..store import Store
@@ -26,8 +27,6 @@ from .nostr_io import InboundEvent, RelayPool, spawn
 
 log = logging.getLogger("p2p.inbound")
 
-GIFT_WRAP_KIND = 1059
-PRIVATE_MESSAGE_KIND = 14  # NIP-17 chat message, as the owner's app sends it
 # Wraps from version-1 peers (and NIP-17 apps) are backdated up to two days (NIP-59).
 WRAP_LOOKBACK = 2 * 86400 + 3600
 BATCH = 200  # wraps per transaction: bounds how long one batch holds the event loop
@@ -90,7 +89,7 @@ class Inbound:
     def wrap_filter(self) -> Any:
         since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
         me = ns.PublicKey.parse(self.pubkey)
-        return ns.Filter().kind(ns.Kind(GIFT_WRAP_KIND)).pubkey(me).since(since)
+        return ns.Filter().kind(ns.Kind(kinds.GIFT_WRAP)).pubkey(me).since(since)
 
     # Arrival --------------------------------------------------------------------------
 
@@ -135,37 +134,34 @@ class Inbound:
                 continue
             self.stats["unwrapped"] += 1
             try:
-                # Blocking, about 0.3 ms: measured faster than the _async variant.
-                gift = ns.UnwrappedGift.from_gift_wrap(self.keys, event.event)
-            except Exception as exc:
-                log.info("dropped wrap %s: cannot unwrap (%s)", event.id[:12], exc)
+                gift = nip59.unwrap(self.keys, event.event)
+            except nip59.UnwrapError as exc:
+                log.info("dropped wrap %s: %s", event.id[:12], exc)
                 self._drop("unwrap_failed")
                 out.append(event.id)
                 continue
-            sender = gift.sender().to_hex()
-            rumor = gift.rumor()
-            kind = rumor.kind().as_u16()
+            sender, kind = gift.sender, gift.kind
             if sender not in self.sink.blocked and not self.gate.admit_bytes(
                 sender, len(event.content), now
             ):
                 log.info("wrap %s: %s is over its byte budget; later", event.id[:12], sender[:12])
                 self.schedule_catch_up()
                 continue
-            if kind == PRIVATE_MESSAGE_KIND and self.sink.owner and sender == self.sink.owner:
-                out.append(Taken(event.id, sender, None, 0, rumor.content()))
+            if kind == kinds.PRIVATE_MESSAGE and self.sink.owner and sender == self.sink.owner:
+                out.append(Taken(event.id, sender, None, 0, gift.content))
                 continue
-            if kind != wire.CALL_KIND:
+            if kind != kinds.CALL:
                 self._drop("not_our_kind")
                 out.append(event.id)
                 continue
             try:
-                message = wire.decode(rumor.content())
+                message = wire.decode(gift.content)
             except wire.WireError as exc:
                 log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
                 self._drop("malformed")
                 out.append(event.id)
                 continue
-            out.append(Taken(event.id, sender, message, rumor.created_at().as_secs()))
+            out.append(Taken(event.id, sender, message, gift.created_at))
         return out
 
     def take(self, items: list[Taken | str]) -> None:
@@ -226,7 +222,7 @@ class Inbound:
         found: dict[str, InboundEvent] = {}
         until: int | None = None
         for _ in range(MAX_PAGES):
-            query = ns.Filter().kind(ns.Kind(GIFT_WRAP_KIND)).pubkey(me)
+            query = ns.Filter().kind(ns.Kind(kinds.GIFT_WRAP)).pubkey(me)
             query = query.since(ns.Timestamp.from_secs(since)).limit(PAGE)
             if until is not None:
                 query = query.until(ns.Timestamp.from_secs(until))

@@ -7,10 +7,8 @@ plain values (`InboundEvent`) for the rest of the daemon.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +16,7 @@ from typing import Any
 
 import nostr_sdk as ns
 
+from ..nostr import nip11
 from .relay_health import RelayHealth
 
 log = logging.getLogger("p2p.relays")
@@ -65,19 +64,6 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
     task = asyncio.create_task(coro, name=name)
     task.add_done_callback(_report_crash)
     return task
-
-
-def fetch_max_message_length(url: str, timeout: float = 5.0) -> int | None:
-    """``limitation.max_message_length`` from a relay's NIP-11 document (blocking)."""
-    http = "http" + url[2:] if url.startswith("ws") else url
-    request = urllib.request.Request(http, headers={"Accept": "application/nostr+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            document = json.loads(response.read(65536))
-        value = document.get("limitation", {}).get("max_message_length")
-    except Exception:  # no document, not JSON, unreachable: no limit known
-        return None
-    return value if isinstance(value, int) and value > 1024 else None
 
 
 def _to_inbound(event: Any, relay: str) -> InboundEvent:
@@ -182,7 +168,8 @@ class RelayPool:
 
     async def _read_limits(self, url: str) -> None:
         """Learn the relay's largest accepted message from its NIP-11 document, if any."""
-        limit = await asyncio.to_thread(fetch_max_message_length, url)
+        limits = await asyncio.to_thread(nip11.fetch, url)
+        limit = limits.max_message_length if limits else None
         if limit:
             self.health.of(url).max_message_length = limit
             log.info("relay %s accepts messages up to %d bytes (NIP-11)", url, limit)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable
 from typing import Any
 
@@ -20,46 +19,23 @@ import nostr_sdk as ns
 from .. import clock
 from ..config import Config
 from ..identity import Identity
+from ..nostr import kinds, nip59
 from ..protocol.call import Call
-from ..protocol.wire import CALL_KIND, WireMessage
+from ..protocol.wire import WireMessage
 from ..store import Store
 from .nostr_io import RelayPool, spawn
 from .presence import PresenceService
 
 log = logging.getLogger("p2p.outbound")
 
-GIFT_WRAP_KIND = 1059
-# A wrap's created_at is "now" less up to this much at random: it hides the exact send
-# time from relays, yet stays far inside any receiver's lookback and any relay's
-# created_at floor (some refuse events older than a few hours).
-WRAP_JITTER = 900
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
 PUBLISH_CONCURRENCY = 16
 
 
-def gift_wrap(keys: Any, receiver_hex: str, content: str, rumor_at: int, wrap_at: int) -> Any:
-    """Seal our rumor for ``receiver_hex`` and wrap it with a one-time key (NIP-59), with
-    exactly ``wrap_at`` as the wrap's time (the SDK's own wrapper backdates at random by up
-    to two days, which floors on relays and receivers' lookbacks then refuse)."""
-    receiver = ns.PublicKey.parse(receiver_hex)
-    rumor = (
-        ns.EventBuilder(ns.Kind(CALL_KIND), content)
-        .custom_created_at(ns.Timestamp.from_secs(rumor_at))
-        .finalize_unsigned(keys.public_key())
-    )
-    seal = ns.nip59_make_seal(keys, receiver, rumor)
-    one_time = ns.Keys.generate()
-    sealed = ns.nip44_encrypt(one_time.secret_key(), receiver, seal.as_json(), ns.Nip44Version.V2)
-    return (
-        ns.EventBuilder(ns.Kind(GIFT_WRAP_KIND), sealed)
-        .tags([ns.Tag.public_key(receiver)])
-        .custom_created_at(ns.Timestamp.from_secs(wrap_at))
-        .finalize(one_time)
-    )
-
-
-def wrap_time(now: float) -> int:
-    return int(now) - secrets.randbelow(WRAP_JITTER)
+def gift_wrap(keys: Any, author_hex: str, receiver_hex: str, content: str, rumor_at: int) -> Any:
+    """A fresh wrap (new one-time key, publication time) of our call rumor."""
+    rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)
+    return nip59.wrap(keys, receiver_hex, rumor, nip59.wrap_timestamp(clock.now()))
 
 
 class Outbound:
@@ -96,8 +72,12 @@ class Outbound:
         content = message.encode()
         self.store.outbox_put(call.id, message.seq, message.type, content, now)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
-        wrap = gift_wrap(self.identity.keys, call.peer, content, int(now), wrap_time(now))
+        wrap = self._wrap(call, content, int(now))
         return self._publish(call, wrap, message.seq)
+
+    def _wrap(self, call: Call, content: str, rumor_at: int) -> Any:
+        keys = self.identity.keys
+        return gift_wrap(keys, self.identity.public_hex, call.peer, content, rumor_at)
 
     def retransmit(self, call: Call, seq: int) -> Awaitable[None]:
         self.retransmits += 1
@@ -106,9 +86,7 @@ class Outbound:
     async def _republish(self, call: Call, seq: int) -> None:
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            wrap = gift_wrap(
-                self.identity.keys, call.peer, content, int(rumor_at), wrap_time(clock.now())
-            )
+            wrap = self._wrap(call, content, int(rumor_at))
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
             wrap = ns.Event.from_json(legacy)
         else:
@@ -168,10 +146,7 @@ class Outbound:
         for call in owed.values():
             ack = call.take_ack()
             if ack is not None:
-                now = clock.now()
-                wrap = gift_wrap(
-                    self.identity.keys, call.peer, ack.encode(), int(now), wrap_time(now)
-                )
+                wrap = self._wrap(call, ack.encode(), int(clock.now()))
                 self.run([self._publish(call, wrap, None)])
 
     def run(self, work: list[Awaitable[None]]) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 
 import nostr_sdk as ns
 
+from .. import clock
 from ..config import Config
 from ..identity import Identity
+from ..nostr import nip17
 from ..paths import HomePaths
 from .hooks import run_hook
 from .nostr_io import RelayPool
@@ -102,7 +104,7 @@ class OwnerChannels:
         if owner is None:
             return {"channel": "nostr", "ok": False, "error": "owner is not a valid npub"}
         try:
-            wrap = ns.nip17_make_private_msg(self.identity.keys, ns.PublicKey.parse(owner), message)
+            wrap = nip17.private_message(self.identity.keys, owner, message, clock.now())
             result = await self.pool.publish(wrap, relays=self.presence.inbox_relays(owner) or None)
         except Exception as exc:
             log.warning("NIP-17 message to the owner failed: %s", exc)

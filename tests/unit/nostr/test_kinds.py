@@ -2,7 +2,6 @@
 
 import nostr_sdk as ns
 
-from p2p_comm.daemon import calls
 from p2p_comm.nostr import kinds
 from p2p_comm.protocol import presence, wire
 
@@ -18,8 +17,7 @@ def test_kinds_match_the_specs_and_the_sdk() -> None:
 
 
 def test_kinds_match_the_modules_that_predate_them() -> None:
-    # Until the callers switch to p2p_comm.nostr.kinds, the two must not drift apart.
+    # The sans-IO protocol modules keep their own numbers (they import no SDK): no drift.
     assert kinds.CALL == wire.CALL_KIND
-    assert kinds.PRIVATE_MESSAGE == calls.PRIVATE_MESSAGE_KIND
     assert kinds.PRESENCE == presence.PRESENCE_KIND
     assert kinds.INBOX_RELAYS == presence.INBOX_RELAYS_KIND
