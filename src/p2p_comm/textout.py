@@ -310,6 +310,11 @@ def render(command: str, result: Any) -> str:
     # What is wrong comes first, one line each, so a reader of only the top sees it.
     warnings = result.get("warnings") or [] if isinstance(result, dict) else []
     lines = [f"warning: {w}" for w in warnings]
+    if command == "daemon status":
+        if result["daemon"] != "running":
+            return "\n".join([*lines, "daemon not running"])
+        running = f"daemon running, pid {result['pid']}, version {result['version']}"
+        return "\n".join([*lines, running])
     if command.startswith("daemon"):
         return "\n".join(lines + render_daemon(result))
     renderer = RENDERERS.get(command)
