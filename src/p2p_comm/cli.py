@@ -258,11 +258,17 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
             launcher.stop(home.paths)
             launcher.start(home.paths)
             return {"daemon": "running", "started": True, **rpc.request(home.socket, "ping")}
+        return {"log": os.fspath(home.paths.log), "lines": _tail(home.paths, args.lines)}
     except launcher.LaunchError as exc:
         raise CliError(str(exc), "daemon_unavailable", EXIT_DAEMON) from None
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
-    return {"log": os.fspath(home.paths.log), "lines": _tail(home.paths, args.lines)}
+    except OSError as exc:
+        message = (
+            f"cannot use the home {home.dir} ({exc.strerror or exc}); make it writable"
+            " or point P2P_HOME elsewhere."
+        )
+        raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
 
 
 def _tail(paths: HomePaths, count: int) -> list[str]:
@@ -282,12 +288,14 @@ def cmd_skill(args: argparse.Namespace, home: Home) -> Any:
 
     target = args.dir or os.path.join(home.dir, "skills", "p2p-comm")
     text = resources.files("p2p_comm").joinpath("skill/SKILL.md").read_text(encoding="utf-8")
+    os.umask(0o077)  # like every file we write under the home: the owner's alone
     try:
         os.makedirs(target, exist_ok=True)
         path = os.path.join(target, "SKILL.md")
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o600)  # an older, looser copy is replaced by this one
         os.replace(tmp, path)
     except OSError as exc:
         raise CliError(f"cannot write the skill to {target}: {exc.strerror}.") from None

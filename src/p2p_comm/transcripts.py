@@ -72,7 +72,7 @@ def render_markdown(call: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     peer = f"{code_span(call['peer_name'] or 'unknown', 64)} ({call['peer_npub']})"
     ended = f"- ended: {_when(call.get('ended_at'))}"
     if call.get("outcome"):
-        ended += f" ({call['outcome']}, end reason {code_span(call.get('end_reason') or '-')})"
+        ended += f" ({call['outcome']}; any reason is in the entries below)"
     lines = [
         f"# Call {call['id']}",
         "",
