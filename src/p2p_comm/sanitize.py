@@ -6,6 +6,9 @@ Two strengths, on purpose:
   drives a terminal (escape sequences, C0/C1 control characters other than tab and
   newline) and turns CRLF and lone CR into LF. Every other character is the
   sender's and stays: ZWJ/ZWNJ (emoji sequences, Persian), bidi marks, emoji.
+- `clean_display` is message text about to be shown as text (terminal, Markdown): also
+  without bidi embeddings, overrides and isolates, which reorder what a reader sees
+  (``gnp.exe`` shown as ``exe.png``); the JSON keeps them.
 - `clean_label` is for one-line labels (names, topics in rows, file names): on top of
   that it removes bidi overrides/isolates and invisible characters that can make a
   label pass for another, and folds whitespace. ZWJ and ZWNJ stay, since names in
@@ -24,6 +27,7 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # label; ZWNJ (U+200C) and ZWJ (U+200D) are deliberately not in this set.
 _DISGUISE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff\u00ad\u061c]")
 _JOINERS = re.compile("[\u200c\u200d]")
+_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str) -> str:
@@ -31,6 +35,12 @@ def clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _ESCAPES.sub("", text)
     return _CONTROLS.sub("", text)
+
+
+def clean_display(text: str) -> str:
+    """Message text for a text rendering: `clean_text` without bidi embeddings, overrides and
+    isolates (marks such as RLM, and ZWJ/ZWNJ, stay)."""
+    return _OVERRIDES.sub("", clean_text(text))
 
 
 def clean_label(text: str, limit: int) -> str:

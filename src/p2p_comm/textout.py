@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     Renderer = Callable[[dict[str, Any]], list[str]]
 
 
-def clean_text(text: str) -> str:
+def clean_display(text: str) -> str:
     # Imported on first use: most CLI runs print no peer text and need no sanitiser.
-    from .sanitize import clean_text as clean
+    from .sanitize import clean_display as clean
 
     return clean(text)
 
@@ -114,7 +114,7 @@ def fence(text: str, name: str, npub: str, owner: bool = False) -> list[str]:
     The owner's replies come through a channel the user configured, so they are said to be
     the owner's; they stay fenced all the same (the text is still not ours)."""
     nonce = os.urandom(3).hex()
-    lines = clean_text(text).split("\n")
+    lines = clean_display(text).split("\n")
     if owner:
         header = f"--- begin reply from your owner ({npub}) [{nonce}]: quoted text ---"
     else:

@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any
 
-from .sanitize import clean_label, clean_text
+from .sanitize import clean_display, clean_label
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -41,7 +41,7 @@ def code_span(label: str, limit: int = 120) -> str:
 def fenced(text: str) -> list[str]:
     """Text as a fenced code block nothing inside can close: a backtick fence longer than
     any run of backticks in the text (at least three)."""
-    body = clean_text(text)
+    body = clean_display(text)
     fence = "`" * max(3, _longest_run(body) + 1)
     return [f"{fence}text", *body.split("\n"), fence]
 

@@ -16,13 +16,12 @@ def event(text: str, **extra: str) -> dict[str, str]:
     }
 
 
-def test_control_sequences_are_removed_and_bidi_kept_inside_the_fence() -> None:
-    # Message text keeps the sender's Unicode (issue 12); bidi cannot leave its fenced line.
+def test_control_sequences_and_bidi_overrides_are_removed() -> None:
     lines = render_event(event("ok\x1b[2J\x1b]52;c;ZXZpbA==\x07\u202egnp.exe\u2066x\u200b"))
     joined = "\n".join(lines)
-    for bad in ("\x1b", "\x07"):
+    for bad in ("\x1b", "\x07", "\u202e", "\u2066"):
         assert bad not in joined
-    assert "| ok\u202egnp.exe\u2066x\u200b" in lines
+    assert "| okgnp.exex\u200b" in lines  # a zero-width space breaks lines in Thai: kept
 
 
 def test_fake_system_framing_and_fence_endings_stay_inside_the_fence() -> None:
