@@ -65,7 +65,9 @@ def tighten(paths: HomePaths) -> None:
         os.chmod(folder, 0o700)
         for root, dirs, names in os.walk(folder):
             for name in dirs:
-                os.chmod(os.path.join(root, name), 0o700)
+                folder_path = os.path.join(root, name)
+                if not os.path.islink(folder_path):  # chmod would follow it
+                    os.chmod(folder_path, 0o700)
             for name in names:
                 file = os.path.join(root, name)
                 if not os.path.islink(file):
