@@ -24,12 +24,15 @@ if TYPE_CHECKING:
 
     from .paths import HomePaths
 
+# Exit codes (README "Exit codes"): one meaning each, for agents that branch on them.
 EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_DAEMON = 3
-EXIT_TIMEOUT = 4
-MAX_WAIT_TIMEOUT = 3600.0
+EXIT_ERROR = 1  # the command was understood and failed: the message says why
+EXIT_USAGE = 2  # the command line is wrong
+EXIT_DAEMON = 3  # the daemon cannot be started or reached (`daemon status`: not running)
+EXIT_TIMEOUT = 4  # `wait` timed out with no event
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_PIPE = 141  # the reader of our output went away (`p2p history | head -1`): quiet
+MAX_WAIT = 3600.0
 
 
 class CliError(Exception):
@@ -117,20 +120,36 @@ def cmd_answer(args: argparse.Namespace, home: Home) -> Any:
     return _daemon_call(home, "answer", params)
 
 
+def _stdin() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise CliError("standard input is not valid UTF-8 text.", "usage", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot read standard input: {exc.strerror or exc}.") from None
+
+
 def cmd_send(args: argparse.Namespace, home: Home) -> Any:
-    text = sys.stdin.read() if args.message == "-" else args.message
+    text = _stdin() if args.message == "-" else args.message
     return _daemon_call(home, "send", _with_call(args, text=text), timeout=120)
 
 
 def cmd_sendfile(args: argparse.Namespace, home: Home) -> Any:
-    if (args.base64 is None) == (args.path is None):
+    if args.path is not None and args.base64 is None and args.name is not None:
+        pass  # `sendfile NAME --path FILE`
+    elif args.path is not None and args.name is None:
+        args.name = os.path.basename(os.path.normpath(args.path))  # `sendfile --path FILE`
+    elif args.path is not None or args.name is None or args.base64 is None:
         raise CliError(
-            "give the content as base64 (or '-' for stdin), or --path FILE.", "usage", EXIT_USAGE
+            "give a name and the content as base64 (or '-' for stdin), or --path FILE"
+            " (the name defaults to the file's).",
+            "usage",
+            EXIT_USAGE,
         )
     if args.path is not None:
         params = _with_call(args, name=args.name, path=os.path.abspath(args.path))
     else:
-        data = sys.stdin.read() if args.base64 == "-" else args.base64
+        data = _stdin() if args.base64 == "-" else args.base64
         params = _with_call(args, name=args.name, data=data)
     printer = None if args.json else _ProgressPrinter(args.name)
     queued: dict[str, Any] = {}
@@ -197,9 +216,9 @@ def cmd_inbox(args: argparse.Namespace, home: Home) -> Any:
 def cmd_wait(args: argparse.Namespace, home: Home) -> Any:
     timeout = args.timeout
     # NaN fails every comparison, so test the good range rather than the bad one.
-    if not (0 <= timeout <= MAX_WAIT_TIMEOUT):
+    if not (0 <= timeout <= MAX_WAIT):
         raise CliError(
-            f"--timeout must be a number of seconds from 0 to {MAX_WAIT_TIMEOUT:.0f}.",
+            f"--timeout must be a number of seconds from 0 to {MAX_WAIT:.0f}.",
             "usage",
             EXIT_USAGE,
         )
@@ -215,7 +234,13 @@ def cmd_transcript(args: argparse.Namespace, home: Home) -> Any:
 
 
 def cmd_history(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "history")
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
+        raise CliError("--limit must be at least 1.", "usage", EXIT_USAGE)
+    result = _daemon_call(home, "history")
+    if limit is not None and isinstance(result, dict):
+        result["calls"] = result.get("calls", [])[:limit]  # newest first
+    return result
 
 
 def cmd_contacts(args: argparse.Namespace, home: Home) -> Any:
@@ -234,7 +259,14 @@ def cmd_block(args: argparse.Namespace, home: Home) -> Any:
 def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
     from . import launcher
 
+    if args.lines < 1:
+        raise CliError("--lines must be at least 1.", "usage", EXIT_USAGE)
     try:
+        if args.action == "status":
+            # Never starts the daemon: it says whether one runs (exit 3 when not).
+            if not launcher.lock_held(home.paths):
+                return {"daemon": "not running", "_exit": EXIT_DAEMON}
+            return {"daemon": "running", "started": False, **rpc.request(home.socket, "ping")}
         if args.action == "start":
             already = launcher.lock_held(home.paths)
             launcher.ensure_running(home.paths)
@@ -249,11 +281,17 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
             launcher.stop(home.paths)
             launcher.start(home.paths)
             return {"daemon": "running", "started": True, **rpc.request(home.socket, "ping")}
+        return {"log": os.fspath(home.paths.log), "lines": _tail(home.paths, args.lines)}
     except launcher.LaunchError as exc:
         raise CliError(str(exc), "daemon_unavailable", EXIT_DAEMON) from None
     except rpc.RpcError as exc:
         raise _from_rpc(exc) from None
-    return {"log": os.fspath(home.paths.log), "lines": _tail(home.paths, args.lines)}
+    except OSError as exc:
+        message = (
+            f"cannot use the home {home.dir} ({exc.strerror or exc}); make it writable"
+            " or point P2P_HOME elsewhere."
+        )
+        raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
 
 
 def _tail(paths: HomePaths, count: int) -> list[str]:
@@ -273,12 +311,14 @@ def cmd_skill(args: argparse.Namespace, home: Home) -> Any:
 
     target = args.dir or os.path.join(home.dir, "skills", "p2p-comm")
     text = resources.files("p2p_comm").joinpath("skill/SKILL.md").read_text(encoding="utf-8")
+    os.umask(0o077)  # like every file we write under the home: the owner's alone
     try:
         os.makedirs(target, exist_ok=True)
         path = os.path.join(target, "SKILL.md")
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o600)  # an older, looser copy is replaced by this one
         os.replace(tmp, path)
     except OSError as exc:
         raise CliError(f"cannot write the skill to {target}: {exc.strerror}.") from None
@@ -286,6 +326,8 @@ def cmd_skill(args: argparse.Namespace, home: Home) -> Any:
 
 
 def cmd_relay(args: argparse.Namespace, home: Home) -> Any:
+    if not 0 <= args.port <= 65535:
+        raise CliError("--port must be from 0 to 65535 (0 picks a free port).", "usage", EXIT_USAGE)
     from . import relay
 
     sys.exit(relay.main(args.host, args.port, args.db))
@@ -349,14 +391,9 @@ def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
         text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
         text = textout.render(command, result)
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Nobody is reading: nothing is acknowledged, so the events stay unread.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
+    # A closed pipe raises here, before the acknowledgement: the events stay unread.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
     if ack:
         try:
             rpc.request(home.socket, "ack", {"event_ids": ack})
@@ -370,10 +407,40 @@ def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
     return int(exit_code)
 
 
+def _check_utf8(argv: list[str]) -> None:
+    """Bytes that are not UTF-8 reach us as lone surrogates; say so instead of failing later."""
+    for number, word in enumerate(argv, 1):
+        try:
+            word.encode()
+        except UnicodeEncodeError:
+            raise CliError(
+                f"argument {number} is not valid UTF-8 text.", "usage", EXIT_USAGE
+            ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def _pipe_closed() -> int:
+    """Our reader went away: nothing left to say to it, and no 'Exception ignored' noise at
+    exit (Python flushes stdout once more then; point it at /dev/null)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE
+
+
+def _main(argv: list[str]) -> int:
     as_json = "--json" in argv
     try:
+        _check_utf8(argv)
         args = _fast_args(argv)
         if args is None:
             from .cli_args import parse
@@ -386,17 +453,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         home = Home(home_str())
         return _emit(command, args.func(args, home), as_json, home)
     except CliError as exc:
-        if as_json:
-            print(json.dumps({"ok": False, "error": {"code": exc.code, "message": exc.message}}))
-        else:
-            print(f"error: {exc.message}", file=sys.stderr)
+        _error(exc.code, exc.message, as_json)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # a bug of ours: still one line, never a traceback
-        message = f"unexpected failure ({type(exc).__name__}: {exc}); see 'p2p daemon logs'."
-        if as_json:
-            print(json.dumps({"ok": False, "error": {"code": "internal", "message": message}}))
-        else:
-            print(f"error: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the machine refused something: name what, in one sentence
+        where = f" ({exc.filename})" if exc.filename else ""
+        _error("os_error", f"{exc.strerror or exc}{where}.", as_json)
         return EXIT_ERROR
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        message = f"internal error ({type(exc).__name__}: {exc}); see 'p2p daemon logs'."
+        _error("internal", message, as_json)
+        return EXIT_ERROR
+
+
+def _error(code: str, message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "error": {"code": code, "message": message}}))
+        sys.stdout.flush()
+    else:
+        print(f"error: {message}", file=sys.stderr)

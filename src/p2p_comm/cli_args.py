@@ -105,7 +105,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     sendfile = add_in_call(
         "sendfile", cli.cmd_sendfile, "send a file: base64 content, '-', or --path"
     )
-    sendfile.add_argument("name")
+    sendfile.add_argument("name", nargs="?", help="file name (default with --path: the file's)")
     sendfile.add_argument("base64", nargs="?", help="file content as base64, or '-' for stdin")
     sendfile.add_argument("--path", help="read the file from this path instead")
     escalate = add_in_call(
@@ -123,7 +123,8 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
         "transcript", cli.cmd_transcript, "a call's transcript (default: latest)"
     )
     transcript.add_argument("call_id", nargs="?", metavar="CALL")
-    add("history", cli.cmd_history, "past and current calls")
+    history = add("history", cli.cmd_history, "past and current calls, newest first, with times")
+    history.add_argument("--limit", type=int, help="only the N newest calls")
     contacts = add("contacts", cli.cmd_contacts, "manage who may call under call_policy=contacts")
     contacts.add_argument("action", choices=["add", "remove", "list"])
     contacts.add_argument("agent", nargs="?", help="npub, hex key, or online name")
@@ -132,7 +133,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
         blocking = add(verb, cli.cmd_block, text)
         blocking.add_argument("agent", help="npub, hex key, or online name")
     daemon = add("daemon", cli.cmd_daemon, "manage the background daemon (never required)")
-    daemon.add_argument("action", choices=["start", "stop", "restart", "logs"])
+    daemon.add_argument("action", choices=["start", "stop", "restart", "status", "logs"])
     daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
     skill = add("skill", cli.cmd_skill, "install the OpenClaw skill (SKILL.md)")
     skill.add_argument("action", choices=["install"])
@@ -146,5 +147,25 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     return parser, bool(built)
 
 
+def _call_option_last(argv: list[str]) -> list[str]:
+    """Move `--call X` after the positionals: argparse fills a command's positionals in one
+    go before the first option, so `answer reject --call X "reason"` would leave the
+    reason unmatched. `--call` always takes one value, so moving the pair changes nothing
+    else; nothing after a `--` is touched."""
+    stop = argv.index("--") if "--" in argv else len(argv)
+    head: list[str] = []
+    moved: list[str] = []
+    index = 0
+    while index < stop:
+        word = argv[index]
+        if word == "--call" and index + 1 < stop:
+            moved += argv[index : index + 2]
+            index += 2
+            continue
+        (moved if word.startswith("--call=") else head).append(word)
+        index += 1
+    return head + moved + argv[stop:]
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    return _parser_for(argv).parse_args(argv)
+    return _parser_for(argv).parse_args(_call_option_last(argv))

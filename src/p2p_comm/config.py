@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_RELAYS = ("wss://relay.damus.io", "wss://nos.lol", "wss://relay.primal.net")
 
@@ -70,7 +75,6 @@ class Config:
     inbound_events_per_second: int = 300
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def effective_liveness_window(self) -> float:
@@ -99,10 +103,54 @@ ENV_VARS = {
     "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
 }
 CALL_POLICIES = ("anyone", "contacts", "nobody")
-# Tables handled by their own parsers, not by _coerce.
-_TABLES = {"owner_channels", "wake", "owner_hook", "extra"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Tables handled by their own parsers, not by _coerce; `owner_hook` and `wake` are built
+# from the [owner_channels] and [wake] tables, never set directly.
+_TABLES = {"owner_channels", "wake"}
+_TABLE_KEYS = {
+    "owner_channels": (
+        *("command", "webhook", "webhook_token", "openclaw_channel", "openclaw_target"),
+    ),
+    "wake": (
+        *("preset", "command", "webhook", "webhook_token", "events", "debounce", "min_interval"),
+    ),
+}
 
-_FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+_FIELD_TYPES = {f.name: f.type for f in fields(Config) if f.name not in ("owner_hook", "wake")}
+_TOP_KEYS = (*_FIELD_TYPES, *_TABLES)
+
+KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
+# (low, high, unit) per number; README's configuration table states the same bounds.
+# A bound exists because a value outside it breaks something: announce_interval = 0 floods
+# the relays, max_file_bytes = 1e99 promises what no disk holds.
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "announce_interval": (10, 3600, "seconds"),
+    "liveness_window": (10, 86400, "seconds"),
+    "ring_timeout": (1, 3600, "seconds"),
+    "hook_timeout": (1, 300, "seconds"),
+    "max_message_bytes": (1 * KIB, 16 * MIB, "bytes"),
+    "max_file_bytes": (1, 1 * GIB, "bytes"),
+    "call_requests_per_peer_per_minute": (1, 600, "per minute"),
+    "max_ringing": (1, 1000, ""),
+    "max_open_calls": (1, 10_000, ""),
+    "bytes_per_peer_per_minute": (1 * KIB, 4 * GIB, "bytes per minute"),
+    "inbound_events_per_second": (1, 100_000, "per second"),
+}
+# On relays that are all on this machine (a private relay, the tests, the demo) timers may
+# be short: nobody else's relay is flooded.
+LOOPBACK_FLOORS = {"announce_interval": 0.2, "liveness_window": 0.5}
+_OWNER = re.compile(r"npub1[02-9ac-hj-np-z]{58}|[0-9a-f]{64}")
+
+
+def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _check_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'.{_did_you_mean(key, known)}")
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -111,15 +159,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if kind == "tuple[str, ...]":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())
-        if kind == "float":
+        if kind in ("float", "int"):
+            if isinstance(value, bool):
+                raise ValueError
             number = float(value)
-            if number < 0:
+            if not math.isfinite(number) or number < 0:
                 raise ValueError
-            return number
-        if kind == "int":
-            number = int(value)
-            if number <= 0:
-                raise ValueError
+            if kind == "int":
+                if number != int(number):
+                    raise ValueError
+                return int(number)
             return number
         if not isinstance(value, str):
             raise ValueError
@@ -136,35 +185,92 @@ def _validate_relays(relays: tuple[str, ...], source: str) -> None:
             raise ConfigError(f"{source}: relay {url!r} must start with ws:// or wss://.")
 
 
+def _num(value: float) -> str:
+    """A bound or value as people write it: 1073741824, 0.5, 1e+99."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _all_loopback(relays: tuple[str, ...]) -> bool:
+    for url in relays:
+        host = urlsplit(url).hostname or ""
+        if host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def _check_bounds(config: Config, sources: Mapping[str, str]) -> None:
+    loopback = _all_loopback(config.relays)
+    for key, (low, high, unit) in BOUNDS.items():
+        value = getattr(config, key)
+        if key == "liveness_window" and value == 0:
+            continue  # 0: about 2.5 announce intervals
+        if loopback:
+            low = LOOPBACK_FLOORS.get(key, low)
+        if not low <= value <= high:
+            where = sources.get(key, key)
+            raise ConfigError(
+                f"{where}: '{key}' is {_num(value)}; it must be between {_num(low)} and"
+                f" {_num(high)}" + (f" {unit}." if unit else ".")
+            )
+    if config.liveness_window and config.liveness_window < config.announce_interval:
+        raise ConfigError(
+            f"{sources.get('liveness_window', 'liveness_window')}: 'liveness_window' must be at"
+            f" least announce_interval ({config.announce_interval:g} s), or 0 for the default."
+        )
+    level = config.log_level.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{sources.get('log_level', 'log_level')}: 'log_level' is {config.log_level!r};"
+            f" use one of {', '.join(LOG_LEVELS)}."
+        )
+    if config.owner and not _OWNER.fullmatch(config.owner):
+        raise ConfigError(
+            f"{sources.get('owner', 'owner')}: 'owner' must be the owner's npub (npub1...) or"
+            " 64-character hex public key."
+        )
+
+
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read defaults, then the TOML file if present, then environment overrides."""
+    """Read defaults, then the TOML file if present, then environment overrides.
+
+    Strict: an unknown key, a value of the wrong type or one outside its bounds is an error
+    that names the key and where it came from."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if path.exists():
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        _check_keys(raw, _TOP_KEYS, str(path))
         for key, value in raw.items():
-            if key in _FIELD_TYPES and key not in _TABLES:
+            if key not in _TABLES:
                 values[key] = _coerce(key, value, str(path))
-            elif key not in _TABLES:
-                extra[key] = value
-        owner_table = raw.get("owner_channels", {})
-        wake_table = raw.get("wake", {})
+                sources[key] = str(path)
+        owner_table = _table(raw.get("owner_channels", {}), "owner_channels")
+        wake_table = _table(raw.get("wake", {}), "wake")
+        _check_keys(owner_table, _TABLE_KEYS["owner_channels"], f"{path} [owner_channels]")
+        _check_keys(wake_table, _TABLE_KEYS["wake"], f"{path} [wake]")
     else:
         owner_table, wake_table = {}, {}
     for var, key in ENV_VARS.items():
         if var in environ and environ[var].strip():
             values[key] = _coerce(key, environ[var], var)
-    values["owner_hook"] = _owner_hook(_table(owner_table, "owner_channels"), environ)
-    values["wake"] = _wake(_table(wake_table, "wake"), environ)
-    config = replace(Config(), **values, extra=extra)
+            sources[key] = var
+    values["owner_hook"] = _owner_hook(owner_table, environ)
+    values["wake"] = _wake(wake_table, environ)
+    config = replace(Config(), **values)
     _validate_relays(config.relays, "relays")
     if config.call_policy not in CALL_POLICIES:
         raise ConfigError(f"call_policy must be one of {', '.join(CALL_POLICIES)}.")
-    return config
+    _check_bounds(config, sources)
+    return replace(config, log_level=config.log_level.upper())
 
 
 def _table(value: Any, name: str) -> dict[str, Any]:
@@ -235,7 +341,7 @@ def _wake(table: dict[str, Any], env: Mapping[str, str]) -> WakeConfig:
     numbers = {}
     for key, default in (("debounce", 0.25), ("min_interval", 2.0)):
         value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"[wake] {key} must be a number of seconds.")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+            raise ConfigError(f"[wake] {key} must be a number of seconds from 0 to 3600.")
         numbers[key] = float(value)
     return WakeConfig(hook=hook, events=tuple(events), **numbers)

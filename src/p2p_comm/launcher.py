@@ -84,9 +84,15 @@ def start(paths: HomePaths) -> None:
     """Start a detached daemon for this home and wait until it answers."""
     import subprocess
 
-    ensure_private_dir(paths.home)
+    try:
+        ensure_private_dir(paths.home)
+        log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot write to the home {paths.home} ({exc.strerror or exc}); make it writable"
+            " or point P2P_HOME elsewhere."
+        ) from None
     read_fd, write_fd = os.pipe()
-    log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = dict(os.environ, P2P_HOME=os.fspath(paths.home))
     try:
         subprocess.Popen(

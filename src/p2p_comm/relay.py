@@ -58,8 +58,19 @@ async def serve(host: str, port: int, db: str | None) -> int:
 
 
 def main(host: str, port: int, db: str | None) -> int:
+    """Serve until stopped; a relay that cannot start is one sentence on stderr and exit 1."""
     try:
         return asyncio.run(serve(host, port, db))
-    except OSError as exc:
-        print(f"error: cannot start the relay: {exc}", file=sys.stderr)
+    except (OSError, ns.NostrSdkError) as exc:
+        print(f"error: {start_failure(host, port, exc)}", file=sys.stderr)
         return 1
+
+
+def start_failure(host: str, port: int, exc: BaseException) -> str:
+    """Why the relay did not start, as one sentence for the user."""
+    text = str(getattr(exc, "strerror", None) or exc)
+    if "in use" in text:  # EADDRINUSE, from the OS or wrapped by nostr-sdk
+        return f"port {port} on {host} is already in use; pick another --port (0 picks a free one)."
+    if "invalid IP address" in text:
+        return f"--host {host!r} is not an IP address this machine can listen on."
+    return f"cannot start the relay on {host}:{port}: {text.strip(chr(39))}."

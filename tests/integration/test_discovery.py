@@ -29,7 +29,7 @@ def _three_agents_find_each_other(url: str, make_agent: AgentFactory) -> None:
     assert listed["bob"]["status"] == "available"
     filtered = agents[0].json("list", "--capability", "code")["agents"]
     assert [a["name"] for a in filtered] == ["bob"]
-    assert "- bob npub=npub1" in agents[0].run("list").stdout
+    assert '- agent "bob" npub=npub1' in agents[0].run("list").stdout
 
 
 def test_three_agents_list_each_other(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]

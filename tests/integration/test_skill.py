@@ -18,7 +18,10 @@ def test_skill_install_writes_parsable_front_matter(
     meta = yaml.safe_load(front)
     assert meta["name"] == "p2p-comm" and meta["description"]
     assert meta["metadata"]["openclaw"]["requires"]["bins"] == ["p2p"]
-    assert meta["metadata"]["openclaw"]["install"][0]["kind"] == "uv"
+    # No installer naming a package-index entry that does not exist (issue 12): the body
+    # says how to install from a checkout.
+    assert "install" not in meta["metadata"]["openclaw"]
+    assert "python3 -m pip install ." in body and "~/.openclaw/p2p-files" not in body
     for command in ("p2p call", "p2p answer accept", "p2p escalate", "p2p end", "--json"):
         assert command in body
     assert agent.daemon_pid() is None, "installing the skill needs no daemon"

@@ -8,8 +8,9 @@ def test_escape_sequences_and_controls_removed() -> None:
     assert clean_text("nul\x00del\x7fc1\x9b") == "nuldelc1"
 
 
-def test_bidi_and_zero_width_removed() -> None:
-    assert clean_text("ab\u202ecd\u200bef\u2066g") == "abcdefg"
+def test_bidi_and_zero_width_kept_in_text_removed_from_labels() -> None:
+    assert clean_text("ab\u202ecd\u200bef\u2066g") == "ab\u202ecd\u200bef\u2066g"
+    assert clean_label("ab\u202ecd\u200bef\u2066g", 64) == "abcdefg"
 
 
 def test_label_is_one_line_and_bounded() -> None:

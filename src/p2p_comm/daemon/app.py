@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import logging.handlers
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import nostr_sdk as ns
@@ -38,6 +40,45 @@ from .server import SocketServer
 log = logging.getLogger("p2p.daemon")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+# Commands whose result means little, or misleads, while no relay is connected: they get a
+# `warnings` entry saying so (shown first in text output).
+WARN_WITHOUT_RELAY = frozenset(
+    {"status", "list", "call", "answer", "send", "sendfile", "escalate", "end"}
+)
+
+
+def config_fingerprint(path: Path) -> tuple[int, str] | None:
+    """The config file's mtime and content hash, or None when there is no file."""
+    try:
+        data = path.read_bytes()
+        return path.stat().st_mtime_ns, hashlib.sha256(data).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def tighten(paths: HomePaths) -> None:
+    """Make what earlier versions (or another umask) left under the home owner-only:
+    files 0600, our directories 0700. The home itself is the user's and keeps its mode."""
+    singles = [paths.database, paths.log, paths.escalations, paths.lock, paths.identity]
+    singles += [paths.home / f"{paths.database.name}{suffix}" for suffix in ("-wal", "-shm")]
+    singles += [paths.home / f"{paths.log.name}.{number}" for number in range(1, 10)]
+    for path in singles:
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+    for folder in (paths.transcripts, paths.files, paths.home / "skills" / "p2p-comm"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        os.chmod(folder, 0o700)
+        for root, dirs, names in os.walk(folder):
+            for name in dirs:
+                folder_path = os.path.join(root, name)
+                if not os.path.islink(folder_path):  # chmod would follow it
+                    os.chmod(folder_path, 0o700)
+            for name in names:
+                file = os.path.join(root, name)
+                if not os.path.islink(file):
+                    os.chmod(file, 0o600)
 
 
 class StartupError(Exception):
@@ -82,6 +123,7 @@ class Daemon:
         self.identity = identity
         self.started_at = time.time()
         self.store = store
+        self.config_seen = config_fingerprint(paths.config)
         self.pool = RelayPool(config.relays, self._on_event)
         self.presence = PresenceService(self.pool, identity, config, store)
         self.directory = Directory(self.presence)
@@ -131,7 +173,29 @@ class Daemon:
         handler = self.handlers.get(method)
         if handler is None:
             raise CommandError("unknown_method", f"the daemon does not know '{method}'.")
-        return await handler(params)
+        result = await handler(params)
+        if method in WARN_WITHOUT_RELAY and isinstance(result, dict):
+            warnings = await self.warnings(method)
+            if warnings:
+                result["warnings"] = [*result.get("warnings", []), *warnings]
+        return result
+
+    async def warnings(self, method: str) -> list[str]:
+        """What is wrong right now, one sentence each: said, never left to be guessed."""
+        found = []
+        relays = await self.pool.states()
+        if not any(r["state"] == "connected" for r in relays):
+            found.append(
+                f"no relay connected (0 of {len(relays)}): other agents can neither see nor"
+                " reach this agent, and what you send waits until one connects;"
+                " see the relay lines of 'p2p status'."
+            )
+        if method == "status" and config_fingerprint(self.paths.config) != self.config_seen:
+            found.append(
+                f"the config file {self.paths.config} changed since the daemon started;"
+                " run 'p2p daemon restart' to apply it."
+            )
+        return found
 
     async def _on_event(self, event: InboundEvent) -> None:
         if event.kind == 1059:
@@ -323,12 +387,20 @@ def run(paths: HomePaths, ready_fd: int | None = None) -> int:
                 pass
             ready_fd = None
 
-    ensure_private_dir(paths.home)
+    # Everything the daemon creates under the home (database and its -wal/-shm, log,
+    # escalation log, transcripts, received files) is the owner's alone, whatever the mode
+    # of the home it finds (~/.openclaw is often 0755).
+    os.umask(0o077)
     try:
+        ensure_private_dir(paths.home)
+        tighten(paths)
         lock_fd = acquire_lock(paths)
     except AlreadyRunning as exc:
         report(f"already-running: {exc}")
         return 3
+    except OSError as exc:
+        report(f"error: cannot write to the home {paths.home}: {exc.strerror or exc}.")
+        return 1
     try:
         return asyncio.run(_run(paths, report))
     except (ConfigError, IdentityError, StartupError, StorageError, OSError) as exc:

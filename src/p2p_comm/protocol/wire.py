@@ -76,8 +76,8 @@ def _int(value: Any, low: int, high: int, name: str) -> int:
 
 
 def _str(value: Any, limit: int, name: str) -> str:
-    """A bounded string with terminal escapes, controls and invisible formatting removed:
-    the one place where a peer's text enters, so no later output can carry them."""
+    """A bounded string with terminal escapes and control characters removed and line ends
+    made LF (see "Text handling" in docs/PROTOCOL.md); other Unicode is kept as sent."""
     if not isinstance(value, str) or len(value) > limit:
         raise WireError(f"{name} must be a string of at most {limit} characters")
     return clean_text(value)
