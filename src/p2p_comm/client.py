@@ -216,6 +216,10 @@ class Client(Commands["Result"]):
             except rpc.DaemonUnavailable:
                 if not self.start:
                     raise
+            except OSError:
+                # E.g. the home is not a directory: starting the daemon says what is wrong.
+                if not self.start:
+                    raise
             launch(self.home)
             return rpc.request(self.socket, method, params, timeout, on_progress)
         except rpc.RpcError as exc:
