@@ -53,9 +53,12 @@ class Sizes:
     presences: int = 10_000
     memory_messages: int = 10_000
     idle_seconds: float = 60.0
+    backlogs: tuple[int, ...] = (1_000, 5_000)
+    rate_window: int = 300
+    history_messages: int = 20_000
 
 
-SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0)
+SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100)
 
 
 def p95(samples: list[float]) -> float:
@@ -78,6 +81,25 @@ def take_inbox(socket: Path, method: str = "inbox", **params: Any) -> list[dict[
     if events:
         rpc.request(socket, "ack", {"event_ids": [e["event_id"] for e in events]})
     return events
+
+
+def uss_kib(pid: int) -> int:
+    """Memory only this process holds (private clean + dirty): what one more agent costs."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
+def database_bytes(agent: Agent) -> int:
+    base = agent.paths.database
+    return sum(
+        Path(str(base) + suffix).stat().st_size
+        for suffix in ("", "-wal")
+        if Path(str(base) + suffix).exists()
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -414,6 +436,107 @@ class Bench:
             )
         )
 
+    def _send_many(self, count: int, tag: str) -> float:
+        """Send ``count`` messages from alice; returns messages per second."""
+        start = time.perf_counter()
+        for index in range(count):
+            rpc.request(self.alice.paths.socket, "send", {"text": f"{tag} {index}"})
+        return count / (time.perf_counter() - start)
+
+    def _drain_bob(self, count: int, timeout: float) -> None:
+        received = 0
+
+        def all_in() -> bool:
+            nonlocal received
+            got = take_inbox(self.bob.paths.socket)
+            received += sum(1 for e in got if e["type"] == "message")
+            return received >= count
+
+        wait_until(all_in, timeout, f"{count} messages at bob")
+
+    def backlog(self) -> None:
+        """Issue 10: a sender whose peer is away, and the peer's catch-up when it returns."""
+        window = self.sizes.rate_window
+        with_none = self._send_many(window, "warm")
+        self._drain_bob(window, 120)
+        for count in self.sizes.backlogs:
+            self.bob.stop()
+            self._send_many(count - window, "backlog")
+            with_backlog = self._send_many(window, "backlog tail")
+            if count == max(self.sizes.backlogs):
+                ratio = with_backlog / with_none
+                self.add(
+                    Figure(
+                        f"sender messages/s with {count:,} unacknowledged",
+                        "msg/s",
+                        with_backlog,
+                        None,
+                        with_none,
+                        ratio,
+                        "ratio >= 0.8",
+                    ),
+                    lambda f: (f.ratio or 0) >= 0.8,
+                )
+            start = time.perf_counter()
+            self.bob.run("daemon", "start")
+            self._drain_bob(count, 600)
+            ours = time.perf_counter() - start
+            keys = json.loads(self.bob.paths.identity.read_text())
+            import nostr_sdk as ns
+
+            raw, found = baseline.fetch_and_unwrap(
+                self.relay.url, ns.Keys.parse(keys["secret_key"]), int(time.time()) - 3 * 86400
+            )
+            self.add(
+                Figure(
+                    f"catch-up of {count:,} messages after an outage (raw: {found} wraps)",
+                    "s",
+                    ours,
+                    None,
+                    raw,
+                    ours / raw,
+                    "ratio <= 2",
+                ),
+                lambda f: (f.ratio or 99) <= 2,
+            )
+
+    def storage(self) -> None:
+        """Database bytes per delivered message, and `history` on a long-lived home."""
+        count = self.sizes.history_messages
+        before = database_bytes(self.bob)
+        self._send_many(count, "history " + "x" * 100)
+        self._drain_bob(count, 600)
+        wait_until(
+            lambda: (
+                rpc.request(self.alice.paths.socket, "status")["calls"]["active"][0]["unacked"] == 0
+            ),
+            120,
+            "every receipt",
+        )
+        for agent in (self.alice, self.bob):
+            grown = (database_bytes(agent) - (before if agent is self.bob else 0)) / count
+            self.add(Figure(f"database bytes per message at {agent.name}", "B", grown))
+        fresh = Agent("fresh", [self.relay.url])
+        try:
+            fresh.run("daemon", "start")
+            base = timed_runs([*p2p_command(), "history"], 10, fresh.env)
+            ours = timed_runs([*p2p_command(), "history"], 10, self.alice.env)
+        finally:
+            fresh.cleanup()
+        self.compare(
+            f"p2p history on a home with {count:,}+ messages",
+            ours,
+            statistics.median(base),
+            "ratio <= 1.3",
+            lambda ratio: ratio <= 1.3,
+        )
+        for agent in (self.alice, self.bob):
+            pid = agent.daemon_pid()
+            assert pid
+            self.add(
+                Figure(f"daemon private memory (USS) at {agent.name}", "MiB", uss_kib(pid) / 1024)
+            )
+
     def idle_cpu(self) -> None:
         pid = self.bob.daemon_pid()
         assert pid
@@ -460,6 +583,8 @@ class Bench:
         "message_rate",
         "file_rate",
         "memory",
+        "backlog",
+        "storage",
         "idle_cpu",
         "list_time",
         "cold_start",

@@ -147,3 +147,42 @@ async def _publish_presences(url: str, count: int, lifetime: int) -> None:
 def publish_presences(url: str, count: int, lifetime: int) -> None:
     """Announce ``count`` fake agents on the relay."""
     asyncio.run(_publish_presences(url, count, lifetime))
+
+
+async def _fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int]:
+    """A raw client's catch-up: page back past the relay's cap, then unwrap every wrap."""
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = await _client(url)
+    start = time.perf_counter()
+    query = (
+        ns.Filter()
+        .kind(ns.Kind(1059))
+        .pubkey(keys.public_key())
+        .since(ns.Timestamp.from_secs(since))
+    )
+    found: dict[str, Any] = {}
+    until = None
+    while True:
+        page = query.until(ns.Timestamp.from_secs(until)) if until is not None else query
+        events = await client.fetch_events(ns.ReqTarget.auto([page]), timeout=timedelta(seconds=60))
+        fresh = [e for e in events if e.id().to_hex() not in found]
+        if not fresh:
+            break
+        for event in fresh:
+            found[event.id().to_hex()] = event
+        until = min(e.created_at().as_secs() for e in events)
+    unwrapped = 0
+    for event in found.values():
+        try:
+            ns.UnwrappedGift.from_gift_wrap(keys, event)
+            unwrapped += 1
+        except Exception:
+            pass
+    elapsed = time.perf_counter() - start
+    await client.shutdown()
+    return elapsed, unwrapped
+
+
+def fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int]:
+    """Seconds for a raw paged fetch and unwrap of every wrap for ``keys``, and how many."""
+    return asyncio.run(_fetch_and_unwrap(url, keys, since))
