@@ -98,7 +98,9 @@ class TcpProxy:
         with self._lock:
             self._pairs.append((client, upstream))
 
-    def _forward(self, sock: socket.socket, pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+    def _forward(
+        self, sock: socket.socket, pairs: list[tuple[socket.socket, socket.socket]]
+    ) -> None:
         pair = next((p for p in pairs if sock in p), None)
         if pair is None:
             return
@@ -238,23 +240,18 @@ class Tmpfs:
     def fill(self) -> int:
         """Write the ballast until the file system is full; returns the bytes written."""
         written = 0
-        block = b"\0" * 65536
-        with open(self.ballast, "ab") as handle:
-            while True:
-                try:
-                    handle.write(block)
-                    handle.flush()
-                    written += len(block)
-                except OSError:
-                    break
-            # Then the last few bytes, so that not even a page is left.
-            for size in (4096, 512, 1):
+        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            # Large blocks first, then ever smaller ones, so that not even a page is left.
+            for size in (1 << 20, 65536, 4096, 512, 1):
+                block = b"\0" * size
                 while True:
                     try:
-                        handle.write(b"\0" * size)
-                        handle.flush()
+                        written += os.write(fd, block)
                     except OSError:
                         break
+        finally:
+            os.close(fd)
         return written
 
     def free(self) -> None:

@@ -98,9 +98,7 @@ def test_an_interrupted_wait_loses_nothing(relay, make_agent: AgentFactory, how:
         if how != "closed_stdout":
             waiter.wait(15)
         alice.json("send", "after the wait died")
-        wait_until(
-            lambda: "after the wait died" in transcript_texts(bob), 20, "the message at bob"
-        )
+        wait_until(lambda: "after the wait died" in transcript_texts(bob), 20, "the message at bob")
         if how == "closed_stdout":
             waiter.wait(15)
     finally:
@@ -327,9 +325,7 @@ def test_raw_peer_gets_a_refusal_and_the_agent_never_sees_it(
         peer.publish(peer.wrap(bob_hex, request))
         events_of(bob, "call_request")
         bob.json("answer", "accept")
-        wait_until(
-            lambda: any(d["type"] == "accept" for d in peer.received()), 20, "bob's accept"
-        )
+        wait_until(lambda: any(d["type"] == "accept" for d in peer.received()), 20, "bob's accept")
         data = b"these bytes do not hash to the announced digest"
         bad = WireMessage(
             "file",

@@ -89,7 +89,7 @@ def test_receiver_restarted_mid_file_gets_it_whole_once(
             sender.kill()
             sender.communicate()
     bob.run("daemon", "start")
-    (received,) = events_of(bob, "file", timeout=60)
+    (received,) = events_of(bob, "file", timeout=40)
     assert Path(received["path"]).read_bytes() == payload
     wait_until(
         lambda: alice.json("status")["calls"]["active"][0]["unacked"] == 0,
@@ -153,7 +153,9 @@ def test_full_disk_fails_loudly_loses_nothing_and_resumes(
         expected = [f"unread {i}" for i in range(3)] + [f"while full {i}" for i in range(5)]
 
         def everything() -> bool:
-            seen.update({e["event_id"]: e for e in bob.json("inbox", check=False).get("events", [])})
+            seen.update(
+                {e["event_id"]: e for e in bob.json("inbox", check=False).get("events", [])}
+            )
             return len(texts_of(list(seen.values()))) >= len(expected)
 
         wait_until(everything, 45, "every message at bob")
@@ -185,8 +187,19 @@ def start_agents_pair(alice: Agent, bob: Agent) -> tuple[Agent, Agent]:
 # A noisy second relay ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, a noisy relay hides the good one")
-@pytest.mark.parametrize("mode", ["repeat", "junk"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        # Not reproduced here: the SDK drops a repeated id before the daemon sees it.
+        "repeat",
+        pytest.param(
+            "junk",
+            marks=pytest.mark.xfail(
+                strict=True, reason="issue 10: finding 9, a noisy relay hides the good one"
+            ),
+        ),
+    ],
+)
 def test_noisy_second_relay_does_not_stop_delivery(
     relay, make_agent: AgentFactory, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
@@ -389,19 +402,21 @@ def test_wait_timeout_must_be_a_finite_non_negative_number(
     assert len(lines) == 1 and "timeout" in lines[0] and "unexpected" not in lines[0]
 
 
-# sendfile whose daemon dies, and presence-driven re-sends ------------------------------------------
+# sendfile whose daemon dies, and presence-driven re-sends ---------------------------------------
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: finding 9, sendfile fails yet is delivered")
 def test_sendfile_whose_daemon_is_killed_after_queueing_does_not_invite_a_retry(
-    relay, make_agent: AgentFactory, tmp_path: Path
+    independent_relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = start_pair(relay.url, make_agent)
+    # The independent relay answers each publish in milliseconds, not microseconds: the
+    # transfer lasts long enough for the kill to land in the middle of it.
+    alice, bob = start_pair(independent_relay.url, make_agent)
     connect(alice, bob)
     payload = os.urandom(5 * MiB)
-    (tmp_path / "queued.bin").write_bytes(payload)
+    (tmp_path / "payload.bin").write_bytes(payload)
     sender = subprocess.Popen(
-        [*p2p_command(), "sendfile", "queued.bin", "--path", str(tmp_path / "queued.bin")],
+        [*p2p_command(), "sendfile", "payload.bin", "--path", str(tmp_path / "payload.bin")],
         env=alice.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -439,6 +454,12 @@ def test_presence_announcements_do_not_resend_everything_each_time(
     unacked = 30
     for index in range(unacked):
         alice.json("send", f"unacked {index}")
+    # Until every message has been re-sent twice: only those are brought forward.
+    wait_until(
+        lambda: alice.json("status")["calls"]["stats"]["retransmits"] >= 2 * unacked,
+        30,
+        "two rounds of re-sends",
+    )
     # bob's key announces bob again and again, but no daemon reads or receipts anything.
     bob_again = RawPeer(relay.url, identity_keys(bob))
     before = alice.json("status")["calls"]["stats"]["retransmits"]
@@ -454,7 +475,6 @@ def test_presence_announcements_do_not_resend_everything_each_time(
         wait_until(seen, 10, f"alice to see announcement {index}")
     elapsed = time.monotonic() - started
     resent = alice.json("status")["calls"]["stats"]["retransmits"] - before
-    # The backoff (2, 4, 8, 16 s ...) allows a few re-sends per message in this time, and
-    # the peer's return may bring them forward once; not once per announcement.
-    assert resent <= unacked * 6, f"{resent} re-sends of {unacked} messages in {elapsed:.0f}s"
-
+    # The backoff (next gaps 8, 16 s ...) allows about one re-send per message in this time,
+    # and the peer's return may bring them forward once; not once per announcement.
+    assert resent <= unacked * 4, f"{resent} re-sends of {unacked} messages in {elapsed:.0f}s"
