@@ -398,12 +398,13 @@ def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
         try:
             rpc.request(home.socket, "ack", {"event_ids": ack})
         except rpc.RpcError as exc:
-            raise CliError(
-                f"printed the events but could not mark them read ({exc.message}); "
+            # The events were handed over; only marking them read failed. One document on
+            # stdout stays the rule, so this is said on stderr, and they come again later.
+            print(
+                f"warning: could not mark these events read ({exc.message}); "
                 "they will be shown again.",
-                exc.code,
-                EXIT_DAEMON,
-            ) from None
+                file=sys.stderr,
+            )
     return int(exit_code)
 
 

@@ -209,6 +209,12 @@ def render_call(result: dict[str, Any]) -> list[str]:
 
 
 def render_sent(result: dict[str, Any]) -> list[str]:
+    if result.get("queued") is True:  # the daemon stopped after the file was stored
+        return [
+            f"queued file {q(result['name'], 255)} ({result['size']} bytes) in call"
+            f" {_short(result['call_id'])}: it is sent when the daemon runs again;"
+            " do not send it a second time",
+        ]
     d = result["delivery"]
     what = (
         f"file {q(result['name'], 255)} ({result['size']} bytes, {result['chunks']} chunks)"

@@ -1,8 +1,7 @@
 """Issue 10, findings 1-7: delivery to the agent exactly once, whatever the agent, the
 limits, the clock or the relay's query cap do. Real daemons, real relays, the real CLI.
 
-Each test was checked to fail on the code before the fix and is marked
-``xfail(strict=True)`` until the lead's fix lands (see /work/briefs/contract10.md).
+Each test was checked to fail on the code before the issue 10 fixes.
 """
 
 from __future__ import annotations
@@ -79,7 +78,6 @@ def _blocked_in_wait(agent: Agent) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 1, a killed wait loses the next event")
 @pytest.mark.parametrize("how", ["timeout", "sigint", "sigkill", "closed_stdout"])
 def test_an_interrupted_wait_loses_nothing(relay, make_agent: AgentFactory, how: str) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_pair(relay.url, make_agent)
@@ -111,7 +109,6 @@ def test_an_interrupted_wait_loses_nothing(relay, make_agent: AgentFactory, how:
     assert texts_of(bob.json("inbox")["events"]) == ["after the wait died"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 1, no --peek and no --call filter")
 def test_inbox_and_wait_peek_and_call_filter(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_pair(relay.url, make_agent)
     first = connect(alice, bob, "first")
@@ -140,7 +137,6 @@ def test_inbox_and_wait_peek_and_call_filter(relay, make_agent: AgentFactory) ->
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 1, no wake hook after a killed wait")
 def test_wake_hook_runs_when_the_only_wait_was_killed(
     relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +167,6 @@ def test_wake_hook_runs_when_the_only_wait_was_killed(
 # Finding 2: a wrap dropped before processing is not recorded as processed ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 2, block mid-call wedges the call")
 def test_block_mid_call_ends_it_on_both_sides_and_unblock_allows_a_new_call(
     relay, make_agent: AgentFactory
 ) -> None:  # type: ignore[no-untyped-def]
@@ -194,7 +189,6 @@ def test_block_mid_call_ends_it_on_both_sides_and_unblock_allows_a_new_call(
     assert texts_of(events_of(alice, "message")) == ["hello back"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 2, a wrap over the byte budget is lost")
 def test_file_over_the_byte_budget_arrives_once_it_refills(
     relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -221,7 +215,6 @@ def test_file_over_the_byte_budget_arrives_once_it_refills(
 # Finding 4: a peer offline far longer than an hour ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 4, re-sends keep a backdated created_at")
 def test_peer_offline_for_a_long_time_gets_every_message(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_pair(relay.url, make_agent)
     connect(alice, bob)
@@ -249,7 +242,6 @@ def _send_many(agent: Agent, texts: list[str]) -> None:
         rpc.request(agent.paths.socket, "send", {"text": text}, timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 5, catch-up stops at the query cap")
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("what", ["600 messages", "6.5 MB file"])
 def test_backlog_past_the_relay_query_cap_all_arrives(
@@ -277,7 +269,6 @@ def test_backlog_past_the_relay_query_cap_all_arrives(
 # Finding 6: refusals travel back to the sender ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 6, a file over the cap is receipted")
 def test_file_over_the_receivers_cap_is_refused_to_the_sender(
     relay, make_agent: AgentFactory
 ) -> None:  # type: ignore[no-untyped-def]
@@ -302,7 +293,6 @@ def _refusals(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in documents if "refus" in json.dumps(d).lower()]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 6, what is thrown away is receipted")
 @pytest.mark.parametrize("case", ["message before the answer", "file failing its SHA-256"])
 def test_raw_peer_gets_a_refusal_and_the_agent_never_sees_it(
     relay, make_agent: AgentFactory, case: str
@@ -312,7 +302,8 @@ def test_raw_peer_gets_a_refusal_and_the_agent_never_sees_it(
     bob_hex = bob.json("whoami")["pubkey"]
     peer = RawPeer(relay.url)
     call_id = secrets.token_hex(16)
-    request = WireMessage("request", call_id, 1, body={"topic": "raw", "name": "raw"})
+    # A peer of feature level 2 (docs/PROTOCOL.md 3.7): level-1 peers get no `refuse`.
+    request = WireMessage("request", call_id, 1, body={"topic": "raw", "name": "raw", "pv": 2})
     if case == "message before the answer":
         early = WireMessage(
             "message", call_id, 2, ack=0, body={"text": "too early", "part": 1, "parts": 1}
@@ -357,12 +348,11 @@ def test_raw_peer_gets_a_refusal_and_the_agent_never_sees_it(
 # Finding 7: a refused send leaves no trace ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 7, a refused send is transcribed")
 def test_over_limit_send_fails_and_leaves_no_trace(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = start_pair(relay.url, make_agent, alice_settings={"max_message_bytes": "1000"})
+    alice, bob = start_pair(relay.url, make_agent, alice_settings={"max_message_bytes": "2000"})
     call_id = connect(alice, bob)
     alice.json("send", "within the limit")
-    too_long = "x" * 1001
+    too_long = "x" * 2001
     refused = alice.json("send", too_long, check=False)
     assert refused["_exit"] == 1
     assert refused["error"]["code"] == "too_large"

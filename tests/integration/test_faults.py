@@ -3,8 +3,7 @@
 A receiver killed or stopped mid-file, a full disk freed again, a noisy second relay, skewed
 clocks, a half-open connection, damaged state, an abusive control-socket client, a sendfile
 whose daemon dies, and presence announcements that must not trigger re-send storms. Each
-test was checked to fail on the code before the fix and is marked ``xfail(strict=True)``
-until the lead's fix lands (see /work/briefs/contract10.md).
+test was checked to fail on the code before the issue 10 fixes.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ def _bytes_under(folder: Path) -> int:
 # A receiver restarted mid-file ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, a restart mid-file wedges the call")
 @pytest.mark.parametrize("how", ["sigkill", "daemon stop"])
 def test_receiver_restarted_mid_file_gets_it_whole_once(
     relay, make_agent: AgentFactory, tmp_path: Path, how: str
@@ -110,7 +108,6 @@ def _storage_error(result: dict[str, object]) -> None:
     assert re.search(r"disk|full|space", str(error["message"]), re.I), error
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, a full disk breaks the store for good")
 def test_full_disk_fails_loudly_loses_nothing_and_resumes(
     relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -192,12 +189,7 @@ def start_agents_pair(alice: Agent, bob: Agent) -> tuple[Agent, Agent]:
     [
         # Not reproduced here: the SDK drops a repeated id before the daemon sees it.
         "repeat",
-        pytest.param(
-            "junk",
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 10: finding 9, a noisy relay hides the good one"
-            ),
-        ),
+        "junk",
     ],
 )
 def test_noisy_second_relay_does_not_stop_delivery(
@@ -225,7 +217,6 @@ def test_noisy_second_relay_does_not_stop_delivery(
 # Skewed clocks -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, a slow caller's call rings out")
 @pytest.mark.parametrize("caller", ["daemon", "raw"])
 def test_callee_rings_when_the_caller_clock_is_120s_slow(
     relay, make_agent: AgentFactory, caller: str
@@ -252,7 +243,6 @@ def test_callee_rings_when_the_caller_clock_is_120s_slow(
         wait_until(lambda: any(d["type"] == "accept" for d in peer.received()), 20, "the accept")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, 600 s apart agents lose each other")
 def test_agents_600s_apart_still_see_each_other(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     ahead = make_agent("ahead", [relay.url], clock_offset="600")
     (behind,) = start_agents(relay.url, make_agent, "behind")
@@ -267,7 +257,6 @@ def test_agents_600s_apart_still_see_each_other(relay, make_agent: AgentFactory)
 # A half-open connection -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, a half-open link goes unnoticed")
 @pytest.mark.timeout(150)
 def test_half_open_connection_is_noticed_and_delivery_resumes(
     relay, make_agent: AgentFactory
@@ -296,7 +285,6 @@ def test_half_open_connection_is_noticed_and_delivery_resumes(
 # Damaged state ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, damaged state silently replaced")
 @pytest.mark.parametrize("damage", ["0-byte database", "garbage database", "deleted identity"])
 def test_damaged_state_stops_the_daemon_with_one_sentence(
     relay, make_agent: AgentFactory, damage: str
@@ -334,7 +322,6 @@ def test_damaged_state_stops_the_daemon_with_one_sentence(
 # The control socket -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, unbounded control-socket requests")
 @pytest.mark.timeout(120)
 def test_control_socket_bounds_memory_for_huge_unterminated_requests(
     relay, make_agent: AgentFactory
@@ -367,7 +354,6 @@ def test_control_socket_bounds_memory_for_huge_unterminated_requests(
     assert peak_mib < 200, f"the daemon's RSS peaked at {peak_mib:.0f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, idle socket clients never closed")
 def test_control_socket_closes_idle_connections(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     bob = make_agent("bob", [relay.url])
     bob.run("daemon", "start")
@@ -381,14 +367,8 @@ def test_control_socket_closes_idle_connections(relay, make_agent: AgentFactory)
 @pytest.mark.parametrize(
     "value",
     [
-        pytest.param(
-            "nan",
-            marks=pytest.mark.xfail(strict=True, reason="issue 10: finding 9, wait --timeout nan"),
-        ),
-        pytest.param(
-            "inf",
-            marks=pytest.mark.xfail(strict=True, reason="issue 10: finding 9, wait --timeout inf"),
-        ),
+        "nan",
+        "inf",
         "-1",
     ],
 )
@@ -405,7 +385,6 @@ def test_wait_timeout_must_be_a_finite_non_negative_number(
 # sendfile whose daemon dies, and presence-driven re-sends ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, sendfile fails yet is delivered")
 def test_sendfile_whose_daemon_is_killed_after_queueing_does_not_invite_a_retry(
     independent_relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -444,7 +423,6 @@ def test_sendfile_whose_daemon_is_killed_after_queueing_does_not_invite_a_retry(
     assert Path(received["path"]).read_bytes() == payload
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: finding 9, each presence re-sends everything")
 def test_presence_announcements_do_not_resend_everything_each_time(
     relay, make_agent: AgentFactory
 ) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from .. import clock
 from ..config import Config
 from ..identity import Identity
 from ..protocol.presence import (
+    CLOCK_TOLERANCE,
     INBOX_RELAYS_KIND,
     PRESENCE_D_TAG,
     PRESENCE_KIND,
@@ -59,8 +60,12 @@ class PresenceService:
     def name(self) -> str:
         return self._config.name or f"agent-{self._identity.npub[5:13]}"
 
+    def _lookback(self) -> float:
+        # Peers' clocks may be minutes behind ours: ask for their announcements too.
+        return self._config.effective_liveness_window + CLOCK_TOLERANCE
+
     def filters(self) -> list[Any]:
-        since = ns.Timestamp.from_secs(int(clock.now() - self._config.effective_liveness_window))
+        since = ns.Timestamp.from_secs(int(clock.now() - self._lookback()))
         return [
             ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since),
             ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)),
@@ -70,7 +75,7 @@ class PresenceService:
         """Page backwards through the liveness window: relays answer one query with a
         few hundred events at most (nostr-sdk's LocalRelay: 500), however many agents
         announced. A page is bounded by ``until`` = its oldest second minus one."""
-        since = int(clock.now() - self._config.effective_liveness_window)
+        since = int(clock.now() - self._lookback())
         until: int | None = None
         for _ in range(MAX_BACKFILL_PAGES):
             query = ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG)
