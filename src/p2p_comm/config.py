@@ -68,6 +68,10 @@ class Config:
     max_open_calls: int = 20
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
     inbound_events_per_second: int = 300
+    # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
+    loop_messages_per_minute: int = 30
+    loop_max_turns: int = 200
+    loop_repeats: int = 3
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -97,7 +101,12 @@ ENV_VARS = {
     "P2P_MAX_OPEN_CALLS": "max_open_calls",
     "P2P_BYTES_PER_PEER_PER_MINUTE": "bytes_per_peer_per_minute",
     "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
+    "P2P_LOOP_MESSAGES_PER_MINUTE": "loop_messages_per_minute",
+    "P2P_LOOP_MAX_TURNS": "loop_max_turns",
+    "P2P_LOOP_REPEATS": "loop_repeats",
 }
+# Integer keys where 0 means "off".
+_ZERO_MEANS_OFF = {"loop_messages_per_minute", "loop_max_turns", "loop_repeats"}
 CALL_POLICIES = ("anyone", "contacts", "nobody")
 # Tables handled by their own parsers, not by _coerce.
 _TABLES = {"owner_channels", "wake", "owner_hook", "extra"}
@@ -118,7 +127,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return number
         if kind == "int":
             number = int(value)
-            if number <= 0:
+            if number < 0 or (number == 0 and key not in _ZERO_MEANS_OFF):
                 raise ValueError
             return number
         if not isinstance(value, str):

@@ -21,6 +21,8 @@ def _quote(text: str) -> str:
 
 def _entry_line(entry: dict[str, Any], me: str, peer: str) -> str:
     who = {"out": me, "owner": "the owner"}.get(entry["direction"], peer)
+    if entry["direction"] == "in" and entry.get("from_npub"):  # a group call: who said it
+        who = f"{entry.get('from_name') or 'unknown'} ({entry['from_npub']})"
     kind = entry["type"]
     stamp = _when(entry["at"])
     if kind in ("message", "escalation", "owner_reply"):
