@@ -69,7 +69,7 @@ class Config:
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
     inbound_events_per_second: int = 300
     # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
-    loop_messages_per_minute: int = 30
+    loop_turns_per_minute: int = 20
     loop_max_turns: int = 200
     loop_repeats: int = 3
     owner_hook: Hook = Hook()
@@ -101,12 +101,12 @@ ENV_VARS = {
     "P2P_MAX_OPEN_CALLS": "max_open_calls",
     "P2P_BYTES_PER_PEER_PER_MINUTE": "bytes_per_peer_per_minute",
     "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
-    "P2P_LOOP_MESSAGES_PER_MINUTE": "loop_messages_per_minute",
+    "P2P_LOOP_TURNS_PER_MINUTE": "loop_turns_per_minute",
     "P2P_LOOP_MAX_TURNS": "loop_max_turns",
     "P2P_LOOP_REPEATS": "loop_repeats",
 }
 # Integer keys where 0 means "off".
-_ZERO_MEANS_OFF = {"loop_messages_per_minute", "loop_max_turns", "loop_repeats"}
+_ZERO_MEANS_OFF = {"loop_turns_per_minute", "loop_max_turns", "loop_repeats"}
 CALL_POLICIES = ("anyone", "contacts", "nobody")
 # Tables handled by their own parsers, not by _coerce.
 _TABLES = {"owner_channels", "wake", "owner_hook", "extra"}

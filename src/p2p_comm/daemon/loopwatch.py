@@ -31,7 +31,7 @@ class LoopWatch:
         self, config: Config, store: Store, inbox: AgentInbox, owner: OwnerChannels | None
     ) -> None:
         self.budget = LoopBudget(
-            config.loop_messages_per_minute, config.loop_max_turns, config.loop_repeats
+            config.loop_turns_per_minute, config.loop_max_turns, config.loop_repeats
         )
         self.store = store
         self.inbox = inbox

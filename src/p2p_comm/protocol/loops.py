@@ -22,10 +22,11 @@ _SPACE = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class LoopBudget:
-    """Per call; 0 turns a check off (config keys loop_messages_per_minute,
-    loop_max_turns, loop_repeats)."""
+    """Per call; 0 turns a check off (config keys loop_turns_per_minute, loop_max_turns,
+    loop_repeats). A turn is a message whose author is not the author of the message
+    before it: a burst from one side is one turn, a back-and-forth is many."""
 
-    per_minute: int = 30
+    per_minute: int = 20
     max_turns: int = 200
     repeats: int = 3
 
@@ -49,14 +50,17 @@ class LoopGuard:
     budget: LoopBudget
     times: deque[float] = field(default_factory=deque)
     turns: int = 0
+    speaker: str = ""  # author of the last message
     last: dict[str, str] = field(default_factory=dict)  # author -> last normalised text
     streak: dict[str, int] = field(default_factory=dict)  # author -> repeats in a row
     tripped: str = ""  # why sends are refused; "" while they are not
 
     def observe(self, author: str, text: str, now: float) -> str | None:
         """Count one message by ``author``; the reason if this one trips the guard."""
-        self.turns += 1
-        self.times.append(now)
+        if author != self.speaker:
+            self.speaker = author
+            self.turns += 1
+            self.times.append(now)
         while self.times and self.times[0] <= now - 60.0:
             self.times.popleft()
         norm = normalise(text)
@@ -81,9 +85,9 @@ class LoopGuard:
                     f"{budget.repeats + 1} times in a row (a ping-pong)"
                 )
         if budget.per_minute and len(self.times) > budget.per_minute:
-            return f"more than {budget.per_minute} messages in a minute"
+            return f"more than {budget.per_minute} turns in a minute"
         if budget.max_turns and self.turns > budget.max_turns:
-            return f"more than {budget.max_turns} messages in this call"
+            return f"more than {budget.max_turns} turns in this call"
         return ""
 
     def lift(self) -> None:
@@ -91,5 +95,6 @@ class LoopGuard:
         self.tripped = ""
         self.times.clear()
         self.turns = 0
+        self.speaker = ""
         self.streak.clear()
         self.last.clear()
