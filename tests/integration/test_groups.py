@@ -111,7 +111,7 @@ def test_loop_protection_stops_ping_pong(relay: Any, make_agent: Any) -> None:
     a.json("send", "hello 0", "--call", call_id[:8])
     stopped: dict[str, dict[str, Any]] = {}
     for n in range(1, 20):
-        for me, other in ((b, a), (a, b)):
+        for me in (b, a):
             if me.name in stopped:
                 continue
             result = me.json("send", f"thanks, got it {n}", "--call", call_id[:8], check=False)
