@@ -131,7 +131,13 @@ def _stdin() -> str:
 
 def cmd_send(args: argparse.Namespace, home: Home) -> Any:
     text = _stdin() if args.message == "-" else args.message
-    return _daemon_call(home, "send", _with_call(args, text=text), timeout=120)
+    params = _with_call(args, text=text, **({"force": True} if args.force else {}))
+    return _daemon_call(home, "send", params, timeout=120)
+
+
+def cmd_invite(args: argparse.Namespace, home: Home) -> Any:
+    params = _with_call(args, agent=args.agent, anyone_may_invite=args.anyone_may_invite)
+    return _daemon_call(home, "invite", params)
 
 
 def cmd_sendfile(args: argparse.Namespace, home: Home) -> Any:
@@ -195,7 +201,8 @@ def cmd_escalate(args: argparse.Namespace, home: Home) -> Any:
 
 
 def cmd_end(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "end", _with_call(args, reason=args.reason or ""))
+    params = _with_call(args, reason=args.reason or "", **({"all": True} if args.all else {}))
+    return _daemon_call(home, "end", params)
 
 
 def _consume_after_print(result: Any, args: argparse.Namespace) -> Any:

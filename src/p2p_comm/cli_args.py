@@ -102,6 +102,16 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     answer.add_argument("reason", nargs="?", help="why, with reject")
     send = add_in_call("send", cli.cmd_send, "send a message in the active call ('-' reads stdin)")
     send.add_argument("message")
+    send.add_argument(
+        "--force", action="store_true", help="send although a runaway loop is suspected"
+    )
+    invite = add_in_call("invite", cli.cmd_invite, "add an agent to the active call (a group)")
+    invite.add_argument("agent")
+    invite.add_argument(
+        "--anyone-may-invite",
+        action="store_true",
+        help="when the call becomes a group: every participant may invite (default: only you)",
+    )
     sendfile = add_in_call(
         "sendfile", cli.cmd_sendfile, "send a file: base64 content, '-', or --path"
     )
@@ -114,6 +124,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
     escalate.add_argument("message")
     end = add_in_call("end", cli.cmd_end, "end the call and print its transcript")
     end.add_argument("reason", nargs="?", help="optional closing note for the peer")
+    end.add_argument("--all", action="store_true", help="end a group call for everyone (starter)")
     inbox = add_in_call("inbox", cli.cmd_inbox, "print unread events, then mark them read")
     inbox.add_argument("--peek", action="store_true", help="show without marking them read")
     wait = add_in_call("wait", cli.cmd_wait, "block until an event arrives (exit 4 on timeout)")

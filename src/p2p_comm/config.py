@@ -73,6 +73,10 @@ class Config:
     max_open_calls: int = 20
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
     inbound_events_per_second: int = 300
+    # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
+    loop_turns_per_minute: int = 20
+    loop_max_turns: int = 200
+    loop_repeats: int = 3
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
 
@@ -101,7 +105,12 @@ ENV_VARS = {
     "P2P_MAX_OPEN_CALLS": "max_open_calls",
     "P2P_BYTES_PER_PEER_PER_MINUTE": "bytes_per_peer_per_minute",
     "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
+    "P2P_LOOP_TURNS_PER_MINUTE": "loop_turns_per_minute",
+    "P2P_LOOP_MAX_TURNS": "loop_max_turns",
+    "P2P_LOOP_REPEATS": "loop_repeats",
 }
+# Integer keys where 0 means "off".
+_ZERO_MEANS_OFF = {"loop_turns_per_minute", "loop_max_turns", "loop_repeats"}
 CALL_POLICIES = ("anyone", "contacts", "nobody")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Tables handled by their own parsers, not by _coerce; `owner_hook` and `wake` are built
@@ -135,6 +144,10 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "max_open_calls": (1, 10_000, ""),
     "bytes_per_peer_per_minute": (1 * KIB, 4 * GIB, "bytes per minute"),
     "inbound_events_per_second": (1, 100_000, "per second"),
+    # 0 turns each loop check off (see _ZERO_MEANS_OFF).
+    "loop_turns_per_minute": (0, 10_000, "turns per minute"),
+    "loop_max_turns": (0, 1_000_000, "turns"),
+    "loop_repeats": (0, 1000, "repeats"),
 }
 # On relays that are all on this machine (a private relay, the tests, the demo) timers may
 # be short: nobody else's relay is flooded.

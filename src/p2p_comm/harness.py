@@ -104,6 +104,9 @@ class Agent:
         self.env = dict(
             os.environ, P2P_HOME=str(self.home), P2P_NAME=name, P2P_RELAYS=",".join(relays)
         )
+        # Test and bench agents blast messages both ways on purpose: loop protection is off
+        # unless a test turns it on (tests/integration/test_groups.py does).
+        self.env.update(P2P_LOOP_TURNS_PER_MINUTE="0", P2P_LOOP_MAX_TURNS="0", P2P_LOOP_REPEATS="0")
         self.env.update({f"P2P_{key.upper()}": value for key, value in settings.items()})
 
     @property

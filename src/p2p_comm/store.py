@@ -21,7 +21,7 @@ from typing import Any
 
 log = logging.getLogger("p2p.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1 is the schema of the first release (user_version 0 on disk).
 _V1 = """
@@ -69,7 +69,14 @@ CREATE TABLE IF NOT EXISTS held (
 );
 """
 
-MIGRATIONS = {1: _V1, 2: _V2}
+# Version 3: group calls (their roster; the pairwise sessions are ordinary calls).
+_V3 = """
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
 
 
 class StorageError(Exception):
@@ -220,6 +227,17 @@ class Store:
     def load_call(self, call_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT core FROM calls WHERE id = ?", (call_id,)).fetchone()
         return json.loads(row["core"]) if row else None
+
+    def save_group(self, group_id: str, data: dict[str, Any], now: float) -> None:
+        self._db.execute(
+            "INSERT INTO groups VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+            " data = excluded.data, updated_at = excluded.updated_at",
+            (group_id, json.dumps(data), now),
+        )
+
+    def load_groups(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT data FROM groups ORDER BY updated_at")
+        return [json.loads(row["data"]) for row in rows]
 
     # Outbox ---------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ def render_list(result: dict[str, Any]) -> list[str]:
     for agent in agents:
         caps = "[" + ", ".join(q(c, 64) for c in agent["capabilities"]) + "]"
         flag = " name_conflict=yes" if agent.get("name_conflict") else ""
+        if agent.get("in_call_with_me"):
+            flag += " in_call_with_me=" + ",".join(_short(c) for c in agent["in_call_with_me"])
         lines.append(
             f"- agent {q(agent['name'], 64)} npub={agent['npub']} status={agent['status']}"
             f" capabilities={caps} last_seen={_ago(agent['age_s'])}{flag}"
@@ -153,6 +155,27 @@ def render_event(event: dict[str, Any]) -> list[str]:
             f"to answer: p2p answer accept --call {call}  or  "
             f'p2p answer reject "<reason>" --call {call}',
         ]
+    if kind in ("participant_joined", "participant_left"):
+        verb = "joined" if kind == "participant_joined" else "left"
+        return [f"[{kind}] group call {call}: {who} {verb}"]
+    if kind == "loop_suspected":
+        return [
+            f"[loop_suspected] call {call}: {event['reason']}; your sends in it are paused"
+            " and your owner was told",
+            f"to go on anyway: {event['how_to_lift']}",
+        ]
+    if kind == "call_request" and event.get("group"):
+        others = ", ".join(
+            f"agent {q(p['name'] or 'unknown', 64)} ({p['npub']})"
+            for p in event.get("participants", [])
+        )
+        return [
+            f"[call_request] invitation to group call {call} from {who}"
+            f" with {others or 'nobody else yet'}; topic:",
+            *fence(event["topic"], name, npub),
+            f"to answer: p2p answer accept --call {call}  or  "
+            f'p2p answer reject "<reason>" --call {call}',
+        ]
     if kind == "call_accepted":
         return [f"[call_accepted] call {call}: {who} accepted; you can send now"]
     if kind in ("call_rejected", "call_missed", "call_ended"):
@@ -192,7 +215,20 @@ def render_events(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _group_line(call: dict[str, Any]) -> str:
+    people = ", ".join(
+        f"agent {q(p['name'] or 'unknown', 64)} ({p['npub']}, {p['state']})"
+        for p in call["participants"][1:]
+    )
+    line = f"group call {_short(call['id'])} {call['state']} with {people}"
+    if call.get("loop_suspected"):
+        line += " [sends paused: loop suspected]"
+    return line + f" topic: {q(call['topic'], 120)}"
+
+
 def _call_line(call: dict[str, Any], times: bool = False) -> str:
+    if call.get("group"):
+        return _group_line(call)
     peer = f"agent {q(call['peer_name'] or 'unknown', 64)} ({call['peer_npub']})"
     line = f"call {_short(call['id'])} {call['direction']} {call['state']} with {peer}"
     if call.get("outcome"):
@@ -309,6 +345,7 @@ RENDERERS: dict[str, Renderer] = {
     "inbox": render_events,
     "wait": render_events,
     "history": render_history,
+    "invite": render_call,
 }
 
 

@@ -49,6 +49,8 @@ def fenced(text: str) -> list[str]:
 def _entry_lines(entry: dict[str, Any], me: str, peer: str) -> list[str]:
     direction = entry["direction"]
     who = {"out": me, "owner": "the owner (your configured owner channel)"}.get(direction, peer)
+    if direction == "in" and entry.get("from_npub"):  # a group call: who said it
+        who = f"{code_span(entry.get('from_name') or 'unknown', 64)} ({entry['from_npub']})"
     kind = entry["type"]
     stamp = _when(entry["at"])
     if kind in ("message", "escalation", "owner_reply"):

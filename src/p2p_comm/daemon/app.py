@@ -28,9 +28,12 @@ from .calls import CallService
 from .commands import CallCommands
 from .directory import Directory
 from .errors import CommandError
+from .group_commands import GroupCommands
+from .groups import GroupService
 from .hooks import Waker
 from .inbound import Inbound
 from .inbox import AgentInbox
+from .loopwatch import LoopWatch
 from .nostr_io import InboundEvent, RelayPool, spawn
 from .outbound import Outbound
 from .owner import OwnerChannels, owner_pubkey
@@ -157,6 +160,10 @@ class Daemon:
         self.inbound.sink = self.calls
         self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
+        self.loops = LoopWatch(config, store, self.inbox, owner)
+        self.loops.my_name = self.presence.name
+        self.groups = GroupService(self.calls, self.loops, identity.public_hex, self.presence.name)
+        self.calls.hooks = self.groups
         self.server = SocketServer(paths.socket, self.dispatch, _max_request(config))
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -168,6 +175,8 @@ class Daemon:
             "shutdown": self._shutdown,
             **CallCommands(self.calls, self.inbox, owner, self.presence.name).handlers(),
         }
+        # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
+        self.handlers = GroupCommands(self.groups, owner).wrap(self.handlers)
 
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
         handler = self.handlers.get(method)
@@ -211,6 +220,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.calls.load()
+        self.groups.load()
         await self.server.start()
         await self.pool.start()
         # Wraps in a REQ of their own: strfry-style relays challenge (NIP-42) only a REQ

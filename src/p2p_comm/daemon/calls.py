@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .. import clock
 from ..config import Config
@@ -35,6 +35,7 @@ from ..protocol.events import (
     Effect,
     FileComplete,
     Retransmit,
+    Roster,
     Transmit,
     WriteChunk,
 )
@@ -55,6 +56,22 @@ POLICY_REJECT_REASON = "not accepting calls right now"
 SEEN_MARGIN = 3600.0  # keep processed wrap ids this much past the lookback
 WRAP_LOOKBACK = 2 * 86400 + 3600
 Action = Callable[[float], list[Effect]]
+
+
+class CallHooks(Protocol):
+    """What the group layer (daemon/groups.py) adds, called inside the transaction."""
+
+    def ring_in(self, call: Call, message: wire.WireMessage, now: float) -> None: ...
+
+    def deliver(
+        self, call: Call, kind: AgentEvent, fields: dict[str, Any], now: float
+    ) -> list[Awaitable[None]] | None: ...
+
+    def roster(self, call: Call, body: dict[str, Any], now: float) -> list[Awaitable[None]]: ...
+
+    def hidden(self, call: Call) -> bool: ...
+
+    def load(self) -> None: ...
 
 
 class CallService:
@@ -120,6 +137,8 @@ class CallService:
     def reload(self) -> None:
         """After a failed transaction: forget memory, trust the database."""
         self.load()
+        if self.hooks is not None:
+            self.hooks.load()
 
     def _track(self, call: Call) -> None:
         if call.pending or call.state == RINGING:
@@ -221,6 +240,8 @@ class CallService:
             self._count("policy")
             effects = call.reject(POLICY_REJECT_REASON, now, by=EndedBy.POLICY)
             self.store.add_entry(call.id, now, "out", "call_rejected", {"reason": "call policy"})
+        if self.hooks is not None and call.state == RINGING:
+            self.hooks.ring_in(call, message, now)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self._apply(call, effects, now)
@@ -273,15 +294,22 @@ class CallService:
             elif isinstance(effect, Acked):
                 self.outbound.forget(call, effect.seqs)
             elif isinstance(effect, Deliver):
-                self._deliver(call, effect.type, effect.fields, now)
+                publishing += self._deliver(call, effect.type, effect.fields, now)
             elif isinstance(effect, WriteChunk):
                 self.files.write(call.id, effect)
             elif isinstance(effect, FileComplete):
                 publishing += self._complete_file(call, effect, now)
             elif isinstance(effect, Dropped):
                 log.info("call %s: %s", call.id[:8], effect.reason)
+            elif isinstance(effect, Roster) and self.hooks is not None:
+                publishing += self.hooks.roster(call, effect.body, now)
         self.store.save_call(call.to_dict(), self.peer_names.get(call.id, ""), now)
-        if call.state == ENDED and any(isinstance(e, Deliver | Transmit) for e in effects):
+        grouped = self.hooks is not None and self.hooks.hidden(call)  # its group writes one
+        if (
+            call.state == ENDED
+            and not grouped
+            and any(isinstance(e, Deliver | Transmit) for e in effects)
+        ):
             self.store.after_commit(lambda: self.records.write_transcript(call, self.peer_names))
         self._track(call)
         self.store.after_commit(self._changed)
@@ -293,6 +321,7 @@ class CallService:
             self.on_change()
 
     on_change: Callable[[], None] | None = None
+    hooks: CallHooks | None = None
 
     def _complete_file(self, call: Call, done: FileComplete, now: float) -> list[Awaitable[None]]:
         fields = self.files.complete(call.id, done)
@@ -304,11 +333,18 @@ class CallService:
             effects = call.file_verified(fields)
         return self._apply(call, effects, now)
 
-    def _deliver(self, call: Call, kind: AgentEvent, fields: dict[str, Any], now: float) -> None:
+    def _deliver(
+        self, call: Call, kind: AgentEvent, fields: dict[str, Any], now: float
+    ) -> list[Awaitable[None]]:
+        if self.hooks is not None:
+            handled = self.hooks.deliver(call, kind, fields, now)
+            if handled is not None:  # a group session: the group layer told the agent
+                return handled
         name = self.peer_names.get(call.id, "")
         self.inbox.emit(agent_event(kind, call.id, npub_of(call.peer), name, now, fields), now)
         if kind != AgentEvent.CALL_REQUEST:  # recorded when the call was created
             self.store.add_entry(call.id, now, "in", str(kind), fields)
+        return []
 
     # Local actions --------------------------------------------------------------------
 

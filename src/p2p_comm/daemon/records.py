@@ -48,14 +48,15 @@ class Records:
 
     def write_transcript(self, call: Call, peer_names: dict[str, str]) -> None:
         """Both renderings under the home's transcripts folder, each replaced atomically."""
+        markdown, document = self.transcript(call, peer_names.get(call.id, ""))
+        self.write_files(call.id, markdown, render_json(document["call"], document["entries"]))
+
+    def write_files(self, call_id: str, markdown: str, json_text: str) -> None:
+        """A transcript's two files, each replaced atomically."""
         folder = self.paths.transcripts
         ensure_private_dir(folder)
-        markdown, document = self.transcript(call, peer_names.get(call.id, ""))
-        for suffix, text in (
-            (".md", markdown),
-            (".json", render_json(document["call"], document["entries"])),
-        ):
-            target = folder / f"{call.id}{suffix}"
+        for suffix, text in ((".md", markdown), (".json", json_text)):
+            target = folder / f"{call_id}{suffix}"
             tmp = target.with_name(f".{target.name}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -10,7 +10,7 @@ sender retransmits unacknowledged messages with exponential backoff until acknow
 from __future__ import annotations
 
 import heapq
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ from .events import (
     Effect,
     FileComplete,
     Retransmit,
+    Roster,
     Transmit,
     WriteChunk,
 )
@@ -221,15 +222,32 @@ class Call:
         self._check_size(len(text.encode()), 12_000, "escalation")
         return [self._send("escalation", now, text=text)]
 
-    def end(self, reason: str, now: float, by: EndedBy = EndedBy.LOCAL) -> list[Effect]:
+    def end(
+        self, reason: str, now: float, by: EndedBy = EndedBy.LOCAL, everyone: bool = False
+    ) -> list[Effect]:
         """Hang up (``by`` BLOCKED when the agent blocked the peer: the peer hears a neutral
-        reason)."""
+        reason; ``everyone``: the starter ends a group call for all, feature level 3)."""
         self._require(self.state != ENDED, "has already ended")
         was_ringing_out = self.state == RINGING and self.direction == OUTGOING
         outcome = Outcome.CANCELLED if was_ringing_out else Outcome.COMPLETED
         self._finish(outcome, by, now, reason)
         told = BLOCKED_REASON if by == EndedBy.BLOCKED else reason
-        return [self._send("end", now, reason=told)]
+        extra = {"all": True} if everyone else {}
+        return [self._send("end", now, reason=told, **extra)]
+
+    def send_roster(self, body: dict[str, Any], now: float) -> list[Effect]:
+        """Announce a group's roster to the peer (feature level 3)."""
+        self._require(self.state == ACTIVE, "is not active")
+        return [self._send("roster", now, **body)]
+
+    def request_extra(self, effects: list[Effect], extra: dict[str, Any]) -> list[Effect]:
+        """Our `request` (from `start`) with ``extra`` fields: a group invitation."""
+        return [
+            Transmit(replace(e.message, body={**e.message.body, **extra}))
+            if isinstance(e, Transmit) and e.message.type == "request"
+            else e
+            for e in effects
+        ]
 
     def file_verified(self, fields: dict[str, Any]) -> list[Effect]:
         """The shell checked and placed a received file: tell the agent."""
@@ -493,7 +511,13 @@ class Call:
             self._finish(Outcome.MISSED, EndedBy.PEER, now, reason or "the caller hung up")
             return [Deliver(AgentEvent.CALL_MISSED, {"reason": self.end_reason})]
         self._finish(Outcome.COMPLETED, EndedBy.PEER, now, reason)
-        return [Deliver(AgentEvent.CALL_ENDED, {"reason": reason})]
+        extra = {"all": True} if message.body.get("all") else {}
+        return [Deliver(AgentEvent.CALL_ENDED, {"reason": reason, **extra})]
+
+    def _on_roster(self, message: WireMessage, now: float) -> list[Effect]:
+        if self.state != ACTIVE:
+            return [Dropped(f"roster while {self.state}")]
+        return [Roster(message.body)]
 
 
 # Plain fields of Call saved as they are; the containers are converted in to_dict.
@@ -520,4 +544,5 @@ _HANDLERS = {
     "escalation": Call._on_escalation,
     "refuse": Call._on_refuse,
     "end": Call._on_end,
+    "roster": Call._on_roster,
 }

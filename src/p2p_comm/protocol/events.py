@@ -23,6 +23,9 @@ class AgentEvent(StrEnum):
     OWNER_REPLY = "owner_reply"
     REFUSED = "refused"
     DELIVERY_FAILED = "delivery_failed"
+    PARTICIPANT_JOINED = "participant_joined"
+    PARTICIPANT_LEFT = "participant_left"
+    LOOP_SUSPECTED = "loop_suspected"
 
 
 AGENT_EVENT_TYPES = tuple(str(kind) for kind in AgentEvent)
@@ -85,4 +88,11 @@ class Dropped:
     reason: str
 
 
-Effect = Transmit | Retransmit | Acked | Deliver | WriteChunk | FileComplete | Dropped
+@dataclass(frozen=True)
+class Roster:
+    """The peer announced its group's roster (feature level 3): the group layer decides."""
+
+    body: dict[str, Any]
+
+
+Effect = Transmit | Retransmit | Acked | Deliver | WriteChunk | FileComplete | Dropped | Roster

@@ -22,7 +22,7 @@ CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrappe
 # features are advertised with `pv` on `request`/`accept` and used only with peers that
 # announced them (docs/PROTOCOL.md, "Versions").
 VERSION = 1
-FEATURE_LEVEL = 2
+FEATURE_LEVEL = 3  # 3: group calls (`roster`, request `group` fields, end `all`)
 
 TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
 FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
@@ -33,8 +33,20 @@ MAX_TOPIC = 1000
 MAX_REASON = 1000
 MAX_NAME = 64
 MAX_FILE_NAME = 255
+MAX_ROSTER = 16  # protocol.group.MAX_PARTICIPANTS
 
-TYPES = ("request", "accept", "reject", "message", "file", "escalation", "end", "refuse", "ack")
+TYPES = (
+    "request",
+    "accept",
+    "reject",
+    "message",
+    "file",
+    "escalation",
+    "end",
+    "refuse",
+    "roster",
+    "ack",
+)
 REFUSABLE = ("message", "file", "escalation")
 SEQUENCED = frozenset(TYPES) - {"ack"}
 
@@ -113,6 +125,32 @@ def _data(value: Any) -> bytes:
     return data
 
 
+def _roster(value: Any) -> list[list[str]]:
+    """A group roster: ``[[hex pubkey, name], ...]``, at most MAX_ROSTER distinct keys."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ROSTER:
+        raise WireError(f"roster must be a list of 1 to {MAX_ROSTER} entries")
+    out: list[list[str]] = []
+    for entry in value:
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise WireError("a roster entry is [pubkey, name]")
+        out.append([_hex(entry[0], _HEX64, "roster key"), _str(entry[1], MAX_NAME * 4, "name")])
+    if len({pk for pk, _ in out}) != len(out):
+        raise WireError("roster names a key twice")
+    return out
+
+
+def _invite(value: Any) -> str:
+    if value not in ("starter", "any"):
+        raise WireError("invite must be 'starter' or 'any'")
+    return str(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise WireError("a flag must be true or false")
+    return value
+
+
 Validator = Callable[[Any], Any]
 
 _BODY: dict[str, dict[str, Validator]] = {
@@ -144,13 +182,26 @@ _BODY: dict[str, dict[str, Validator]] = {
         "name": lambda v: _str(v, MAX_FILE_NAME * 4, "name"),
         "reason": lambda v: _str(v, MAX_REASON, "reason"),
     },
+    "roster": {
+        "group": lambda v: _hex(v, _HEX32, "group"),
+        "starter": lambda v: _hex(v, _HEX64, "starter"),
+        "roster": _roster,
+    },
     "ack": {},
 }
 
 # Fields a message may carry and an older peer may leave out.
 _OPTIONAL: dict[str, dict[str, Validator]] = {
-    "request": {"pv": lambda v: _int(v, 1, 1000, "pv")},
+    "request": {
+        "pv": lambda v: _int(v, 1, 1000, "pv"),
+        # Feature level 3: an invitation into a group call (docs/PROTOCOL.md, 3.9).
+        "group": lambda v: _hex(v, _HEX32, "group"),
+        "starter": lambda v: _hex(v, _HEX64, "starter"),
+        "roster": _roster,
+        "invite": _invite,
+    },
     "accept": {"pv": lambda v: _int(v, 1, 1000, "pv")},
+    "end": {"all": _flag},
 }
 
 

@@ -1,0 +1,136 @@
+"""Group calls and loop protection through the real `p2p` command on a loopback relay."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from p2p_comm.harness import Agent, wait_until
+
+from .calls_helpers import connect, events_of, start_agents
+
+
+def _invite(starter: Agent, invitee: Agent, call_id: str) -> None:
+    starter.json("invite", invitee.name, "--call", call_id[:8])
+    (request,) = events_of(invitee, "call_request")
+    assert request["call_id"] == call_id and request["group"] is True
+    invitee.json("answer", "accept", "--call", call_id[:8])
+
+
+def _messages(agent: Agent, count: int) -> list[dict[str, Any]]:
+    return events_of(agent, "message", count, timeout=40)
+
+
+def test_group_of_four(relay: Any, make_agent: Any) -> None:
+    a, b, c, d = start_agents(relay.url, make_agent, "ann", "ben", "cat", "dan")
+    call_id = connect(a, b, "plan the release")
+    _invite(a, c, call_id)
+    _invite(a, d, call_id)
+    # The starter sees both newcomers join; the first peer hears of both from the roster.
+    assert {e["name"] for e in events_of(a, "participant_joined", 2)} == {"cat", "dan"}
+    assert {e["name"] for e in events_of(b, "participant_joined", 2)} == {"cat", "dan"}
+    status = a.json("status")["calls"]["active"]
+    (group,) = status
+    assert group["group"] and {p["name"] for p in group["participants"]} >= {"ben", "cat", "dan"}
+
+    everyone = (a, b, c, d)
+    for n in range(1, 4):
+        for agent in everyone:
+            agent.json("send", f"{agent.name} says {n}", "--call", call_id[:8])
+    for agent in everyone:
+        got = _messages(agent, 9)
+        assert all(e["call_id"] == call_id for e in got)
+        for other in everyone:
+            if other is agent:
+                continue
+            texts = [e["text"] for e in got if e["name"] == other.name]
+            assert texts == [f"{other.name} says {n}" for n in range(1, 4)], (agent.name, texts)
+
+    # A file reaches every other participant intact.
+    data = os.urandom(30_000)
+    a.json("sendfile", "notes.bin", base64.b64encode(data).decode(), "--call", call_id[:8])
+    for agent in (b, c, d):
+        (event,) = events_of(agent, "file", timeout=40)
+        assert Path(event["path"]).read_bytes() == data
+        assert event["sha256"] == hashlib.sha256(data).hexdigest()
+
+    # Dan leaves: the others see it; he gets nothing more; the rest go on.
+    d.json("end", "--call", call_id[:8])
+    for agent in (a, b, c):
+        (left,) = events_of(agent, "participant_left")
+        assert left["name"] == "dan"
+    b.json("send", "after dan left", "--call", call_id[:8])
+    for agent in (a, c):
+        assert _messages(agent, 1)[0]["text"] == "after dan left"
+    late = d.json("inbox")["events"]
+    assert not [e for e in late if e["type"] == "message"]
+
+    # Cat's daemon is killed mid-call and restarted: it catches up.
+    pid = c.daemon_pid()
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: c.daemon_pid() is None, 10, "cat's daemon to die")
+    a.json("send", "while cat was away", "--call", call_id[:8])
+    c.run("daemon", "start")
+    assert _messages(c, 1)[0]["text"] == "while cat was away"
+    assert _messages(b, 1)[0]["text"] == "while cat was away"
+
+    # Transcripts attribute every message; the starter ends it for all.
+    transcript = b.json("transcript", "--call", call_id[:8])["transcript"]
+    assert "cat says 3" in transcript and "cat (npub" in transcript
+    a.json("end", "--all", "--call", call_id[:8])
+    for agent in (b, c):
+        assert events_of(agent, "call_ended")[0]["call_id"] == call_id
+    history = b.json("history")["calls"]
+    assert history[0]["id"] == call_id and history[0]["state"] == "ended"
+
+
+def test_outsider_cannot_invite_or_join(relay: Any, make_agent: Any) -> None:
+    """Only the starter may invite by default; an outsider's forged roster changes nothing."""
+    a, b, c = start_agents(relay.url, make_agent, "ann", "ben", "eve")
+    call_id = connect(a, b)
+    refused = b.json("invite", "eve", "--call", call_id[:8], check=False)
+    assert refused["_exit"] != 0 and refused["error"]["code"] == "not_allowed"
+    # eve sends a forged call message into the call id: it comes from a key not in it.
+    forged = c.json("call", "ann", "hello")  # a call of her own is fine and separate
+    assert forged["id"] != call_id
+    b.json("send", "only for ann", "--call", call_id[:8])
+    got = _messages(a, 1)
+    assert got[0]["text"] == "only for ann" and got[0]["call_id"] == call_id
+
+
+def test_loop_protection_stops_ping_pong(relay: Any, make_agent: Any) -> None:
+    loops = {"loop_turns_per_minute": "20", "loop_max_turns": "200", "loop_repeats": "3"}
+    a, b = start_agents(relay.url, make_agent, "ping", "pong", **loops)
+    call_id = connect(a, b)
+    a.json("send", "hello 0", "--call", call_id[:8])
+    stopped: dict[str, dict[str, Any]] = {}
+    for n in range(1, 20):
+        for me in (b, a):
+            if me.name in stopped:
+                continue
+            result = me.json("send", f"thanks, got it {n}", "--call", call_id[:8], check=False)
+            if result["_exit"] != 0:
+                stopped[me.name] = result
+        if len(stopped) == 2:
+            break
+    assert set(stopped) == {"ping", "pong"}, stopped
+    for result in stopped.values():
+        assert result["error"]["code"] == "loop_suspected"
+    for agent in (a, b):
+        (event,) = events_of(agent, "loop_suspected")
+        assert event["call_id"] == call_id
+        log = agent.paths.escalations
+
+        def told(path: Path = log) -> bool:
+            lines = path.read_text().splitlines() if path.exists() else []
+            return any("Runaway loop" in json.loads(x)["text"] for x in lines)
+
+        wait_until(told, 10, f"{agent.name}'s owner to be told")
+    # A human lifts it: --force sends again.
+    assert a.json("send", "a human says go on", "--force", "--call", call_id[:8])["_exit"] == 0
