@@ -82,7 +82,7 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
 
     # Transcripts attribute every message; the starter ends it for all.
     transcript = b.json("transcript", "--call", call_id[:8])["transcript"]
-    assert "cat says 3" in transcript and "cat (npub" in transcript
+    assert "cat says 3" in transcript and "`cat` (npub" in transcript
     a.json("end", "--all", "--call", call_id[:8])
     for agent in (b, c):
         assert events_of(agent, "call_ended")[0]["call_id"] == call_id
