@@ -56,9 +56,11 @@ class Sizes:
     backlogs: tuple[int, ...] = (1_000, 5_000)
     rate_window: int = 300
     history_messages: int = 20_000
+    group_sizes: tuple[int, ...] = (2, 4, 8)
+    group_messages: int = 100
 
 
-SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100)
+SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100, (2, 3), 5)
 
 
 def p95(samples: list[float]) -> float:
@@ -537,6 +539,107 @@ class Bench:
                 Figure(f"daemon private memory (USS) at {agent.name}", "MiB", uss_kib(pid) / 1024)
             )
 
+    def _group_of(self, size: int) -> tuple[list[Agent], str]:
+        """``size`` agents (alice first) in one group call, everyone's roster complete."""
+        others = [Agent(f"g{size}-{i}", [self.relay.url]) for i in range(1, size)]
+        for agent in others:
+            agent.run("daemon", "start")
+        names = {agent.name for agent in others}
+        wait_until(lambda: names <= self.alice.online_names(), 60, "the group's agents online")
+        first = others[0]
+        call_id = rpc.request(self.alice.paths.socket, "call", {"agent": first.name, "topic": "g"})
+        call_id = call_id.get("call_id") or call_id["id"]
+        invited = [first]
+        for index, agent in enumerate(others):
+            if index:
+                rpc.request(
+                    self.alice.paths.socket, "invite", {"agent": agent.name, "call": call_id}
+                )
+            wait_until(
+                lambda a=agent: rpc.request(a.paths.socket, "status")["calls"]["ringing_in"],
+                30,
+                f"{agent.name} to ring",
+            )
+            rpc.request(agent.paths.socket, "answer", {"decision": "accept"})
+            invited.append(agent)
+            if index == 0:  # the 1:1 call is answered before it grows into a group
+                wait_until(
+                    lambda: rpc.request(self.alice.paths.socket, "status")["calls"]["active"],
+                    30,
+                    "the first answer",
+                )
+        # Each knows every other participant before anyone speaks: the roster of its
+        # invitation names those before it; later ones arrive as participant_joined.
+        for index, agent in enumerate(others):
+            want = len(others) - 1 - index
+            seen: list[dict[str, Any]] = []
+            wait_until(
+                lambda a=agent, s=seen, w=want: (
+                    s.extend(take_inbox(a.paths.socket))
+                    or sum(e["type"] == "participant_joined" for e in s) >= w
+                ),
+                60,
+                f"{agent.name} to see the whole roster",
+            )
+        take_inbox(self.alice.paths.socket)
+        return others, call_id
+
+    def group_rate(self) -> None:
+        """Issue 14: one sender to a group of 2, 4 and 8 participants."""
+        count = self.sizes.group_messages
+        for size in self.sizes.group_sizes:
+            others, call_id = self._group_of(size)
+            try:
+                latencies = []
+                for index in range(3):
+                    sent = rpc.request(
+                        self.alice.paths.socket, "send", {"text": f"ping {index}", "call": call_id}
+                    )
+                    for agent in others:
+                        got: list[dict[str, Any]] = []
+                        wait_until(
+                            lambda a=agent, g=got: g.extend(take_inbox(a.paths.socket)) or g,
+                            30,
+                            "the ping",
+                        )
+                        latencies.append(got[0]["ts"] - sent["accepted_at"])
+                start = time.perf_counter()
+                for index in range(count):
+                    rpc.request(
+                        self.alice.paths.socket, "send", {"text": f"g {index}", "call": call_id}
+                    )
+                for agent in others:
+                    received = [0]
+
+                    def all_in(a: Agent = agent, r: list[int] = received) -> bool:
+                        r[0] += sum(e["type"] == "message" for e in take_inbox(a.paths.socket))
+                        return r[0] >= count
+
+                    wait_until(all_in, 300, f"{count} messages at {agent.name}")
+                seconds = time.perf_counter() - start
+                self.add(
+                    Figure(
+                        f"group of {size}: latency to each recipient",
+                        "ms",
+                        statistics.median(latencies) * 1e3,
+                        p95(latencies) * 1e3,
+                    )
+                )
+                self.add(
+                    Figure(f"group of {size}: messages/s from one sender", "msg/s", count / seconds)
+                )
+                self.add(
+                    Figure(
+                        f"group of {size}: deliveries/s (messages x recipients)",
+                        "msg/s",
+                        count * len(others) / seconds,
+                    )
+                )
+                rpc.request(self.alice.paths.socket, "end", {"call": call_id, "all": True})
+            finally:
+                for agent in others:
+                    agent.cleanup()
+
     def idle_cpu(self) -> None:
         pid = self.bob.daemon_pid()
         assert pid
@@ -585,6 +688,7 @@ class Bench:
         "memory",
         "backlog",
         "storage",
+        "group_rate",
         "idle_cpu",
         "list_time",
         "cold_start",
