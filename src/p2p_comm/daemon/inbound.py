@@ -11,6 +11,7 @@ window with `until`, past any relay's cap on one query.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -81,7 +82,9 @@ class Inbound:
         self.gate = gate
         self.sink: CallSink | None = None
         self.stats: dict[str, Any] = {"unwrapped": 0, "dropped": {}, "max_delivery_delay_s": 0.0}
-        self._queue: list[InboundEvent] = []
+        # One queue per relay, served in turn: a relay that floods us cannot make wraps
+        # that arrive through a good relay wait behind its junk.
+        self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
         self._catch_up_task: asyncio.Task[Any] | None = None
         self._catch_up_again = False
@@ -100,15 +103,28 @@ class Inbound:
         if not self.gate.admit_wrap(len(event.content), clock.now(), event.relay):
             self.schedule_catch_up()
             return
-        self._queue.append(event)
+        self._queues.setdefault(event.relay, collections.deque()).append(event)
         self._ready.set()
+
+    def _next_batch(self) -> list[InboundEvent]:
+        """Up to BATCH queued wraps, taken from each relay's queue in turn."""
+        batch: list[InboundEvent] = []
+        while len(batch) < BATCH and self._queues:
+            for relay in list(self._queues):
+                queue = self._queues[relay]
+                batch.append(queue.popleft())
+                if not queue:
+                    del self._queues[relay]
+                if len(batch) >= BATCH:
+                    break
+        return batch
 
     async def run(self) -> None:
         """Take queued wraps in batches until cancelled; a failing batch never stops it."""
         while True:
             await self._ready.wait()
-            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-            if not self._queue:
+            batch = self._next_batch()
+            if not self._queues:
                 self._ready.clear()
             try:
                 self.take(self.unwrap_all(batch))
