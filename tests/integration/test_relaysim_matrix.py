@@ -27,6 +27,7 @@ import nostr_sdk as ns
 import pytest
 
 from p2p_comm.harness import RelayProcess, wait_until
+from p2p_comm.nostr import nip17
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import events_of
 from tests.relaysim import Policies, RelaySim
@@ -77,9 +78,13 @@ class OwnerApp:
                 await client.add_relay(ns.RelayUrl.parse(url))
         await client.connect(and_wait=timedelta(seconds=3))
         wrap = ns.nip17_make_private_msg(self.keys, ns.PublicKey.parse(to_hex), text)
-        output = await client.send_event(
-            wrap, target=ns.SendEventTarget.to([ns.RelayUrl.parse(u) for u in relays])
-        )
+        target = ns.SendEventTarget.to([ns.RelayUrl.parse(u) for u in relays])
+        output = await client.send_event(wrap, target=target)
+        if not output.success and any("created_at" in r for r in output.failed.values()):
+            # The SDK backdates wraps up to two days; an app facing a relay's created_at
+            # floor wraps again with the present time, as our daemon does.
+            wrap = nip17.private_message(self.keys, to_hex, text)
+            output = await client.send_event(wrap, target=target)
         await client.shutdown()
         return [str(url) for url in output.success]
 
@@ -122,35 +127,17 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "auth_read_kinds_strfry": Case(
-        {"auth_read_kinds": True},
-        "no authenticator, and 1059 shares a REQ with public kinds: no call arrives",
-    ),
-    "nip42_dms_nostr_rs": Case(
-        {"nip42_dms": True}, "the AUTH offered on connect is never answered: wraps withheld"
-    ),
-    "auth_all_inbox_relay": Case(
-        {"auth_all": True}, "every REQ and EVENT refused with auth-required: no agents online"
-    ),
+    "auth_read_kinds_strfry": Case({"auth_read_kinds": True}),
+    "nip42_dms_nostr_rs": Case({"nip42_dms": True}),
+    "auth_all_inbox_relay": Case({"auth_all": True}),
     "rate_8_per_window": Case(
         {"rate_limit": 8, "rate_window": 2},
         "no pacing: rate-limited refusals rival accepted events, slow call",
         max_refusal_ratio=0.25,
     ),
-    "max_filter_limit_500": Case(
-        {"max_filter_limit": 500},
-        "the 10050 REQ has no authors: the owner's inbox list falls past the cap, "
-        "the escalation goes to the wrong relay yet reports owner_reached",
-        noise_inbox_lists=600,
-    ),
-    "limit_scrapers": Case(
-        {"limit_scrapers": True},
-        "the unfiltered 10050 filter makes the whole subscription a scraper: nothing arrives",
-    ),
-    "created_at_6h": Case(
-        {"created_at_lower_limit": 6 * 3600},
-        "backdated wraps refused and never re-wrapped: the in-order call stalls",
-    ),
+    "max_filter_limit_500": Case({"max_filter_limit": 500}, noise_inbox_lists=600),
+    "limit_scrapers": Case({"limit_scrapers": True}),
+    "created_at_6h": Case({"created_at_lower_limit": 6 * 3600}),
     "pow_20": Case({"min_pow": 20}, "no proof of work: every event refused"),
     "max_message_16k": Case(
         {"max_message_length": 16384},

@@ -82,7 +82,7 @@ class Daemon:
         self.identity = identity
         self.started_at = time.time()
         self.store = store
-        self.pool = RelayPool(config.relays, self._on_event)
+        self.pool = RelayPool(config.relays, self._on_event, identity.keys)
         self.presence = PresenceService(self.pool, identity, config, store)
         self.directory = Directory(self.presence)
         self.inbox = AgentInbox(store)
@@ -151,7 +151,10 @@ class Daemon:
         await self.pool.start()
         # Wraps in a REQ of their own: strfry-style relays challenge (NIP-42) only a REQ
         # whose every filter asks for a restricted kind.
-        await self.pool.subscribe(self.presence.filters())
+        owner = owner_pubkey(self.config)
+        if owner:
+            self.presence.want_inbox_list(owner)
+        await self.presence.subscribe()
         await self.pool.subscribe([self.inbound.wrap_filter()])
         self._tasks.append(spawn(self.presence.run(), "presence"))
         self._tasks.append(spawn(self.presence.backfill(), "presence-backfill"))
