@@ -139,10 +139,7 @@ CASES: dict[str, Case] = {
     "limit_scrapers": Case({"limit_scrapers": True}),
     "created_at_6h": Case({"created_at_lower_limit": 6 * 3600}),
     "pow_20": Case({"min_pow": 20}, "no proof of work: every event refused"),
-    "max_message_16k": Case(
-        {"max_message_length": 16384},
-        "file chunks never fit a 16 KiB relay: the file never arrives",
-    ),
+    "max_message_16k": Case({"max_message_length": 16384}),
     "kind_30078_blocked": Case(
         {"blocked_kinds": "30078"}, "presence refused: discovery finds nobody"
     ),

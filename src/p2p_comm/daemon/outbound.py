@@ -20,6 +20,7 @@ from .. import clock
 from ..config import Config
 from ..identity import Identity
 from ..nostr import kinds, nip59
+from ..protocol import wire
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
@@ -60,6 +61,59 @@ class Outbound:
         self._ack_owed: dict[str, Call] = {}
         self._ack_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._chunk_for: dict[int, int] = {}
+
+    # Sizes ------------------------------------------------------------------------------
+
+    def peer_relays(self, call: Call) -> tuple[str, ...]:
+        return self.presence.inbox_relays(call.peer) or self.config.relays
+
+    def chunk_bytes(self, call: Call) -> int:
+        """The largest file chunk whose wrap fits every inbox relay of the peer."""
+        limit = self.pool.health.smallest_limit(self.peer_relays(call))
+        if limit is None:
+            return wire.FILE_CHUNK_BYTES
+        if limit not in self._chunk_for:
+            self._chunk_for[limit] = self._largest_fitting_chunk(limit)
+        return self._chunk_for[limit]
+
+    def text_part_bytes(self, call: Call) -> int:
+        """Text parts that fit too, even if every character doubles when JSON-escaped."""
+        chunk = self.chunk_bytes(call)
+        if chunk >= wire.FILE_CHUNK_BYTES:
+            return wire.TEXT_PART_BYTES
+        return max(256, chunk * 4 // 3 // 2)
+
+    def _largest_fitting_chunk(self, limit: int) -> int:
+        """Measured, not guessed: NIP-44 pads, and two layers of base64 inflate it."""
+        low, high = wire.MIN_CHUNK_BYTES, wire.FILE_CHUNK_BYTES
+        if self._wrapped_size(high) <= limit:
+            return high
+        while high - low > 256:
+            middle = (low + high) // 2
+            if self._wrapped_size(middle) <= limit:
+                low = middle
+            else:
+                high = middle
+        log.info("relay limit %d bytes: file chunks of %d bytes", limit, low)
+        return low
+
+    def _wrapped_size(self, chunk: int) -> int:
+        body = {
+            "fid": "0" * 32,
+            "name": "n" * 300,
+            "size": 2**40,
+            "sha256": "0" * 64,
+            "index": 2**20,
+            "count": 2**20,
+            "data": bytes(chunk),
+            "chunk": chunk,
+        }
+        message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
+        keys = self.identity.keys
+        me = self.identity.public_hex
+        event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
+        return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
@@ -101,7 +155,7 @@ class Outbound:
             unsent.difference_update(seqs)
 
     async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
-        relays = self.presence.inbox_relays(call.peer) or self.config.relays
+        relays = self.peer_relays(call)
         async with self._slots:
             try:
                 result = await self.pool.publish(event, relays=relays)
