@@ -47,6 +47,9 @@ def _identity(ident: dict[str, Any]) -> list[str]:
 def _relay_line(relay: dict[str, Any]) -> str:
     latency = f", {relay['latency_ms']} ms" if relay.get("latency_ms") is not None else ""
     line = f"relay {relay['url']}: {relay['state']}, {relay['health']}{latency}"
+    if "receive" in relay:  # what works and why not, on the same line
+        line += f"; receive {relay['receive']}, send {relay['send']}"
+        line += f", announce {relay['announce']}"
     if relay["health"] != "ok" and relay.get("last_error"):
         line += f", last error: {relay['last_error']}"
     return line

@@ -311,6 +311,7 @@ class RelayPool:
                     "paced_per_min": round(rate * 60, 1) if rate else None,
                     "rate_limited": health.rate_limited,
                     "problems": self.health.problems(str(url)),
+                    **self.health.abilities(str(url), state),
                     "attempts": stats.attempts(),
                     "successes": stats.success(),
                     "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,

@@ -24,19 +24,36 @@ from ..protocol import wire
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
-from .nostr_io import RelayPool, spawn
+from .nostr_io import PublishResult, RelayPool, spawn
 from .presence import PresenceService
 
 log = logging.getLogger("p2p.outbound")
 
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
+PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
 
 
-def gift_wrap(keys: Any, author_hex: str, receiver_hex: str, content: str, rumor_at: int) -> Any:
-    """A fresh wrap (new one-time key, publication time) of our call rumor."""
+def gift_wrap(
+    keys: Any,
+    author_hex: str,
+    receiver_hex: str,
+    content: str,
+    rumor_at: int,
+    pow_bits: int = 0,
+    exact_time: bool = False,
+) -> Any:
+    """A fresh wrap (new one-time key, publication time) of our call rumor; ``exact_time``
+    drops the jitter, for a relay that refused a wrap as too old."""
     rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)
-    return nip59.wrap(keys, receiver_hex, rumor, nip59.wrap_timestamp(clock.now()))
+    now = clock.now()
+    created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
+    return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
+
+
+def _fresh_wrap_helps(result: PublishResult) -> bool:
+    reasons = [r.lower() for r in result.failed.values()]
+    return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
 
 
 class Outbound:
@@ -62,6 +79,7 @@ class Outbound:
         self._ack_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._chunk_for: dict[int, int] = {}
+        self._in_flight: set[tuple[str, int]] = set()
 
     # Sizes ------------------------------------------------------------------------------
 
@@ -126,26 +144,32 @@ class Outbound:
         content = message.encode()
         self.store.outbox_put(call.id, message.seq, message.type, content, now)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
-        wrap = self._wrap(call, content, int(now))
-        return self._publish(call, wrap, message.seq)
+        # A relay that wants proof of work gets a mined wrap, built in a thread later.
+        wrap = None if self._pow(call) else self._wrap(call, content, int(now))
+        return self._publish(call, wrap, message.seq, content, int(now))
 
-    def _wrap(self, call: Call, content: str, rumor_at: int) -> Any:
+    def _pow(self, call: Call) -> int:
+        return self.pool.health.pow_for(self.peer_relays(call))
+
+    def _wrap(
+        self, call: Call, content: str, rumor_at: int, pow_bits: int = 0, exact: bool = False
+    ) -> Any:
         keys = self.identity.keys
-        return gift_wrap(keys, self.identity.public_hex, call.peer, content, rumor_at)
+        me = self.identity.public_hex
+        return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact)
 
     def retransmit(self, call: Call, seq: int) -> Awaitable[None]:
-        self.retransmits += 1
         return self._republish(call, seq)
 
     async def _republish(self, call: Call, seq: int) -> None:
+        if (call.id, seq) in self._in_flight:
+            return  # still waiting for a paced relay: a second copy would only queue too
+        self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            wrap = self._wrap(call, content, int(rumor_at))
+            await self._publish(call, None, seq, content, int(rumor_at))
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
-            wrap = ns.Event.from_json(legacy)
-        else:
-            return  # receipted meanwhile
-        await self._publish(call, wrap, seq)
+            await self._publish(call, ns.Event.from_json(legacy), seq)
 
     def forget(self, call: Call, seqs: tuple[int, ...]) -> None:
         """The peer receipted ``seqs`` (inside the caller's transaction)."""
@@ -154,14 +178,41 @@ class Outbound:
         if unsent:
             unsent.difference_update(seqs)
 
-    async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
+    async def _publish(
+        self,
+        call: Call,
+        event: Any,
+        seq: int | None,
+        content: str | None = None,
+        rumor_at: int = 0,
+    ) -> None:
+        """Publish ``event``, or a wrap of ``content`` built here. A relay's refusal that a
+        fresh wrap avoids (proof of work it now asks for, a ``created_at`` it finds too
+        old) gets one fresh wrap at once, rather than a message stuck until retransmit."""
         relays = self.peer_relays(call)
-        async with self._slots:
-            try:
-                result = await self.pool.publish(event, relays=relays)
-            except Exception as exc:
-                log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
-                return
+        key = (call.id, seq if seq is not None else -1)
+        self._in_flight.add(key)
+        try:
+            for attempt in range(2):
+                if event is None and content is not None:
+                    pow_bits = self._pow(call)
+                    exact = attempt > 0
+                    if pow_bits:
+                        event = await asyncio.to_thread(
+                            self._wrap, call, content, rumor_at, pow_bits, exact
+                        )
+                    else:
+                        event = self._wrap(call, content, rumor_at, 0, exact)
+                async with self._slots:
+                    result = await self.pool.publish(event, relays=relays)
+                if result.accepted or content is None or not _fresh_wrap_helps(result):
+                    break
+                event = None
+        except Exception as exc:
+            log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
+            return
+        finally:
+            self._in_flight.discard(key)
         if result.failed:
             log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
         if seq is not None and result.accepted:
@@ -192,7 +243,10 @@ class Outbound:
         self._ack_owed[call.id] = call
         if self._ack_handle is None:
             loop = asyncio.get_running_loop()
-            self._ack_handle = loop.call_later(ACK_DELAY, self._flush_acks)
+            # Under a relay's rate limit a bare receipt costs a message's slot: gather more.
+            paced = any(self.pool.health.of(url).pacer.rate for url in self.peer_relays(call))
+            delay = PACED_ACK_DELAY if paced else ACK_DELAY
+            self._ack_handle = loop.call_later(delay, self._flush_acks)
 
     def _flush_acks(self) -> None:
         self._ack_handle = None
@@ -200,8 +254,7 @@ class Outbound:
         for call in owed.values():
             ack = call.take_ack()
             if ack is not None:
-                wrap = self._wrap(call, ack.encode(), int(clock.now()))
-                self.run([self._publish(call, wrap, None)])
+                self.run([self._publish(call, None, None, ack.encode(), int(clock.now()))])
 
     def run(self, work: list[Awaitable[None]]) -> None:
         """Start publications in the background (their failures are logged, not raised)."""

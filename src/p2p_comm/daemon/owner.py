@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -107,8 +108,14 @@ class OwnerChannels:
         # fall back on ours, and say so.
         inbox = self.presence.inbox_relays(owner)
         try:
-            wrap = nip17.private_message(self.identity.keys, owner, message, clock.now())
-            result = await self.pool.publish(wrap, relays=inbox or None)
+            for _ in range(2):  # again at once if a relay just taught us its PoW demand
+                pow_bits = self.pool.health.pow_for(inbox or self.config.relays)
+                wrap = await asyncio.to_thread(
+                    nip17.private_message, self.identity.keys, owner, message, clock.now(), pow_bits
+                )
+                result = await self.pool.publish(wrap, relays=inbox or None)
+                if result.accepted or not any(r.startswith("pow") for r in result.failed.values()):
+                    break
         except Exception as exc:
             log.warning("NIP-17 message to the owner failed: %s", exc)
             return {"channel": "nostr", "ok": False, "error": str(exc)}

@@ -12,6 +12,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ..nostr import kinds
 from ..nostr.nip11 import RelayLimits
 
 # OK-false prefixes (NIP-01) after which re-sending the same event to that relay is futile.
@@ -28,6 +29,10 @@ GROWTH = 1.01
 DECREASE = 0.6
 DECREASE_SPACING = 1.0  # seconds: refusals of one burst count once
 BUCKET = 3.0  # tokens a paced relay may spend at once
+
+GIFT_WRAP_KIND = kinds.GIFT_WRAP
+PRESENCE_KIND = kinds.PRESENCE
+INBOX_LIST_KIND = kinds.INBOX_RELAYS
 
 _POW = re.compile(r"(\d+)")
 
@@ -176,6 +181,27 @@ class RelayHealth:
         if health.skip_until > now or health.failures:
             return "degraded"
         return "ok"
+
+    def abilities(self, url: str, state: str) -> dict[str, str]:
+        """What this relay does for us: receive, send and announce, each "yes" or why not."""
+        health = self.of(url)
+        if state != "connected":
+            down = f"no ({state})"
+            return {"receive": down, "send": down, "announce": down}
+        auth_failed = f"no (AUTH {health.auth})" if health.auth.startswith("failed") else ""
+        receive = auth_failed or ("no (withholds DMs)" if health.withholds_dms else "yes")
+        send = auth_failed or "yes"
+        if GIFT_WRAP_KIND in health.refused_kinds:
+            send = f"no (refuses kind {GIFT_WRAP_KIND}: {health.refused_kinds[GIFT_WRAP_KIND]})"
+        elif health.pacer.rate is not None:
+            send = f"paced ({health.pacer.rate * 60:.0f}/min, rate-limited)"
+        announce = auth_failed or "yes"
+        for kind in (PRESENCE_KIND, INBOX_LIST_KIND):
+            if kind in health.refused_kinds:
+                announce = f"no (refuses kind {kind}: {health.refused_kinds[kind]})"
+        if health.min_pow and announce == "yes":
+            announce = f"yes, with PoW {health.min_pow}"
+        return {"receive": receive, "send": send, "announce": announce}
 
     def problems(self, url: str) -> list[str]:
         """Why this relay does not do all we need, in short phrases (empty: nothing known)."""
