@@ -249,7 +249,14 @@ def render_contacts(result: dict[str, Any]) -> list[str]:
     return lines if result["contacts"] else [*lines, "no contacts"]
 
 
+def render_doctor(result: dict[str, Any]) -> list[str]:
+    lines = [f"relay {r['url']}: {r['verdict']}" for r in result["relays"]]
+    lines.append(f"relays usable for calls: {result['usable']} of {result['total']}")
+    return lines
+
+
 RENDERERS: dict[str, Renderer] = {
+    "doctor": render_doctor,
     "contacts": render_contacts,
     "block": lambda r: [f"blocked {r['name']} ({r['blocked']})"],
     "unblock": lambda r: [f"unblocked {r['name']} ({r['unblocked']})"],

@@ -17,8 +17,10 @@ import nostr_sdk as ns
 from .. import __version__, clock, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
+from ..nostr import nip17
 from ..paths import HomePaths, ensure_private_dir
-from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
+from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
+from ..protocol.events import AgentEvent
 from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
 from ..store import StorageError, Store
@@ -28,7 +30,7 @@ from .directory import Directory
 from .errors import CommandError
 from .hooks import Waker
 from .inbound import Inbound
-from .inbox import AgentInbox
+from .inbox import AgentInbox, agent_event
 from .nostr_io import InboundEvent, RelayPool, spawn
 from .outbound import Outbound
 from .owner import OwnerChannels, owner_pubkey
@@ -113,6 +115,7 @@ class Daemon:
         self.calls.records.me = (self.presence.name, identity.npub)
         self.calls.on_change = self._presence_changed
         self.inbound.sink = self.calls
+        self.outbound.on_undeliverable = self._undeliverable
         self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
         self.server = SocketServer(paths.socket, self.dispatch, _max_request(config))
@@ -124,6 +127,7 @@ class Daemon:
             "whoami": self._whoami,
             "list": self._list,
             "shutdown": self._shutdown,
+            "doctor": self._doctor,
             **CallCommands(self.calls, self.inbox, owner, self.presence.name).handlers(),
         }
 
@@ -138,6 +142,19 @@ class Daemon:
             self.inbound.submit(event)
         elif self.presence.handle(event) and event.kind == PRESENCE_KIND:
             self.calls.peer_seen(event.pubkey, clock.now())
+
+    def _undeliverable(self, call: Call, seq: int, reason: str) -> None:
+        """A message no relay will take: an event for the agent, not an eternal `queued`."""
+        name = self.calls.peer_names.get(call.id, "")
+        npub = ns.PublicKey.parse(call.peer).to_bech32()
+        fields = {"seq": seq, "reason": reason}
+        now = clock.now()
+        try:
+            with self.store.transaction():
+                event = agent_event(AgentEvent.DELIVERY_FAILED, call.id, npub, name, now, fields)
+                self.inbox.emit(event, now)
+        except Exception as exc:
+            log.warning("cannot record a delivery failure: %s", exc)
 
     def _presence_changed(self) -> None:
         busy = any(c.state == ACTIVE for c in self.calls.calls.values())
@@ -257,9 +274,47 @@ class Daemon:
             agents = [a for a in agents if wanted in (c.casefold() for c in a["capabilities"])]
         return {"agents": agents}
 
+    async def _doctor(self, params: dict[str, Any]) -> Any:
+        """Probe each configured relay with a wrap to ourselves; one verdict per relay."""
+        me = self.identity.public_hex
+        text = f"p2p doctor probe {time.time():.3f}"
+
+        async def one(url: str) -> dict[str, Any]:
+            pow_bits = self.pool.health.pow_for((url,))
+            wrap = await asyncio.to_thread(
+                nip17.private_message, self.identity.keys, me, text, clock.now(), pow_bits
+            )
+            try:
+                result = await self.pool.probe(url, wrap, me)
+            except Exception as exc:
+                result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
+            states = {s["url"]: s for s in await self.pool.states()}
+            state = states.get(url, {})
+            result["announce"] = state.get("announce", "unknown")
+            result["problems"] = state.get("problems", [])
+            result["verdict"] = _verdict(result)
+            return result
+
+        relays = await asyncio.gather(*(one(url) for url in self.config.relays))
+        usable = sum(1 for r in relays if r["ok"])
+        return {"relays": list(relays), "usable": usable, "total": len(relays)}
+
     async def _shutdown(self, params: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(self.request_stop)
         return {"stopping": True, "pid": os.getpid()}
+
+
+def _verdict(probe: dict[str, Any]) -> str:
+    """One sentence per relay for `p2p doctor`."""
+    if not probe["send"].startswith("yes"):
+        return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
+    if not probe["receive"].startswith("yes"):
+        return "unusable for receiving: it accepts our messages but never hands them back"
+    if not probe["announce"].startswith("yes"):
+        return f"calls work, but others cannot discover us here: announce {probe['announce']}"
+    return "works: sends, receives and announces" + (
+        f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
+    )
 
 
 def _max_request(config: Config) -> int:

@@ -284,6 +284,31 @@ class RelayPool:
         if wait > 0:
             await asyncio.sleep(min(wait, 30.0))
 
+    async def probe(self, url: str, wrap: Any, me: str, timeout: float = 4.0) -> dict[str, Any]:
+        """A self-addressed round trip through one relay: does it take our gift wrap, and
+        does it give it back to us (a relay may accept DMs and then withhold them)?"""
+        health = self.health.of(url)
+        started = time.monotonic()
+        result = await self.publish(wrap, relays=(url,), timeout=timeout)
+        if url not in result.accepted:
+            reason = result.failed.get(url, "no answer")
+            return {"url": url, "send": f"no ({reason})", "receive": "not tested", "ok": False}
+        back: list[Any] = []
+        query = ns.Filter().kind(ns.Kind(1059)).id(wrap.id()).pubkey(ns.PublicKey.parse(me))
+        deadline = started + timeout * 2
+        while not back and time.monotonic() < deadline:
+            try:
+                relay = await self._client.relay(ns.RelayUrl.parse(url))
+                found = await relay.fetch_events(query, timeout=timedelta(seconds=1))
+                back = list(found)
+            except Exception as exc:
+                log.info("doctor: fetching our probe from %s failed: %s", url, exc)
+                await asyncio.sleep(0.3)
+        health.withholds_dms = not back
+        elapsed = round((time.monotonic() - started) * 1000)
+        receive = f"yes ({elapsed} ms round trip)" if back else "no (withholds DMs)"
+        return {"url": url, "send": "yes", "receive": receive, "ok": bool(back)}
+
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
         events = await self._client.fetch_events(
             ns.ReqTarget.auto(filters), timeout=timedelta(seconds=timeout)

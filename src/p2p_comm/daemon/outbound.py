@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nostr_sdk as ns
@@ -51,6 +51,13 @@ def gift_wrap(
     return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
 
 
+def _never_taken(result: PublishResult) -> bool:
+    """Every relay refused for a reason that sending again will not change."""
+    reasons = [r.lower() for r in result.failed.values()]
+    final = ("invalid", "blocked", "restricted", "too large")
+    return bool(reasons) and all(r.startswith(final) for r in reasons)
+
+
 def _fresh_wrap_helps(result: PublishResult) -> bool:
     reasons = [r.lower() for r in result.failed.values()]
     return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
@@ -80,6 +87,9 @@ class Outbound:
         self._background: set[asyncio.Task[Any]] = set()
         self._chunk_for: dict[int, int] = {}
         self._in_flight: set[tuple[str, int]] = set()
+        self._reported: set[tuple[str, int]] = set()
+        # Set by the daemon: how a message no relay will ever take reaches the agent.
+        self.on_undeliverable: Callable[[Call, int, str], None] | None = None
 
     # Sizes ------------------------------------------------------------------------------
 
@@ -215,6 +225,8 @@ class Outbound:
             self._in_flight.discard(key)
         if result.failed:
             log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
+        if seq is not None and not result.accepted and _never_taken(result):
+            self._undeliverable(call, seq, result)
         if seq is not None and result.accepted:
             unsent = self.unsent.get(call.id)
             if unsent and seq in unsent:
@@ -224,6 +236,15 @@ class Outbound:
                         self.store.outbox_mark_sent(call.id, seq)
                 except Exception as exc:  # only a status for `status`; the send itself held
                     log.warning("call %s: cannot record seq %s as sent: %s", call.id[:8], seq, exc)
+
+    def _undeliverable(self, call: Call, seq: int, result: PublishResult) -> None:
+        """Tell the agent once that no relay of the peer will ever take this message."""
+        if (call.id, seq) in self._reported or self.on_undeliverable is None:
+            return
+        self._reported.add((call.id, seq))
+        reason = "; ".join(f"{url} {why}" for url, why in sorted(result.failed.items()))
+        log.warning("call %s seq %s cannot be delivered: %s", call.id[:8], seq, reason)
+        self.on_undeliverable(call, seq, f"no relay of the peer takes it: {reason}")
 
     def delivery(self, call: Call) -> dict[str, int]:
         """Counts for this call's sequenced messages, without touching the database."""
