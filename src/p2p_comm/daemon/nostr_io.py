@@ -248,10 +248,10 @@ class RelayPool:
         accepted: list[str] = []
         failed: dict[str, str] = {}
         for _ in range(attempts):
-            await self._pace(targets)
+            going = await self._pace(targets)
             output = await self._writer.send_event(
                 event,
-                target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in targets]),
+                target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in going]),
                 ok_timeout=timedelta(seconds=timeout),
             )
             now = time.time()
@@ -277,12 +277,22 @@ class RelayPool:
             return f"too large for this relay ({size} > {limit} bytes)"
         return f"refused earlier: {self.health.of(url).last_error}"
 
-    async def _pace(self, urls: list[str]) -> None:
-        """Wait until every relay in ``urls`` may take one more event from us."""
-        now = time.time()
-        wait = max((self.health.of(url).pacer.reserve(now) for url in urls), default=0.0)
-        if wait > 0:
-            await asyncio.sleep(min(wait, 30.0))
+    async def _pace(self, urls: list[str]) -> list[str]:
+        """The relays of ``urls`` to send to now, waiting if none may take an event yet.
+
+        A relay still waiting for a token is left out while another can take the event at
+        once: one slow relay must not hold back the rest (the peer reads them all)."""
+        while True:
+            now = time.time()
+            waits = {url: self.health.of(url).pacer.wait(now) for url in urls}
+            ready = [url for url in urls if waits[url] <= 0]
+            if ready:
+                for url in ready:
+                    self.health.of(url).pacer.reserve(now)
+                return ready
+            # Others may be waiting too: whoever wakes first takes the token, the rest look
+            # again rather than all sending at once.
+            await asyncio.sleep(min(min(waits.values()), 30.0))
 
     async def probe(self, url: str, wrap: Any, me: str, timeout: float = 4.0) -> dict[str, Any]:
         """A self-addressed round trip through one relay: does it take our gift wrap, and

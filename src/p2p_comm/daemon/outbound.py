@@ -51,6 +51,39 @@ def gift_wrap(
     return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
 
 
+def largest_fitting_chunk(limit: int, keys: Any) -> int:
+    """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes.
+
+    Measured, not guessed: NIP-44 pads, and two layers of base64 inflate the chunk."""
+    low, high = wire.MIN_CHUNK_BYTES, wire.FILE_CHUNK_BYTES
+    if _wrapped_size(high, keys) <= limit:
+        return high
+    while high - low > 256:
+        middle = (low + high) // 2
+        if _wrapped_size(middle, keys) <= limit:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _wrapped_size(chunk: int, keys: Any) -> int:
+    body = {
+        "fid": "0" * 32,
+        "name": "n" * 300,
+        "size": 2**40,
+        "sha256": "0" * 64,
+        "index": 2**20,
+        "count": 2**20,
+        "data": bytes(chunk),
+        "chunk": chunk,
+    }
+    message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
+    me = keys.public_key().to_hex()
+    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
+    return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
+
+
 def _never_taken(result: PublishResult) -> bool:
     """Every relay refused for a reason that sending again will not change."""
     reasons = [r.lower() for r in result.failed.values()]
@@ -113,35 +146,9 @@ class Outbound:
         return max(256, chunk * 4 // 3 // 2)
 
     def _largest_fitting_chunk(self, limit: int) -> int:
-        """Measured, not guessed: NIP-44 pads, and two layers of base64 inflate it."""
-        low, high = wire.MIN_CHUNK_BYTES, wire.FILE_CHUNK_BYTES
-        if self._wrapped_size(high) <= limit:
-            return high
-        while high - low > 256:
-            middle = (low + high) // 2
-            if self._wrapped_size(middle) <= limit:
-                low = middle
-            else:
-                high = middle
-        log.info("relay limit %d bytes: file chunks of %d bytes", limit, low)
-        return low
-
-    def _wrapped_size(self, chunk: int) -> int:
-        body = {
-            "fid": "0" * 32,
-            "name": "n" * 300,
-            "size": 2**40,
-            "sha256": "0" * 64,
-            "index": 2**20,
-            "count": 2**20,
-            "data": bytes(chunk),
-            "chunk": chunk,
-        }
-        message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
-        keys = self.identity.keys
-        me = self.identity.public_hex
-        event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
-        return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
+        chunk = largest_fitting_chunk(limit, self.identity.keys)
+        log.info("relay limit %d bytes: file chunks of %d bytes", limit, chunk)
+        return chunk
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent

@@ -51,6 +51,13 @@ class Pacer:
             self.tokens = min(BUCKET, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
+    def wait(self, now: float) -> float:
+        """Seconds until a token is free, without taking it."""
+        if self.rate is None:
+            return 0.0
+        self._refill(now)
+        return 0.0 if self.tokens >= 1 else (1.0 - self.tokens) / self.rate
+
     def reserve(self, now: float) -> float:
         """Take a token; the seconds to wait before using it (0: go now)."""
         if self.rate is None:
