@@ -62,7 +62,10 @@ def render_status(result: dict[str, Any]) -> list[str]:
     lines.extend(_relay_line(r) for r in result["relays"])
     total = len(result["relays"])
     lines.append(f"relays connected: {result['connected_relays']} of {total}")
-    lines.append(f"presence: {result['presence']['status']}")
+    presence = result["presence"]
+    mined = presence.get("pow_seconds")
+    pow_note = f" (proof of work: {mined} s per announcement)" if mined else ""
+    lines.append(f"presence: {presence['status']}{pow_note}")
     lines.append(f"agents online: {result['online_agents']}")
     return lines
 

@@ -260,7 +260,11 @@ class Daemon:
             },
             "relays": relays,
             "connected_relays": sum(1 for r in relays if r["state"] == "connected"),
-            "presence": {"status": self.presence.status, **self.presence.last_announce},
+            "presence": {
+                "status": self.presence.status,
+                **self.presence.last_announce,
+                "pow_seconds": self.presence.pow_seconds,  # the last announcement's mining
+            },
             "online_agents": len(self.presence.online(clock.now())),
             "calls": self._calls_summary(),
             "security": self._security_summary(),

@@ -68,6 +68,7 @@ class PresenceService:
         self.last_announce: dict[str, Any] = {}
         self.pow_seconds: float | None = None  # what mining our last PoW event cost
         self._wanted_lists: set[str] = {identity.public_hex}
+        self._announced_at: dict[str, set[str]] = {}
         self._lists_task: asyncio.Future[None] | None = None
 
     @property
@@ -204,6 +205,8 @@ class PresenceService:
         if peer is None:
             return True
         self.want_inbox_list(event.pubkey)
+        if event.relay:
+            self._announced_at.setdefault(event.pubkey, set()).add(event.relay)
         known = self._peers.get(event.pubkey)
         if known is None or known.created_at <= peer.created_at:
             self._peers[event.pubkey] = dataclasses.replace(peer, received_at=clock.now())
@@ -221,12 +224,16 @@ class PresenceService:
         return self._peers.get(pubkey)
 
     def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
-        """Where a peer receives: its kind-10050 list, else its presence relays."""
+        """Where a peer receives: its kind-10050 list, else its presence relays, else the
+        relays it announced on."""
         listed = self._inbox_relays.get(pubkey)
         if listed:
             return listed
         peer = self._peers.get(pubkey)
-        return peer.presence.relays if peer else ()
+        if peer and peer.presence.relays:
+            return peer.presence.relays
+        # Last, the relays where we saw it announce: it reads there too.
+        return tuple(sorted(self._announced_at.get(pubkey, ())))
 
     def describe(self, now: float) -> list[dict[str, Any]]:
         """The online agents as plain dicts, flagged where names collide."""
