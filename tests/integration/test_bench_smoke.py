@@ -18,6 +18,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(out.read_text())["figures"]
-    assert len(figures) == 17  # 10, and 7 for public-relay policies (bench/relays.py)
+    assert len(figures) == 20  # 13, and 7 for public-relay policies (bench/relays.py)
     assert all(f["median"] is not None for f in figures)
     assert "| figure" in proc.stdout and "cold start" in proc.stdout
