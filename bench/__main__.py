@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baseline
+from bench import baseline, relays
 from p2p_comm import rpc
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
 
@@ -692,7 +692,26 @@ class Bench:
         "idle_cpu",
         "list_time",
         "cold_start",
+        "relay_pacing",
+        "relay_file_sizes",
     )
+
+    def relay_pacing(self) -> None:
+        """Issue 11: the story under relays' rate limits (seconds; refusals per accepted)."""
+        smoke = self.sizes is SMOKE
+
+        def add(name: str, unit: str, value: float) -> None:
+            self.add(Figure(name, unit, value))
+
+        relays.rate_limited_story(add, smoke)
+
+    def relay_file_sizes(self) -> None:
+        """Issue 11: a file through relays capped at 16/64/128 KiB, beside raw nostr-sdk."""
+
+        def add(name: str, ours: float, raw: float) -> None:
+            self.add(Figure(name, "MiB/s", ours, None, raw, ours / raw, "report"))
+
+        relays.file_sizes(add, self.sizes is SMOKE)
 
     def run(self, only: list[str] | None = None) -> list[Figure]:
         try:

@@ -97,6 +97,10 @@ def cmd_status(args: argparse.Namespace, home: Home) -> Any:
     return _daemon_call(home, "status")
 
 
+def cmd_doctor(args: argparse.Namespace, home: Home) -> Any:
+    return _daemon_call(home, "doctor")
+
+
 def cmd_whoami(args: argparse.Namespace, home: Home) -> Any:
     return _daemon_call(home, "whoami")
 

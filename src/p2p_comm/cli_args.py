@@ -91,6 +91,7 @@ def _build(only: str | None) -> tuple[argparse.ArgumentParser, bool]:
         return cmd
 
     add("status", cli.cmd_status, "identity, relays, calls, unread counts")
+    add("doctor", cli.cmd_doctor, "probe each relay with a message to ourselves; a verdict each")
     add("whoami", cli.cmd_whoami, "own name, npub, hex key and relays")
     listing = add("list", cli.cmd_list, "agents online now")
     listing.add_argument("--capability", help="only agents that announce this capability")

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_RELAYS = ("wss://relay.damus.io", "wss://nos.lol", "wss://relay.primal.net")
+# Where gift wraps are delivered and read first (README, "Talking to other agents"): relays
+# that serve kind 1059 freely come first; relay.damus.io paces writers (8/min per IP).
+DEFAULT_RELAYS = ("wss://nos.lol", "wss://relay.primal.net", "wss://relay.damus.io")
 
 
 class ConfigError(Exception):

@@ -56,6 +56,9 @@ def _identity(ident: dict[str, Any]) -> list[str]:
 def _relay_line(relay: dict[str, Any]) -> str:
     latency = f", {relay['latency_ms']} ms" if relay.get("latency_ms") is not None else ""
     line = f"relay {relay['url']}: {relay['state']}, {relay['health']}{latency}"
+    if "receive" in relay:  # what works and why not, on the same line
+        line += f"; receive {relay['receive']}, send {relay['send']}"
+        line += f", announce {relay['announce']}"
     if relay["health"] != "ok" and relay.get("last_error"):
         # Relays are not ours either: their words stay quoted.
         line += f", last error: {q(relay['last_error'], 200)}"
@@ -69,8 +72,11 @@ def render_status(result: dict[str, Any]) -> list[str]:
     lines.extend(_relay_line(r) for r in result["relays"])
     total = len(result["relays"])
     lines.append(f"relays connected: {result['connected_relays']} of {total}")
+    presence = result["presence"]
+    mined = presence.get("pow_seconds")
+    pow_note = f" (proof of work: {mined} s per announcement)" if mined else ""
     unheard = " (nobody can see it: no relay connected)" if not result["connected_relays"] else ""
-    lines.append(f"presence: {result['presence']['status']}{unheard}")
+    lines.append(f"presence: {presence['status']}{unheard}{pow_note}")
     lines.append(f"agents online: {result['online_agents']}")
     return lines
 
@@ -327,7 +333,14 @@ def render_contacts(result: dict[str, Any]) -> list[str]:
     return lines if result["contacts"] else [*lines, "no contacts"]
 
 
+def render_doctor(result: dict[str, Any]) -> list[str]:
+    lines = [f"relay {r['url']}: {r['verdict']}" for r in result["relays"]]
+    lines.append(f"relays usable for calls: {result['usable']} of {result['total']}")
+    return lines
+
+
 RENDERERS: dict[str, Renderer] = {
+    "doctor": render_doctor,
     "contacts": render_contacts,
     "block": lambda r: [f"blocked {q(r['name'], 64)} ({r['blocked']})"],
     "unblock": lambda r: [f"unblocked {q(r['name'], 64)} ({r['unblocked']})"],

@@ -28,6 +28,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "p2p history on a home",
         "private memory (USS)",
         "cold start",
+        "group of 2",
+        "refusals per accepted event",
+        "KiB relay",
     ):
         assert expected in names, f"no figure named like {expected!r}"
     assert all(f["median"] is not None for f in figures)

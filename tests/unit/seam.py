@@ -22,6 +22,7 @@ from p2p_comm.daemon.inbound import Inbound
 from p2p_comm.daemon.inbox import AgentInbox
 from p2p_comm.daemon.nostr_io import InboundEvent, PublishResult, _to_inbound
 from p2p_comm.daemon.outbound import Outbound
+from p2p_comm.daemon.relay_health import RelayHealth
 from p2p_comm.identity import Identity, _from_keys
 from p2p_comm.paths import HomePaths
 from p2p_comm.protocol.limits import InboundGate, InboundLimits
@@ -61,11 +62,12 @@ class FakeNetwork:
 
 
 class FakePool:
-    """The two calls of RelayPool that the call parts use."""
+    """The two calls of RelayPool that the call parts use, and its relay model."""
 
     def __init__(self, network: FakeNetwork) -> None:
         self.network = network
         self.published = 0
+        self.health = RelayHealth()  # nothing learned: no pacing, no PoW, default sizes
 
     async def publish(self, event: Any, relays: Any = None, timeout: float = 5.0) -> PublishResult:
         self.published += 1

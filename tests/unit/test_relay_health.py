@@ -3,15 +3,42 @@ from p2p_comm.daemon.relay_health import RelayHealth
 A, B = "wss://a", "wss://b"
 
 
-def test_rate_limited_relay_is_skipped_with_growing_backoff() -> None:
+def test_rate_limited_relay_is_paced_not_skipped() -> None:
     health = RelayHealth()
+    assert health.of(A).pacer.reserve(0) == 0, "no limit seen: no pacing"
     health.record(A, "e1", "rate-limited: slow down", now=0)
-    assert health.targets((A, B), "e2", 100, now=1) == [B]
-    assert health.targets((A, B), "e2", 100, now=3) == [A, B]
-    health.record(A, "e2", "rate-limited: again", now=3)
-    assert health.of(A).skip_until == 3 + 4
-    health.record(A, "e3", None, now=10)
-    assert health.of(A).failures == 0 and health.targets((A, B), "e4", 1, now=10) == [A, B]
+    assert health.targets((A, B), "e2", 100, now=0.1) == [A, B]
+    rate = health.of(A).pacer.rate
+    assert rate is not None and rate > 0
+    assert health.of(A).pacer.reserve(0.1) > 0, "the next event waits for a token"
+    # One burst of refusals lowers the rate once; a later one lowers it again.
+    health.record(A, "e2", "rate-limited: again", now=0.2)
+    assert health.of(A).pacer.rate == rate
+    health.record(A, "e3", "rate-limited: again", now=5)
+    lowered = health.of(A).pacer.rate
+    assert lowered is not None and lowered < rate
+    health.record(A, "e4", None, now=10)
+    assert (health.of(A).pacer.rate or 0) > lowered, "accepted events let the rate grow"
+
+
+def test_model_learns_pow_kinds_and_auth_from_refusals() -> None:
+    health = RelayHealth()
+    health.record(A, "e1", "pow: required a difficulty >= 20", now=0, kind=30078)
+    health.record(A, "e2", "blocked: note kind is not allowed here", now=0, kind=30078)
+    assert health.pow_for((A, B)) == 20
+    assert 30078 in health.of(A).refused_kinds
+    problems = " ".join(health.problems(A))
+    assert "PoW 20" in problems and "refuses kind 30078" in problems
+    health.record(A, "e3", "auth-required: all requests must be authenticated", now=0)
+    assert health.targets((A,), "e3", 1, now=0) == [A], "auth-required is retried"
+
+
+def test_smallest_limit_among_relays() -> None:
+    health = RelayHealth()
+    assert health.smallest_limit((A, B)) is None
+    health.of(A).max_message_length = 16384
+    health.of(B).max_message_length = 131072
+    assert health.smallest_limit((A, B)) == 16384
 
 
 def test_invalid_or_blocked_is_never_retried_for_that_event() -> None:
@@ -36,7 +63,8 @@ def test_unresponsive_relay_is_skipped_after_repeated_failures() -> None:
 
 def test_all_skipped_means_try_them_all_rather_than_none() -> None:
     health = RelayHealth()
-    health.record(A, "e", "rate-limited:", now=0)
+    for _ in range(3):
+        health.record(A, "e", "timeout", now=0)
     assert health.targets((A,), "x", 1, now=0.1) == [A]
 
 

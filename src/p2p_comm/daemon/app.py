@@ -19,8 +19,10 @@ import nostr_sdk as ns
 from .. import __version__, clock, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError, load_or_create
+from ..nostr import nip17
 from ..paths import HomePaths, ensure_private_dir
-from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
+from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
+from ..protocol.events import AgentEvent
 from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
 from ..store import StorageError, Store
@@ -32,7 +34,7 @@ from .group_commands import GroupCommands
 from .groups import GroupService
 from .hooks import Waker
 from .inbound import Inbound
-from .inbox import AgentInbox
+from .inbox import AgentInbox, agent_event
 from .loopwatch import LoopWatch
 from .nostr_io import InboundEvent, RelayPool, spawn
 from .outbound import Outbound
@@ -127,7 +129,7 @@ class Daemon:
         self.started_at = time.time()
         self.store = store
         self.config_seen = config_fingerprint(paths.config)
-        self.pool = RelayPool(config.relays, self._on_event)
+        self.pool = RelayPool(config.relays, self._on_event, identity.keys)
         self.presence = PresenceService(self.pool, identity, config, store)
         self.directory = Directory(self.presence)
         self.inbox = AgentInbox(store)
@@ -158,6 +160,7 @@ class Daemon:
         self.calls.records.me = (self.presence.name, identity.npub)
         self.calls.on_change = self._presence_changed
         self.inbound.sink = self.calls
+        self.outbound.on_undeliverable = self._undeliverable
         self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
         self.loops = LoopWatch(config, store, self.inbox, owner)
@@ -173,6 +176,7 @@ class Daemon:
             "whoami": self._whoami,
             "list": self._list,
             "shutdown": self._shutdown,
+            "doctor": self._doctor,
             **CallCommands(self.calls, self.inbox, owner, self.presence.name).handlers(),
         }
         # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
@@ -212,6 +216,19 @@ class Daemon:
         elif self.presence.handle(event) and event.kind == PRESENCE_KIND:
             self.calls.peer_seen(event.pubkey, clock.now())
 
+    def _undeliverable(self, call: Call, seq: int, reason: str) -> None:
+        """A message no relay will take: an event for the agent, not an eternal `queued`."""
+        name = self.calls.peer_names.get(call.id, "")
+        npub = ns.PublicKey.parse(call.peer).to_bech32()
+        fields = {"seq": seq, "reason": reason}
+        now = clock.now()
+        try:
+            with self.store.transaction():
+                event = agent_event(AgentEvent.DELIVERY_FAILED, call.id, npub, name, now, fields)
+                self.inbox.emit(event, now)
+        except Exception as exc:
+            log.warning("cannot record a delivery failure: %s", exc)
+
     def _presence_changed(self) -> None:
         busy = any(c.state == ACTIVE for c in self.calls.calls.values())
         status = "busy" if busy else "available"
@@ -225,7 +242,10 @@ class Daemon:
         await self.pool.start()
         # Wraps in a REQ of their own: strfry-style relays challenge (NIP-42) only a REQ
         # whose every filter asks for a restricted kind.
-        await self.pool.subscribe(self.presence.filters())
+        owner = owner_pubkey(self.config)
+        if owner:
+            self.presence.want_inbox_list(owner)
+        await self.presence.subscribe()
         await self.pool.subscribe([self.inbound.wrap_filter()])
         self._tasks.append(spawn(self.presence.run(), "presence"))
         self._tasks.append(spawn(self.presence.backfill(), "presence-backfill"))
@@ -314,7 +334,11 @@ class Daemon:
             },
             "relays": relays,
             "connected_relays": sum(1 for r in relays if r["state"] == "connected"),
-            "presence": {"status": self.presence.status, **self.presence.last_announce},
+            "presence": {
+                "status": self.presence.status,
+                **self.presence.last_announce,
+                "pow_seconds": self.presence.pow_seconds,  # the last announcement's mining
+            },
             "online_agents": len(self.presence.online(clock.now())),
             "calls": self._calls_summary(),
             "security": self._security_summary(),
@@ -328,9 +352,47 @@ class Daemon:
             agents = [a for a in agents if wanted in (c.casefold() for c in a["capabilities"])]
         return {"agents": agents}
 
+    async def _doctor(self, params: dict[str, Any]) -> Any:
+        """Probe each configured relay with a wrap to ourselves; one verdict per relay."""
+        me = self.identity.public_hex
+        text = f"p2p doctor probe {time.time():.3f}"
+
+        async def one(url: str) -> dict[str, Any]:
+            pow_bits = self.pool.health.pow_for((url,))
+            wrap = await asyncio.to_thread(
+                nip17.private_message, self.identity.keys, me, text, clock.now(), pow_bits
+            )
+            try:
+                result = await self.pool.probe(url, wrap, me)
+            except Exception as exc:
+                result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
+            states = {s["url"]: s for s in await self.pool.states()}
+            state = states.get(url, {})
+            result["announce"] = state.get("announce", "unknown")
+            result["problems"] = state.get("problems", [])
+            result["verdict"] = _verdict(result)
+            return result
+
+        relays = await asyncio.gather(*(one(url) for url in self.config.relays))
+        usable = sum(1 for r in relays if r["ok"])
+        return {"relays": list(relays), "usable": usable, "total": len(relays)}
+
     async def _shutdown(self, params: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(self.request_stop)
         return {"stopping": True, "pid": os.getpid()}
+
+
+def _verdict(probe: dict[str, Any]) -> str:
+    """One sentence per relay for `p2p doctor`."""
+    if not probe["send"].startswith("yes"):
+        return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
+    if not probe["receive"].startswith("yes"):
+        return "unusable for receiving: it accepts our messages but never hands them back"
+    if not probe["announce"].startswith("yes"):
+        return f"calls work, but others cannot discover us here: announce {probe['announce']}"
+    return "works: sends, receives and announces" + (
+        f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
+    )
 
 
 def _max_request(config: Config) -> int:

@@ -112,7 +112,9 @@ class CallCommands:
         text = _text(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         work = self.service.act(
-            call, lambda now: call.send_text(text, now), ("message", {"text": text})
+            call,
+            lambda now: call.send_text(text, now, self.service.outbound.text_part_bytes(call)),
+            ("message", {"text": text}),
         )
         self.service.publish(work)
         return {
@@ -137,8 +139,9 @@ class CallCommands:
         digest = hashlib.sha256(data).hexdigest()
         fid = secrets.token_hex(16)
         record = ("file", {"name": name, "size": len(data), "sha256": digest})
+        chunk = self.service.outbound.chunk_bytes(call)
         work = self.service.act(
-            call, lambda now: call.send_file(fid, name, data, digest, now), record
+            call, lambda now: call.send_file(fid, name, data, digest, now, chunk), record
         )
         result = {"call_id": call.id, "name": name, "size": len(data), "sha256": digest}
         # Durable from here: a client that loses the daemon after this line knows the file

@@ -82,7 +82,7 @@ def _to_inbound(event: Any, relay: str) -> InboundEvent:
 class RelayPool:
     """Our connections to the configured relays, with reconnect and resubscribe."""
 
-    def __init__(self, relays: tuple[str, ...], handler: Handler) -> None:
+    def __init__(self, relays: tuple[str, ...], handler: Handler, keys: Any = None) -> None:
         self.urls = relays
         self._handler = handler
         # Two connections per relay: one that only receives, one that publishes. On a
@@ -91,13 +91,25 @@ class RelayPool:
         # us until our ACK: 20-40 ms per message, measured. Receive-only, ACKs stay prompt.
         # A burst must not overflow the channel between the SDK and us while Python is
         # busy: a dropped gift wrap is never broadcast to us again by the relay.
-        self._client = ns.ClientBuilder().notification_channel_size(NOTIFICATION_BUFFER).build()
-        self._writer = ns.Client()
+        reader = ns.ClientBuilder().notification_channel_size(NOTIFICATION_BUFFER)
+        writer = ns.ClientBuilder()
+        if keys is not None:
+            # NIP-42: both connections answer AUTH challenges (app.py sets the SDK's event
+            # loop first: the authenticator calls back into Python).
+            reader = reader.authenticator(ns.SignerAuthenticator(keys))
+            writer = writer.authenticator(ns.SignerAuthenticator(keys))
+        self._client = reader.build()
+        self._writer = writer.build()
+        # Our subscriptions by id, to send again where a relay refused or withheld them
+        # before we were authenticated.
+        self._subs: dict[str, list[Any]] = {}
+        self._resubscribing: set[str] = set()
         self._task: asyncio.Task[Any] | None = None
         self._extra: set[str] = set()
         self.health = RelayHealth()
         self.on_reconnect: Callable[[], None] | None = None
         self._watch_task: asyncio.Task[Any] | None = None
+        self._writer_task: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
         opts = (
@@ -113,6 +125,7 @@ class RelayPool:
         # The stream only carries what arrives after it exists: open it before any REQ.
         stream = self._client.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
+        self._writer_task = spawn(self._pump_writer(self._writer.notifications()), "relay-writer")
         await self._client.connect(and_wait=timedelta(seconds=0))
         await self._writer.connect(and_wait=timedelta(seconds=0))
         self._watch_task = spawn(self._watch(), "relay-watch")
@@ -167,50 +180,144 @@ class RelayPool:
             spawn(self._read_limits(url), "nip11")
 
     async def _read_limits(self, url: str) -> None:
-        """Learn the relay's largest accepted message from its NIP-11 document, if any."""
+        """Learn the relay's limits from its NIP-11 document, if any."""
         limits = await asyncio.to_thread(nip11.fetch, url)
-        limit = limits.max_message_length if limits else None
-        if limit:
-            self.health.of(url).max_message_length = limit
-            log.info("relay %s accepts messages up to %d bytes (NIP-11)", url, limit)
+        if limits is None:
+            return
+        self.health.of(url).learn(limits)
+        log.info("relay %s announces %s (NIP-11)", url, limits)
 
-    async def subscribe(self, filters: list[Any]) -> None:
-        await self._client.subscribe(ns.ReqTarget.auto(filters))
+    async def subscribe(self, filters: list[Any], sub_id: str | None = None) -> str:
+        """Subscribe on every relay (``sub_id``: replace that subscription's filters)."""
+        if sub_id is None:
+            output = await self._client.subscribe(ns.ReqTarget.auto(filters))
+            sub_id = str(output.id)
+        else:
+            await self._client.subscribe(ns.ReqTarget.auto(filters), id=sub_id)
+        self._subs[sub_id] = filters
+        return sub_id
+
+    def _resubscribe_soon(self, url: str, delay: float) -> None:
+        """Send our REQs to ``url`` again after a moment: strfry closes a REQ refused for
+        lack of AUTH ("ERROR: auth-required: ..."), which the SDK does not retry, and
+        nostr-rs-relay withholds DMs from a REQ that raced its AUTH."""
+        if url in self._resubscribing:
+            return
+        self._resubscribing.add(url)
+        spawn(self._resubscribe(url, delay), "resubscribe")
+
+    async def _resubscribe(self, url: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._resubscribing.discard(url)
+        relay_url = ns.RelayUrl.parse(url)
+        for sub_id, filters in list(self._subs.items()):
+            try:
+                await self._client.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
+            except Exception as exc:
+                log.info("re-subscribing %s at %s failed: %s", sub_id, url, exc)
+        if self.on_reconnect:
+            self.on_reconnect()  # what was withheld so far comes with a catch-up
 
     async def publish(
-        self, event: Any, relays: tuple[str, ...] | None = None, timeout: float = 5.0
+        self,
+        event: Any,
+        relays: tuple[str, ...] | None = None,
+        timeout: float = 5.0,
+        attempts: int = 4,
     ) -> PublishResult:
         """Send to ``relays`` (adding any we lack, write-only), or to all of ours.
 
         Relays that are backing off, refused this very event for good, or cannot take
-        its size (NIP-11) are left out; their answers feed the health record.
+        its size (NIP-11) are left out; their answers feed the relay model. Each relay is
+        paced by the rate it taught us; one that answers ``rate-limited`` gets the same
+        event again once it has a token (up to ``attempts`` tries), not a flood of them.
         """
         relays = relays or self.urls
         await self._ensure_relays(relays)
         event_id = event.id().to_hex()
-        now = time.time()
+        kind = event.kind().as_u16()
         # The size matters only where a relay declared a limit; serialising costs time.
         limited = any(self.health.of(url).max_message_length for url in relays)
-        size = len(event.as_json()) if limited else 0
-        targets = self.health.targets(relays, event_id, size, now)
+        size = len(event.as_json()) + 64 if limited else 0  # + the ["EVENT", ...] framing
+        targets = self.health.targets(relays, event_id, size, time.time())
         if not targets:
-            return PublishResult(event_id, [], {url: "refused earlier" for url in relays})
-        output = await self._writer.send_event(
-            event,
-            target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in targets]),
-            ok_timeout=timedelta(seconds=timeout),
-        )
-        result = PublishResult(
-            event_id=event_id,
-            accepted=[str(url) for url in output.success],
-            failed={str(url): reason for url, reason in output.failed.items()},
-        )
-        now = time.time()
-        for url in result.accepted:
-            self.health.record(url, event_id, None, now)
-        for url, reason in result.failed.items():
-            self.health.record(url, event_id, reason, now)
-        return result
+            why = {url: self._why_not(url, event_id, size) for url in relays}
+            return PublishResult(event_id, [], why)
+        accepted: list[str] = []
+        failed: dict[str, str] = {}
+        for _ in range(attempts):
+            going = await self._pace(targets)
+            output = await self._writer.send_event(
+                event,
+                target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in going]),
+                ok_timeout=timedelta(seconds=timeout),
+            )
+            now = time.time()
+            for url in output.success:
+                accepted.append(str(url))
+                failed.pop(str(url), None)
+                self.health.record(str(url), event_id, None, now, kind)
+            again = []
+            for url, reason in output.failed.items():
+                failed[str(url)] = reason
+                self.health.record(str(url), event_id, reason, now, kind)
+                prefix = reason.split(":", 1)[0].strip().lower()
+                if prefix in ("rate-limited", "auth-required"):
+                    again.append(str(url))
+            if not again:
+                break
+            targets = again
+        return PublishResult(event_id=event_id, accepted=accepted, failed=failed)
+
+    def _why_not(self, url: str, event_id: str, size: int) -> str:
+        if not self.health.fits(url, size):
+            limit = self.health.of(url).max_message_length
+            return f"too large for this relay ({size} > {limit} bytes)"
+        return f"refused earlier: {self.health.of(url).last_error}"
+
+    async def _pace(self, urls: list[str]) -> list[str]:
+        """The relays of ``urls`` to send to now, waiting if none may take an event yet.
+
+        A relay still waiting for a token is left out while another can take the event at
+        once: one slow relay must not hold back the rest (the peer reads them all)."""
+        while True:
+            now = time.time()
+            waits = {url: self.health.of(url).pacer.wait(now) for url in urls}
+            ready = [url for url in urls if waits[url] <= 0]
+            if ready:
+                for url in ready:
+                    self.health.of(url).pacer.reserve(now)
+                return ready
+            # Others may be waiting too: whoever wakes first takes the token, the rest look
+            # again rather than all sending at once.
+            await asyncio.sleep(min(min(waits.values()), 30.0))
+
+    async def probe(self, url: str, wrap: Any, me: str, timeout: float = 4.0) -> dict[str, Any]:
+        """A self-addressed round trip through one relay: does it take our gift wrap, and
+        does it give it back to us (a relay may accept DMs and then withhold them)?"""
+        health = self.health.of(url)
+        started = time.monotonic()
+        result = await self.publish(wrap, relays=(url,), timeout=timeout)
+        if url not in result.accepted:
+            reason = result.failed.get(url, "no answer")
+            return {"url": url, "send": f"no ({reason})", "receive": "not tested", "ok": False}
+        back: list[Any] = []
+        query = ns.Filter().kind(ns.Kind(1059)).id(wrap.id()).pubkey(ns.PublicKey.parse(me))
+        deadline = started + timeout * 2
+        while not back and time.monotonic() < deadline:
+            try:
+                relay = await self._client.relay(ns.RelayUrl.parse(url))
+                found = await relay.fetch_events(query, timeout=timedelta(seconds=1))
+                back = list(found)
+            except Exception as exc:
+                log.info("doctor: fetching our probe from %s failed: %s", url, exc)
+                await asyncio.sleep(0.3)
+        health.withholds_dms = not back
+        elapsed = round((time.monotonic() - started) * 1000)
+        receive = f"yes ({elapsed} ms round trip)" if back else "no (withholds DMs)"
+        return {"url": url, "send": "yes", "receive": receive, "ok": bool(back)}
 
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
         events = await self._client.fetch_events(
@@ -226,6 +333,7 @@ class RelayPool:
             latency = stats.latency()
             state = relay.status().name.lower()
             health = self.health.of(str(url))
+            rate = health.pacer.rate
             states.append(
                 {
                     "url": str(url),
@@ -233,6 +341,12 @@ class RelayPool:
                     "health": self.health.describe(str(url), state, time.time()),
                     "last_error": health.last_error,
                     "max_message_length": health.max_message_length,
+                    "auth": health.auth,
+                    "min_pow": health.min_pow,
+                    "paced_per_min": round(rate * 60, 1) if rate else None,
+                    "rate_limited": health.rate_limited,
+                    "problems": self.health.problems(str(url)),
+                    **self.health.abilities(str(url), state),
                     "attempts": stats.attempts(),
                     "successes": stats.success(),
                     "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,
@@ -247,14 +361,62 @@ class RelayPool:
             self._task.cancel()
         if self._watch_task:
             self._watch_task.cancel()
+        if self._writer_task:
+            self._writer_task.cancel()
         await self._client.shutdown()
         await self._writer.shutdown()
+
+    def _relay_message(self, url: str, message: Any, reader: bool) -> None:
+        """Learn from what a relay says besides events: AUTH, CLOSED, NOTICE, OK."""
+        health = self.health.of(url)
+        if message.is_auth():
+            health.auth = "challenged" if health.auth != "ok" else "ok"
+        elif message.is_closed():
+            reason = str(message.message)
+            health.closed = reason
+            log.info("relay %s closed subscription %s: %s", url, message.subscription_id, reason)
+            if "auth-required" in reason:
+                self._resubscribe_soon(url, 0.5)
+        elif message.is_notice():
+            health.notice = str(message.message)
+            log.info("relay %s says: %s", url, health.notice)
+        elif message.is_ok() and reader:
+            # The receive-only connection publishes nothing but AUTH events.
+            if message.status:
+                first = health.auth != "ok"
+                health.auth = "ok"
+                if first:
+                    self._resubscribe_soon(url, 0.0)
+            else:
+                health.auth = f"failed: {message.message}"
+                log.warning("AUTH at %s failed: %s", url, message.message)
+
+    async def _pump_writer(self, stream: Any) -> None:
+        while True:
+            note = await stream.next()
+            if note is None or note.is_shutdown():
+                return
+            if note.is_message():
+                try:
+                    message = note.message.as_enum()
+                    if message.is_notice() or message.is_auth():
+                        self._relay_message(str(note.relay_url), message, reader=False)
+                except Exception:
+                    log.exception("reading a relay message failed")
 
     async def _pump(self, stream: Any) -> None:
         while True:
             note = await stream.next()
             if note is None or note.is_shutdown():
                 return
+            if note.is_message():
+                try:
+                    message = note.message.as_enum()
+                    if not message.is_event_msg():
+                        self._relay_message(str(note.relay_url), message, reader=True)
+                except Exception:
+                    log.exception("reading a relay message failed")
+                continue
             if not note.is_new_event():
                 continue
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nostr_sdk as ns
@@ -20,22 +20,80 @@ from .. import clock
 from ..config import Config
 from ..identity import Identity
 from ..nostr import kinds, nip59
+from ..protocol import wire
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
-from .nostr_io import RelayPool, spawn
+from .nostr_io import PublishResult, RelayPool, spawn
 from .presence import PresenceService
 
 log = logging.getLogger("p2p.outbound")
 
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
+PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
 
 
-def gift_wrap(keys: Any, author_hex: str, receiver_hex: str, content: str, rumor_at: int) -> Any:
-    """A fresh wrap (new one-time key, publication time) of our call rumor."""
+def gift_wrap(
+    keys: Any,
+    author_hex: str,
+    receiver_hex: str,
+    content: str,
+    rumor_at: int,
+    pow_bits: int = 0,
+    exact_time: bool = False,
+) -> Any:
+    """A fresh wrap (new one-time key, publication time) of our call rumor; ``exact_time``
+    drops the jitter, for a relay that refused a wrap as too old."""
     rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)
-    return nip59.wrap(keys, receiver_hex, rumor, nip59.wrap_timestamp(clock.now()))
+    now = clock.now()
+    created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
+    return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
+
+
+def largest_fitting_chunk(limit: int, keys: Any) -> int:
+    """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes.
+
+    Measured, not guessed: NIP-44 pads, and two layers of base64 inflate the chunk."""
+    low, high = wire.MIN_CHUNK_BYTES, wire.FILE_CHUNK_BYTES
+    if _wrapped_size(high, keys) <= limit:
+        return high
+    while high - low > 256:
+        middle = (low + high) // 2
+        if _wrapped_size(middle, keys) <= limit:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _wrapped_size(chunk: int, keys: Any) -> int:
+    body = {
+        "fid": "0" * 32,
+        "name": "n" * 300,
+        "size": 2**40,
+        "sha256": "0" * 64,
+        "index": 2**20,
+        "count": 2**20,
+        "data": bytes(chunk),
+        "chunk": chunk,
+    }
+    message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
+    me = keys.public_key().to_hex()
+    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
+    return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
+
+
+def _never_taken(result: PublishResult) -> bool:
+    """Every relay refused for a reason that sending again will not change."""
+    reasons = [r.lower() for r in result.failed.values()]
+    final = ("invalid", "blocked", "restricted", "too large")
+    return bool(reasons) and all(r.startswith(final) for r in reasons)
+
+
+def _fresh_wrap_helps(result: PublishResult) -> bool:
+    reasons = [r.lower() for r in result.failed.values()]
+    return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
 
 
 class Outbound:
@@ -60,6 +118,37 @@ class Outbound:
         self._ack_owed: dict[str, Call] = {}
         self._ack_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._chunk_for: dict[int, int] = {}
+        self._in_flight: set[tuple[str, int]] = set()
+        self._reported: set[tuple[str, int]] = set()
+        # Set by the daemon: how a message no relay will ever take reaches the agent.
+        self.on_undeliverable: Callable[[Call, int, str], None] | None = None
+
+    # Sizes ------------------------------------------------------------------------------
+
+    def peer_relays(self, call: Call) -> tuple[str, ...]:
+        return self.presence.inbox_relays(call.peer) or self.config.relays
+
+    def chunk_bytes(self, call: Call) -> int:
+        """The largest file chunk whose wrap fits every inbox relay of the peer."""
+        limit = self.pool.health.smallest_limit(self.peer_relays(call))
+        if limit is None:
+            return wire.FILE_CHUNK_BYTES
+        if limit not in self._chunk_for:
+            self._chunk_for[limit] = self._largest_fitting_chunk(limit)
+        return self._chunk_for[limit]
+
+    def text_part_bytes(self, call: Call) -> int:
+        """Text parts that fit too, even if every character doubles when JSON-escaped."""
+        chunk = self.chunk_bytes(call)
+        if chunk >= wire.FILE_CHUNK_BYTES:
+            return wire.TEXT_PART_BYTES
+        return max(256, chunk * 4 // 3 // 2)
+
+    def _largest_fitting_chunk(self, limit: int) -> int:
+        chunk = largest_fitting_chunk(limit, self.identity.keys)
+        log.info("relay limit %d bytes: file chunks of %d bytes", limit, chunk)
+        return chunk
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
@@ -72,26 +161,32 @@ class Outbound:
         content = message.encode()
         self.store.outbox_put(call.id, message.seq, message.type, content, now)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
-        wrap = self._wrap(call, content, int(now))
-        return self._publish(call, wrap, message.seq)
+        # A relay that wants proof of work gets a mined wrap, built in a thread later.
+        wrap = None if self._pow(call) else self._wrap(call, content, int(now))
+        return self._publish(call, wrap, message.seq, content, int(now))
 
-    def _wrap(self, call: Call, content: str, rumor_at: int) -> Any:
+    def _pow(self, call: Call) -> int:
+        return self.pool.health.pow_for(self.peer_relays(call))
+
+    def _wrap(
+        self, call: Call, content: str, rumor_at: int, pow_bits: int = 0, exact: bool = False
+    ) -> Any:
         keys = self.identity.keys
-        return gift_wrap(keys, self.identity.public_hex, call.peer, content, rumor_at)
+        me = self.identity.public_hex
+        return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact)
 
     def retransmit(self, call: Call, seq: int) -> Awaitable[None]:
-        self.retransmits += 1
         return self._republish(call, seq)
 
     async def _republish(self, call: Call, seq: int) -> None:
+        if (call.id, seq) in self._in_flight:
+            return  # still waiting for a paced relay: a second copy would only queue too
+        self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            wrap = self._wrap(call, content, int(rumor_at))
+            await self._publish(call, None, seq, content, int(rumor_at))
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
-            wrap = ns.Event.from_json(legacy)
-        else:
-            return  # receipted meanwhile
-        await self._publish(call, wrap, seq)
+            await self._publish(call, ns.Event.from_json(legacy), seq)
 
     def forget(self, call: Call, seqs: tuple[int, ...]) -> None:
         """The peer receipted ``seqs`` (inside the caller's transaction)."""
@@ -100,16 +195,45 @@ class Outbound:
         if unsent:
             unsent.difference_update(seqs)
 
-    async def _publish(self, call: Call, event: Any, seq: int | None) -> None:
-        relays = self.presence.inbox_relays(call.peer) or self.config.relays
-        async with self._slots:
-            try:
-                result = await self.pool.publish(event, relays=relays)
-            except Exception as exc:
-                log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
-                return
+    async def _publish(
+        self,
+        call: Call,
+        event: Any,
+        seq: int | None,
+        content: str | None = None,
+        rumor_at: int = 0,
+    ) -> None:
+        """Publish ``event``, or a wrap of ``content`` built here. A relay's refusal that a
+        fresh wrap avoids (proof of work it now asks for, a ``created_at`` it finds too
+        old) gets one fresh wrap at once, rather than a message stuck until retransmit."""
+        relays = self.peer_relays(call)
+        key = (call.id, seq if seq is not None else -1)
+        self._in_flight.add(key)
+        try:
+            for attempt in range(2):
+                if event is None and content is not None:
+                    pow_bits = self._pow(call)
+                    exact = attempt > 0
+                    if pow_bits:
+                        event = await asyncio.to_thread(
+                            self._wrap, call, content, rumor_at, pow_bits, exact
+                        )
+                    else:
+                        event = self._wrap(call, content, rumor_at, 0, exact)
+                async with self._slots:
+                    result = await self.pool.publish(event, relays=relays)
+                if result.accepted or content is None or not _fresh_wrap_helps(result):
+                    break
+                event = None
+        except Exception as exc:
+            log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
+            return
+        finally:
+            self._in_flight.discard(key)
         if result.failed:
             log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
+        if seq is not None and not result.accepted and _never_taken(result):
+            self._undeliverable(call, seq, result)
         if seq is not None and result.accepted:
             unsent = self.unsent.get(call.id)
             if unsent and seq in unsent:
@@ -119,6 +243,15 @@ class Outbound:
                         self.store.outbox_mark_sent(call.id, seq)
                 except Exception as exc:  # only a status for `status`; the send itself held
                     log.warning("call %s: cannot record seq %s as sent: %s", call.id[:8], seq, exc)
+
+    def _undeliverable(self, call: Call, seq: int, result: PublishResult) -> None:
+        """Tell the agent once that no relay of the peer will ever take this message."""
+        if (call.id, seq) in self._reported or self.on_undeliverable is None:
+            return
+        self._reported.add((call.id, seq))
+        reason = "; ".join(f"{url} {why}" for url, why in sorted(result.failed.items()))
+        log.warning("call %s seq %s cannot be delivered: %s", call.id[:8], seq, reason)
+        self.on_undeliverable(call, seq, f"no relay of the peer takes it: {reason}")
 
     def delivery(self, call: Call) -> dict[str, int]:
         """Counts for this call's sequenced messages, without touching the database."""
@@ -138,7 +271,10 @@ class Outbound:
         self._ack_owed[call.id] = call
         if self._ack_handle is None:
             loop = asyncio.get_running_loop()
-            self._ack_handle = loop.call_later(ACK_DELAY, self._flush_acks)
+            # Under a relay's rate limit a bare receipt costs a message's slot: gather more.
+            paced = any(self.pool.health.of(url).pacer.rate for url in self.peer_relays(call))
+            delay = PACED_ACK_DELAY if paced else ACK_DELAY
+            self._ack_handle = loop.call_later(delay, self._flush_acks)
 
     def _flush_acks(self) -> None:
         self._ack_handle = None
@@ -146,8 +282,7 @@ class Outbound:
         for call in owed.values():
             ack = call.take_ack()
             if ack is not None:
-                wrap = self._wrap(call, ack.encode(), int(clock.now()))
-                self.run([self._publish(call, wrap, None)])
+                self.run([self._publish(call, None, None, ack.encode(), int(clock.now()))])
 
     def run(self, work: list[Awaitable[None]]) -> None:
         """Start publications in the background (their failures are logged, not raised)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -103,16 +104,29 @@ class OwnerChannels:
         owner = owner_pubkey(self.config)
         if owner is None:
             return {"channel": "nostr", "ok": False, "error": "owner is not a valid npub"}
+        # NIP-17: the owner reads at the relays of their kind-10050 list; without one we
+        # fall back on ours, and say so.
+        inbox = self.presence.inbox_relays(owner)
         try:
-            wrap = nip17.private_message(self.identity.keys, owner, message, clock.now())
-            result = await self.pool.publish(wrap, relays=self.presence.inbox_relays(owner) or None)
+            for _ in range(2):  # again at once if a relay just taught us its PoW demand
+                pow_bits = self.pool.health.pow_for(inbox or self.config.relays)
+                wrap = await asyncio.to_thread(
+                    nip17.private_message, self.identity.keys, owner, message, clock.now(), pow_bits
+                )
+                result = await self.pool.publish(wrap, relays=inbox or None)
+                if result.accepted or not any(r.startswith("pow") for r in result.failed.values()):
+                    break
         except Exception as exc:
             log.warning("NIP-17 message to the owner failed: %s", exc)
             return {"channel": "nostr", "ok": False, "error": str(exc)}
-        if not result.accepted:
+        reached = [url for url in result.accepted if url in (inbox or self.config.relays)]
+        if not reached:
             return {
                 "channel": "nostr",
                 "ok": False,
-                "error": f"no relay accepted it: {result.failed}",
+                "error": f"no inbox relay of the owner accepted it: {result.failed}",
             }
-        return {"channel": "nostr", "ok": True, "relays": result.accepted}
+        outcome: dict[str, Any] = {"channel": "nostr", "ok": True, "relays": reached}
+        if not inbox:
+            outcome["note"] = "the owner has no kind-10050 inbox list we know of; sent to ours"
+        return outcome

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import time
 from typing import Any
 
 import nostr_sdk as ns
@@ -13,6 +14,7 @@ import nostr_sdk as ns
 from .. import clock
 from ..config import Config
 from ..identity import Identity
+from ..nostr import nip13
 from ..protocol.presence import (
     CLOCK_TOLERANCE,
     INBOX_RELAYS_KIND,
@@ -27,12 +29,22 @@ from ..protocol.presence import (
 )
 from ..sanitize import skeleton
 from ..store import Store
-from .nostr_io import InboundEvent, RelayPool
+from .nostr_io import InboundEvent, PublishResult, RelayPool
 
 log = logging.getLogger("p2p.presence")
 
 BACKFILL_PAGE = 500
+PRESENCE_SUB = "p2p-presence"
+INBOX_LISTS_SUB = "p2p-inbox-lists"
 MAX_BACKFILL_PAGES = 200
+
+
+def _build_unsigned(
+    kind: int, content: str, tags: list[list[str]], created_at: int, keys: Any
+) -> Any:
+    builder = ns.EventBuilder(ns.Kind(kind), content).tags([ns.Tag.parse(t) for t in tags])
+    builder = builder.custom_created_at(ns.Timestamp.from_secs(created_at))
+    return builder.finalize_unsigned(keys.public_key())
 
 
 def _build(kind: int, content: str, tags: list[list[str]], created_at: int, keys: Any) -> Any:
@@ -55,6 +67,10 @@ class PresenceService:
         self._last_created_at = int(store.get("presence_created_at", "0"))
         self.status = "available"
         self.last_announce: dict[str, Any] = {}
+        self.pow_seconds: float | None = None  # what mining our last PoW event cost
+        self._wanted_lists: set[str] = {identity.public_hex}
+        self._announced_at: dict[str, set[str]] = {}
+        self._lists_task: asyncio.Future[None] | None = None
 
     @property
     def name(self) -> str:
@@ -66,10 +82,34 @@ class PresenceService:
 
     def filters(self) -> list[Any]:
         since = ns.Timestamp.from_secs(int(clock.now() - self._lookback()))
-        return [
-            ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since),
-            ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)),
-        ]
+        return [ns.Filter().kind(ns.Kind(PRESENCE_KIND)).identifier(PRESENCE_D_TAG).since(since)]
+
+    def inbox_list_filter(self) -> Any:
+        """Kind 10050 of the authors we need only (peers seen, the owner): public relays cap
+        or refuse a REQ for every author's list (strfry's 500 cap, nostr-rs-relay's
+        scraper rule)."""
+        authors = [ns.PublicKey.parse(hex_key) for hex_key in sorted(self._wanted_lists)]
+        return ns.Filter().kind(ns.Kind(INBOX_RELAYS_KIND)).authors(authors)
+
+    def want_inbox_list(self, pubkey_hex: str) -> None:
+        """Follow this author's kind-10050 list from now on."""
+        if pubkey_hex in self._wanted_lists:
+            return
+        self._wanted_lists.add(pubkey_hex)
+        if self._lists_task is None or self._lists_task.done():
+            self._lists_task = asyncio.ensure_future(self._resubscribe_lists())
+
+    async def _resubscribe_lists(self) -> None:
+        await asyncio.sleep(0.2)  # one REQ for a burst of newly seen agents
+        try:
+            await self._pool.subscribe([self.inbox_list_filter()], INBOX_LISTS_SUB)
+        except Exception as exc:
+            log.warning("cannot subscribe to inbox relay lists: %s", exc)
+
+    async def subscribe(self) -> None:
+        """Our REQs: presence, and (separately) the inbox lists of the authors we need."""
+        await self._pool.subscribe(self.filters(), PRESENCE_SUB)
+        await self._pool.subscribe([self.inbox_list_filter()], INBOX_LISTS_SUB)
 
     async def backfill(self) -> None:
         """Page backwards through the liveness window: relays answer one query with a
@@ -116,18 +156,38 @@ class PresenceService:
             relays=self._config.relays,
         )
         content, tags = encode_presence(presence, created + lifetime)
-        event = _build(PRESENCE_KIND, content, tags, created, self._identity.keys)
-        result = await self._pool.publish(event)
+        result = await self._publish_own(PRESENCE_KIND, content, tags, created)
         self.last_announce = {"at": created, "status": self.status, "accepted": result.accepted}
         if result.failed:
             log.warning("presence not accepted by %s", result.failed)
 
     async def publish_inbox_relays(self) -> None:
         tags = inbox_relay_tags(self._config.relays)
-        event = _build(INBOX_RELAYS_KIND, "", tags, self._next_created_at(), self._identity.keys)
-        result = await self._pool.publish(event)
+        result = await self._publish_own(INBOX_RELAYS_KIND, "", tags, self._next_created_at())
         if result.failed:
             log.warning("inbox relay list not accepted by %s", result.failed)
+
+    async def _publish_own(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int
+    ) -> PublishResult:
+        """Sign (with NIP-13 proof of work where a relay wants it) and publish; a relay that
+        answers ``pow:`` teaches its difficulty, and gets one mined copy right away."""
+        relays = self._config.relays
+        keys = self._identity.keys
+        for _ in range(2):
+            target = self._pool.health.pow_for(relays)
+            if target:
+                unsigned = _build_unsigned(kind, content, tags, created_at, keys)
+                started = time.monotonic()
+                event = await asyncio.to_thread(nip13.mine, keys, unsigned, target, target >= 18)
+                self.pow_seconds = round(time.monotonic() - started, 2)
+            else:
+                event = _build(kind, content, tags, created_at, keys)
+            result = await self._pool.publish(event)
+            wanted = self._pool.health.pow_for(relays)
+            if not any(r.startswith("pow") for r in result.failed.values()) or wanted <= target:
+                return result
+        return result
 
     async def run(self) -> None:
         """Announce now and then every interval, until cancelled."""
@@ -149,6 +209,9 @@ class PresenceService:
         peer = decode_presence(event.pubkey, event.created_at, event.content, event.tags)
         if peer is None:
             return True
+        self.want_inbox_list(event.pubkey)
+        if event.relay:
+            self._announced_at.setdefault(event.pubkey, set()).add(event.relay)
         known = self._peers.get(event.pubkey)
         if known is None or known.created_at <= peer.created_at:
             self._peers[event.pubkey] = dataclasses.replace(peer, received_at=clock.now())
@@ -166,12 +229,16 @@ class PresenceService:
         return self._peers.get(pubkey)
 
     def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
-        """Where a peer receives: its kind-10050 list, else its presence relays."""
+        """Where a peer receives: its kind-10050 list, else its presence relays, else the
+        relays it announced on."""
         listed = self._inbox_relays.get(pubkey)
         if listed:
             return listed
         peer = self._peers.get(pubkey)
-        return peer.presence.relays if peer else ()
+        if peer and peer.presence.relays:
+            return peer.presence.relays
+        # Last, the relays where we saw it announce: it reads there too.
+        return tuple(sorted(self._announced_at.get(pubkey, ())))
 
     def describe(self, now: float) -> list[dict[str, Any]]:
         """The online agents as plain dicts, flagged where names collide."""

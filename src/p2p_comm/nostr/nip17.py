@@ -38,7 +38,7 @@ def classify(message: nip59.Unwrapped) -> RumorClass:
 
 
 def private_message(
-    keys: ns.Keys, receiver_hex: str, text: str, now: float | None = None
+    keys: ns.Keys, receiver_hex: str, text: str, now: float | None = None, pow_bits: int = 0
 ) -> ns.Event:
     """A gift-wrapped kind-14 message from ``keys`` to ``receiver_hex``, readable in any
     NIP-17 app. The rumor carries the real time and the receiver's ``p`` tag (NIP-17 needs
@@ -51,7 +51,7 @@ def private_message(
         int(moment),
         tags=[["p", receiver_hex]],
     )
-    return nip59.wrap(keys, receiver_hex, rumor, nip59.wrap_timestamp(moment))
+    return nip59.wrap(keys, receiver_hex, rumor, nip59.wrap_timestamp(moment), pow_bits)
 
 
 def inbox_relay_list(author_hex: str, relays: Iterable[str], created_at: int) -> ns.UnsignedEvent:

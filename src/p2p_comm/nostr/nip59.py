@@ -91,10 +91,14 @@ def rumor_from_json(text: str) -> ns.UnsignedEvent:
     return rumor.ensure_id()
 
 
-def wrap(keys: ns.Keys, receiver_hex: str, rumor: ns.UnsignedEvent, created_at: int) -> ns.Event:
+def wrap(
+    keys: ns.Keys, receiver_hex: str, rumor: ns.UnsignedEvent, created_at: int, pow_bits: int = 0
+) -> ns.Event:
     """Seal ``rumor`` with ``keys`` and gift-wrap it for ``receiver_hex``, dated ``created_at``.
 
     The wrap is signed by a fresh one-time key and tagged ``p`` with the receiver only.
+    ``pow_bits`` > 0 mines the wrap (NIP-13) for relays that demand it: blocking, about
+    a second at 20 bits, so call it in a thread then.
     """
     if rumor.author() != keys.public_key():  # compared in Rust: half the cost of two hexes
         # The receiver would drop it as forged ("sender mismatch"): fail here, loudly.
@@ -103,12 +107,16 @@ def wrap(keys: ns.Keys, receiver_hex: str, rumor: ns.UnsignedEvent, created_at: 
     seal = ns.nip59_make_seal(keys, receiver, rumor)
     one_time = ns.Keys.generate()
     content = ns.nip44_encrypt(one_time.secret_key(), receiver, seal.as_json(), ns.Nip44Version.V2)
-    event: ns.Event = (
+    builder = (
         ns.EventBuilder(_GIFT_WRAP_KIND, content)
         .tags([ns.Tag.public_key(receiver)])
         .custom_created_at(ns.Timestamp.from_secs(created_at))
-        .finalize(one_time)
     )
+    if pow_bits > 0:
+        from p2p_comm.nostr import nip13  # only relays demanding PoW need it
+
+        return nip13.mine(one_time, builder.finalize_unsigned(one_time.public_key()), pow_bits)
+    event: ns.Event = builder.finalize(one_time)
     return event
 
 

@@ -26,7 +26,15 @@ from .events import (
     Transmit,
     WriteChunk,
 )
-from .wire import FEATURE_LEVEL, FILE_CHUNK_BYTES, WireMessage, chunk_count, split_text
+from .wire import (
+    FEATURE_LEVEL,
+    FILE_CHUNK_BYTES,
+    MIN_CHUNK_BYTES,
+    TEXT_PART_BYTES,
+    WireMessage,
+    chunk_count,
+    split_text,
+)
 
 
 class State(StrEnum):
@@ -111,6 +119,7 @@ class Inbound:
     sha256: str
     count: int
     next_index: int = 0
+    chunk: int = FILE_CHUNK_BYTES
 
 
 @dataclass
@@ -189,19 +198,35 @@ class Call:
         self._finish(Outcome.REJECTED, by, now, reason)
         return [self._send("reject", now, reason=reason)]
 
-    def send_text(self, text: str, now: float) -> list[Effect]:
+    def send_text(self, text: str, now: float, part_bytes: int = TEXT_PART_BYTES) -> list[Effect]:
+        """Text in parts of at most ``part_bytes`` (smaller where the peer's relays are)."""
         self._require(self.state == ACTIVE, "is not active")
         self._check_size(len(text.encode()), self.limits.max_message_bytes, "message")
-        parts = split_text(text)
+        parts = split_text(text, min(part_bytes, TEXT_PART_BYTES))
         return [
             self._send("message", now, text=part, part=index, parts=len(parts))
             for index, part in enumerate(parts, 1)
         ]
 
-    def send_file(self, fid: str, name: str, data: bytes, sha256: str, now: float) -> list[Effect]:
+    def send_file(
+        self,
+        fid: str,
+        name: str,
+        data: bytes,
+        sha256: str,
+        now: float,
+        chunk_bytes: int = FILE_CHUNK_BYTES,
+    ) -> list[Effect]:
+        """The file in chunks of ``chunk_bytes`` (to fit the peer's relays); a peer below
+        feature level 2 only knows FILE_CHUNK_BYTES."""
         self._require(self.state == ACTIVE, "is not active")
         self._check_size(len(data), self.limits.max_file_bytes, "file")
-        count = chunk_count(len(data))
+        chunk = max(MIN_CHUNK_BYTES, min(chunk_bytes, FILE_CHUNK_BYTES))
+        if self.peer_level < 2:
+            chunk = FILE_CHUNK_BYTES
+        count = chunk_count(len(data), chunk)
+        # The field only when it differs: the default format stays as version 1 knows it.
+        extra = {"chunk": chunk} if chunk != FILE_CHUNK_BYTES else {}
         return [
             self._send(
                 "file",
@@ -212,7 +237,8 @@ class Call:
                 sha256=sha256,
                 index=index,
                 count=count,
-                data=data[index * FILE_CHUNK_BYTES : (index + 1) * FILE_CHUNK_BYTES],
+                data=data[index * chunk : (index + 1) * chunk],
+                **extra,
             )
             for index in range(count)
         ]
@@ -463,28 +489,28 @@ class Call:
                 limit = self.limits.max_file_bytes
                 reason = f"the file is {body['size']} bytes, over the receiver's limit of {limit}"
                 return self._refuse(message.seq, "file", name, reason, now)
-            if body["count"] != chunk_count(body["size"]):
+            chunk = body.get("chunk", FILE_CHUNK_BYTES)
+            if body["count"] != chunk_count(body["size"], chunk):
                 return [Dropped("file chunk count does not match its size")]
-            inbound = Inbound(name, body["size"], body["sha256"], body["count"])
+            inbound = Inbound(name, body["size"], body["sha256"], body["count"], chunk=chunk)
             self.files[fid] = inbound
-        if (body["index"], body["count"], body["size"], body["sha256"]) != (
-            inbound.next_index,
-            inbound.count,
-            inbound.size,
-            inbound.sha256,
-        ):
+        if (
+            body["index"],
+            body["count"],
+            body["size"],
+            body["sha256"],
+            body.get("chunk", FILE_CHUNK_BYTES),
+        ) != (inbound.next_index, inbound.count, inbound.size, inbound.sha256, inbound.chunk):
             del self.files[fid]
             return [Dropped(f"file {fid[:8]} chunk does not fit the file")]
         data = body["data"]
         last = inbound.next_index == inbound.count - 1
-        expected = (
-            inbound.size - FILE_CHUNK_BYTES * (inbound.count - 1) if last else FILE_CHUNK_BYTES
-        )
+        expected = inbound.size - inbound.chunk * (inbound.count - 1) if last else inbound.chunk
         if len(data) != expected:
             del self.files[fid]
             return [Dropped(f"file {fid[:8]} chunk has the wrong length")]
         inbound.next_index += 1
-        effects: list[Effect] = [WriteChunk(fid, body["index"] * FILE_CHUNK_BYTES, data)]
+        effects: list[Effect] = [WriteChunk(fid, body["index"] * inbound.chunk, data)]
         if last:
             del self.files[fid]
             effects.append(

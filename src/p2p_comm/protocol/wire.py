@@ -26,6 +26,9 @@ FEATURE_LEVEL = 3  # 3: group calls (`roster`, request `group` fields, end `all`
 
 TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
 FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
+# Feature level 2: a sender may choose smaller chunks (to fit a relay's message limit) and
+# says so in each chunk's optional `chunk` field; without it a chunk is FILE_CHUNK_BYTES.
+MIN_CHUNK_BYTES = 1024
 MAX_CONTENT_BYTES = 24_000  # a rumor larger than this is refused outright
 MAX_PARTS = 4096
 MAX_CHUNKS = 1 << 20
@@ -202,6 +205,7 @@ _OPTIONAL: dict[str, dict[str, Validator]] = {
     },
     "accept": {"pv": lambda v: _int(v, 1, 1000, "pv")},
     "end": {"all": _flag},
+    "file": {"chunk": lambda v: _int(v, MIN_CHUNK_BYTES, FILE_CHUNK_BYTES, "chunk")},
 }
 
 
@@ -237,6 +241,8 @@ def decode(content: str) -> WireMessage:
         raise WireError("part beyond parts")
     if kind == "file" and body["index"] >= body["count"]:
         raise WireError("index beyond count")
+    if kind == "file" and len(body["data"]) > body.get("chunk", FILE_CHUNK_BYTES):
+        raise WireError("chunk larger than its declared size")
     return WireMessage(type=kind, call=call, seq=seq, ack=ack, body=body)
 
 
@@ -256,5 +262,6 @@ def split_text(text: str, limit: int = TEXT_PART_BYTES) -> list[str]:
     return parts
 
 
-def chunk_count(size: int) -> int:
-    return max(1, -(-size // FILE_CHUNK_BYTES))
+def chunk_count(size: int, chunk: int = FILE_CHUNK_BYTES) -> int:
+    """How many chunks of ``chunk`` bytes a file of ``size`` bytes travels in (at least 1)."""
+    return max(1, -(-size // chunk))

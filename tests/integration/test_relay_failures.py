@@ -1,0 +1,90 @@
+"""Relays that refuse what we need: the user hears which relay and why (issue 11).
+
+`status` says per relay what works (receive / send / announce) and why not; `p2p doctor`
+probes each relay with a wrap to ourselves; a message no relay takes becomes a
+`delivery_failed` event instead of staying queued.
+"""
+
+from __future__ import annotations
+
+from p2p_comm.harness import wait_until
+from tests.conftest import AgentFactory
+from tests.integration.calls_helpers import events_of
+from tests.relaysim import simulated_relay
+
+
+def _relay_line(agent: object, url: str) -> str:
+    lines = agent.run("status").stdout.splitlines()  # type: ignore[attr-defined]
+    return next(line for line in lines if line.startswith(f"relay {url}"))
+
+
+def test_doctor_on_a_plain_relay_says_it_works(make_agent: AgentFactory) -> None:
+    with simulated_relay() as sim:
+        alice = make_agent("alice", [sim.url])
+        alice.run("daemon", "start")
+        report = alice.json("doctor")
+        (probe,) = report["relays"]
+        assert probe["ok"] and probe["verdict"].startswith("works"), probe
+        text = alice.run("doctor").stdout
+        assert f"relay {sim.url}: works" in text and "usable for calls: 1 of 1" in text
+        assert "receive yes, send yes, announce yes" in _relay_line(alice, sim.url)
+
+
+def test_a_relay_refusing_presence_is_named_and_calls_by_npub_still_work(
+    make_agent: AgentFactory,
+) -> None:
+    with simulated_relay(blocked_kinds="30078") as sim:
+        alice = make_agent("alice", [sim.url])
+        bob = make_agent("bob", [sim.url])
+        for agent in (alice, bob):
+            agent.run("daemon", "start")
+        wait_until(
+            lambda: "announce no (refuses kind 30078" in _relay_line(alice, sim.url),
+            8,
+            "status to name the refused presence kind",
+        )
+        (probe,) = alice.json("doctor")["relays"]
+        assert "cannot discover us" in probe["verdict"], probe
+        bob_npub = str(bob.json("whoami")["npub"])
+        call_id = str(alice.json("call", bob_npub, "by npub")["id"])
+        (request,) = events_of(bob, "call_request", timeout=10)
+        assert request["call_id"] == call_id
+
+
+def test_a_relay_refusing_gift_wraps_fails_the_send_visibly(make_agent: AgentFactory) -> None:
+    with simulated_relay(blocked_kinds="1059") as sim:
+        alice = make_agent("alice", [sim.url])
+        bob = make_agent("bob", [sim.url])
+        for agent in (alice, bob):
+            agent.run("daemon", "start")
+        bob_npub = str(bob.json("whoami")["npub"])
+        alice.json("call", bob_npub, "will not arrive")
+        (failed,) = events_of(alice, "delivery_failed", timeout=10)
+        assert sim.url in failed["reason"] and "not allowed" in failed["reason"], failed
+        assert "refuses kind 1059" in _relay_line(alice, sim.url)
+        (probe,) = alice.json("doctor")["relays"]
+        assert not probe["ok"] and probe["verdict"].startswith("unusable for calls"), probe
+
+
+def test_a_relay_that_withholds_our_wraps_is_detected(make_agent: AgentFactory) -> None:
+    # Answers OK to everything and stores nothing: only the round trip can tell.
+    with simulated_relay(shadow_drop=1.0) as sim:
+        alice = make_agent("alice", [sim.url])
+        alice.run("daemon", "start")
+        (probe,) = alice.json("doctor")["relays"]
+        assert probe["send"] == "yes" and probe["receive"] == "no (withholds DMs)", probe
+        assert "never hands them back" in probe["verdict"]
+        assert "receive no (withholds DMs)" in _relay_line(alice, sim.url)
+
+
+def test_a_relay_demanding_pow_20_gets_it_for_presence(make_agent: AgentFactory) -> None:
+    # Mining every wrap to 20 bits costs about a second each here (see the matrix's pow_12
+    # for the whole story): discovery and the relay's demand in `status` are checked.
+    with simulated_relay(min_pow=20) as sim:
+        alice = make_agent("alice", [sim.url])
+        bob = make_agent("bob", [sim.url])
+        for agent in (alice, bob):
+            agent.run("daemon", "start")
+        wait_until(lambda: "bob" in alice.online_names(), 15, "alice to discover bob")
+        assert "with PoW 20" in _relay_line(alice, sim.url)
+        assert "proof of work:" in alice.run("status").stdout, "its cost is shown too"

@@ -1,0 +1,53 @@
+"""File chunks sized to the peer's relays: the `chunk` field of feature level 2."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from p2p_comm.protocol.events import FileComplete, WriteChunk
+from p2p_comm.protocol.wire import FILE_CHUNK_BYTES, WireError, WireMessage, decode
+from tests.unit.test_call_core import connected, exchange, sent
+
+
+@pytest.mark.parametrize("chunk", [1024, 5000, FILE_CHUNK_BYTES])
+def test_smaller_chunks_reassemble_and_say_their_size(chunk: int) -> None:
+    caller, callee = connected()
+    data = random.Random(chunk).randbytes(3 * chunk + 11)
+    digest = hashlib.sha256(data).hexdigest()
+    effects = caller.send_file("f" * 32, "a.bin", data, digest, 2.0, chunk_bytes=chunk)
+    messages = sent(effects)
+    assert len(messages) == 4
+    wanted = chunk if chunk != FILE_CHUNK_BYTES else None
+    assert all(m.body.get("chunk") == wanted for m in messages)
+    assert all(decode(m.encode()).body.get("chunk") == wanted for m in messages)
+    got = exchange(caller, callee, effects, 2.0)
+    writes = sorted((e for e in got if isinstance(e, WriteChunk)), key=lambda w: w.offset)
+    assert b"".join(w.data for w in writes) == data
+    assert [e.sha256 for e in got if isinstance(e, FileComplete)] == [digest]
+
+
+def test_a_level_1_peer_keeps_the_default_chunk() -> None:
+    caller, _ = connected()
+    caller.peer_level = 1
+    data = bytes(FILE_CHUNK_BYTES + 1)
+    messages = sent(caller.send_file("f" * 32, "a", data, "0" * 64, 2.0, chunk_bytes=2048))
+    assert len(messages) == 2 and all("chunk" not in m.body for m in messages)
+
+
+def test_a_chunk_larger_than_it_declares_is_refused() -> None:
+    body = {
+        "fid": "f" * 32,
+        "name": "a",
+        "size": 1500,
+        "sha256": "0" * 64,
+        "index": 0,
+        "count": 2,
+        "data": bytes(1500),
+        "chunk": 1024,
+    }
+    with pytest.raises(WireError, match="declared"):
+        decode(WireMessage("file", "c" * 32, 1, 0, body).encode())
+    assert decode(WireMessage("file", "c" * 32, 1, 0, {**body, "chunk": 2048}).encode())
