@@ -26,6 +26,7 @@ from ..protocol.events import AgentEvent
 from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
 from ..store import StorageError, Store
+from . import relay_watch
 from .calls import CallService
 from .commands import CallCommands
 from .directory import Directory
@@ -363,7 +364,7 @@ class Daemon:
                 nip17.private_message, self.identity.keys, me, text, clock.now(), pow_bits
             )
             try:
-                result = await self.pool.probe(url, wrap, me)
+                result = await relay_watch.probe(self.pool, url, wrap, me)
             except Exception as exc:
                 result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
             states = {s["url"]: s for s in await self.pool.states()}

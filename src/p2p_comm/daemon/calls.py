@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -42,8 +41,8 @@ from ..protocol.events import (
 from ..protocol.limits import InboundGate
 from ..sanitize import clean_text
 from ..store import Store
+from .actions import LocalActions
 from .directory import Directory, npub_of
-from .errors import CommandError
 from .files import FileSink
 from .inbox import AgentInbox, agent_event
 from .outbound import Outbound
@@ -55,7 +54,6 @@ log = logging.getLogger("p2p.calls")
 POLICY_REJECT_REASON = "not accepting calls right now"
 SEEN_MARGIN = 3600.0  # keep processed wrap ids this much past the lookback
 WRAP_LOOKBACK = 2 * 86400 + 3600
-Action = Callable[[float], list[Effect]]
 
 
 class CallHooks(Protocol):
@@ -74,7 +72,7 @@ class CallHooks(Protocol):
     def load(self) -> None: ...
 
 
-class CallService:
+class CallService(LocalActions):
     """Owns the calls: applies the core's effects through the parts that carry them out."""
 
     def __init__(
@@ -345,93 +343,3 @@ class CallService:
         if kind != AgentEvent.CALL_REQUEST:  # recorded when the call was created
             self.store.add_entry(call.id, now, "in", str(kind), fields)
         return []
-
-    # Local actions --------------------------------------------------------------------
-
-    def act(
-        self, call: Call, action: Action, record: tuple[str, dict[str, Any]] | None = None
-    ) -> list[Awaitable[None]]:
-        """One command on one call, in one transaction: the core's verdict first, then the
-        transcript entry and every effect. A refusal or a failed commit leaves no trace."""
-        now = clock.now()
-        try:
-            with self.store.transaction():
-                effects = action(now)
-                if record is not None:
-                    self.store.add_entry(call.id, now, "out", record[0], record[1])
-                return self._apply(call, effects, now)
-        except CallError as exc:
-            raise CommandError(exc.code, str(exc)) from None
-        except Exception:
-            self.reload()
-            raise
-
-    def start_call(
-        self, agent: str, topic: str, my_name: str
-    ) -> tuple[Call, list[Awaitable[None]]]:
-        now = clock.now()
-        pubkey, name = self.directory.resolve(agent, now)
-        if pubkey in self.blocked:
-            raise CommandError("blocked", "that agent is blocked; 'p2p unblock' it first.")
-        if len(topic) > wire.MAX_TOPIC:
-            raise CommandError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
-        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, self.limits)
-        self.calls[call.id] = call
-        self.peer_names[call.id] = name
-        try:
-            with self.store.transaction():
-                self.store.add_entry(call.id, now, "out", "call_request", {"topic": topic})
-                return call, self._apply(call, effects, now)
-        except Exception:
-            self.calls.pop(call.id, None)
-            self.peer_names.pop(call.id, None)
-            self._timed.discard(call.id)
-            raise
-
-    def block(self, pubkey: str) -> list[str]:
-        """Block ``pubkey``: every open call with it ends on both sides. Returns their ids."""
-        now = clock.now()
-        ended: list[str] = []
-        work: list[Awaitable[None]] = []
-        try:
-            with self.store.transaction():
-                self.store.block(pubkey, now)
-                for call in self.calls.values():
-                    if call.peer == pubkey and call.state != ENDED:
-                        self.store.add_entry(
-                            call.id, now, "out", "call_ended", {"reason": "blocked"}
-                        )
-                        work += self._apply(call, call.end("blocked", now, EndedBy.BLOCKED), now)
-                        ended.append(call.id)
-        except Exception:
-            self.reload()
-            raise
-        self.blocked.add(pubkey)
-        self.publish(work)
-        return ended
-
-    def pick(
-        self, prefix: str | None, states: tuple[str, ...], what: str, direction: str | None = None
-    ) -> Call:
-        """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
-        if prefix:
-            matches = [c for c in self.calls.values() if c.id.startswith(prefix.lower())]
-            if not matches:
-                raise CommandError("no_call", f"no call matches '{prefix}'.")
-            if len(matches) > 1:
-                listed = ", ".join(c.id[:12] for c in matches)
-                raise CommandError("ambiguous_call", f"'{prefix}' matches several calls: {listed}.")
-            return matches[0]
-        candidates = [
-            c
-            for c in self.calls.values()
-            if c.state in states and (direction is None or c.direction == direction)
-        ]
-        if not candidates:
-            raise CommandError("no_call", f"there is no {what}.")
-        if len(candidates) > 1:
-            listed = ", ".join(f"{c.id[:8]} ({self.peer_names.get(c.id, '')})" for c in candidates)
-            raise CommandError(
-                "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
-            )
-        return candidates[0]

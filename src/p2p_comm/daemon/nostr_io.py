@@ -17,6 +17,7 @@ from typing import Any
 import nostr_sdk as ns
 
 from ..nostr import nip11
+from . import relay_watch
 from .relay_health import RelayHealth
 
 log = logging.getLogger("p2p.relays")
@@ -24,8 +25,6 @@ log = logging.getLogger("p2p.relays")
 # Wraps lost to an overflow are fetched again by the next catch-up, so the channel need
 # not hold a whole flood (65,536 slots cost about 9 MiB).
 NOTIFICATION_BUFFER = 8_192
-WATCH_INTERVAL = 10.0  # seconds between liveness probes of each connected relay
-PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ class RelayPool:
             # loop first: the authenticator calls back into Python).
             reader = reader.authenticator(ns.SignerAuthenticator(keys))
             writer = writer.authenticator(ns.SignerAuthenticator(keys))
-        self._client = reader.build()
-        self._writer = writer.build()
+        self.reader = reader.build()
+        self.writer = writer.build()
         # Our subscriptions by id, to send again where a relay refused or withheld them
         # before we were authenticated.
         self._subs: dict[str, list[Any]] = {}
@@ -109,7 +108,7 @@ class RelayPool:
         self.health = RelayHealth()
         self.on_reconnect: Callable[[], None] | None = None
         self._watch_task: asyncio.Task[Any] | None = None
-        self._writer_task: asyncio.Task[Any] | None = None
+        self.writer_task: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
         opts = (
@@ -119,56 +118,16 @@ class RelayPool:
             .adjust_retry_interval(True)
         )
         for url in self.urls:
-            await self._client.add_relay(ns.RelayUrl.parse(url), opts=opts)
-            await self._writer.add_relay(ns.RelayUrl.parse(url), opts=opts)
+            await self.reader.add_relay(ns.RelayUrl.parse(url), opts=opts)
+            await self.writer.add_relay(ns.RelayUrl.parse(url), opts=opts)
             spawn(self._read_limits(url), "nip11")
         # The stream only carries what arrives after it exists: open it before any REQ.
-        stream = self._client.notifications()
+        stream = self.reader.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
-        self._writer_task = spawn(self._pump_writer(self._writer.notifications()), "relay-writer")
-        await self._client.connect(and_wait=timedelta(seconds=0))
-        await self._writer.connect(and_wait=timedelta(seconds=0))
-        self._watch_task = spawn(self._watch(), "relay-watch")
-
-    async def _watch(self) -> None:
-        """Probe every connected relay now and then: a connection that went half-open (no
-        FIN, no RST) otherwise looks "connected" for a minute or more. A relay that does not
-        answer is reconnected; a relay that comes back triggers `on_reconnect` (catch-up)."""
-        was_connected: dict[str, bool] = {}
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            for client in (self._client, self._writer):
-                try:
-                    relays = await client.relays()
-                except Exception:
-                    continue
-                for url, relay in relays.items():
-                    up = relay.status() == ns.RelayStatus.CONNECTED
-                    if up and not await self._answers(relay):
-                        log.warning("relay %s does not answer; reconnecting", url)
-                        self.health.of(str(url)).last_error = "no answer (connection half-open?)"
-                        await self._reconnect(relay)
-                        up = False
-                    if client is self._client:
-                        if up and was_connected.get(str(url)) is False and self.on_reconnect:
-                            self.on_reconnect()
-                        was_connected[str(url)] = up
-
-    async def _answers(self, relay: Any) -> bool:
-        probe = ns.Filter().kind(ns.Kind(10050)).limit(1)
-        started = time.monotonic()
-        try:
-            await relay.fetch_events(probe, timeout=timedelta(seconds=PROBE_TIMEOUT))
-        except Exception:
-            return False
-        return time.monotonic() - started < PROBE_TIMEOUT
-
-    async def _reconnect(self, relay: Any) -> None:
-        try:
-            await relay.disconnect()
-            await relay.connect()
-        except Exception as exc:
-            log.warning("reconnecting %s failed: %s", relay.url(), exc)
+        self.writer_task = spawn(self._pump_writer(self.writer.notifications()), "relay-writer")
+        await self.reader.connect(and_wait=timedelta(seconds=0))
+        await self.writer.connect(and_wait=timedelta(seconds=0))
+        self._watch_task = spawn(relay_watch.watch(self), "relay-watch")
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
@@ -176,7 +135,7 @@ class RelayPool:
             if url in self.urls or url in self._extra:
                 continue
             self._extra.add(url)
-            await self._writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
+            await self.writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
             spawn(self._read_limits(url), "nip11")
 
     async def _read_limits(self, url: str) -> None:
@@ -190,10 +149,10 @@ class RelayPool:
     async def subscribe(self, filters: list[Any], sub_id: str | None = None) -> str:
         """Subscribe on every relay (``sub_id``: replace that subscription's filters)."""
         if sub_id is None:
-            output = await self._client.subscribe(ns.ReqTarget.auto(filters))
+            output = await self.reader.subscribe(ns.ReqTarget.auto(filters))
             sub_id = str(output.id)
         else:
-            await self._client.subscribe(ns.ReqTarget.auto(filters), id=sub_id)
+            await self.reader.subscribe(ns.ReqTarget.auto(filters), id=sub_id)
         self._subs[sub_id] = filters
         return sub_id
 
@@ -214,7 +173,7 @@ class RelayPool:
         relay_url = ns.RelayUrl.parse(url)
         for sub_id, filters in list(self._subs.items()):
             try:
-                await self._client.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
+                await self.reader.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
             except Exception as exc:
                 log.info("re-subscribing %s at %s failed: %s", sub_id, url, exc)
         if self.on_reconnect:
@@ -249,7 +208,7 @@ class RelayPool:
         failed: dict[str, str] = {}
         for _ in range(attempts):
             going = await self._pace(targets)
-            output = await self._writer.send_event(
+            output = await self.writer.send_event(
                 event,
                 target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in going]),
                 ok_timeout=timedelta(seconds=timeout),
@@ -294,39 +253,14 @@ class RelayPool:
             # again rather than all sending at once.
             await asyncio.sleep(min(min(waits.values()), 30.0))
 
-    async def probe(self, url: str, wrap: Any, me: str, timeout: float = 4.0) -> dict[str, Any]:
-        """A self-addressed round trip through one relay: does it take our gift wrap, and
-        does it give it back to us (a relay may accept DMs and then withhold them)?"""
-        health = self.health.of(url)
-        started = time.monotonic()
-        result = await self.publish(wrap, relays=(url,), timeout=timeout)
-        if url not in result.accepted:
-            reason = result.failed.get(url, "no answer")
-            return {"url": url, "send": f"no ({reason})", "receive": "not tested", "ok": False}
-        back: list[Any] = []
-        query = ns.Filter().kind(ns.Kind(1059)).id(wrap.id()).pubkey(ns.PublicKey.parse(me))
-        deadline = started + timeout * 2
-        while not back and time.monotonic() < deadline:
-            try:
-                relay = await self._client.relay(ns.RelayUrl.parse(url))
-                found = await relay.fetch_events(query, timeout=timedelta(seconds=1))
-                back = list(found)
-            except Exception as exc:
-                log.info("doctor: fetching our probe from %s failed: %s", url, exc)
-                await asyncio.sleep(0.3)
-        health.withholds_dms = not back
-        elapsed = round((time.monotonic() - started) * 1000)
-        receive = f"yes ({elapsed} ms round trip)" if back else "no (withholds DMs)"
-        return {"url": url, "send": "yes", "receive": receive, "ok": bool(back)}
-
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
-        events = await self._client.fetch_events(
+        events = await self.reader.fetch_events(
             ns.ReqTarget.auto(filters), timeout=timedelta(seconds=timeout)
         )
         return [_to_inbound(event, "") for event in events]
 
     async def states(self) -> list[dict[str, Any]]:
-        relays = await self._client.relays()
+        relays = await self.reader.relays()
         states = []
         for url, relay in relays.items():
             stats = relay.stats()
@@ -361,10 +295,10 @@ class RelayPool:
             self._task.cancel()
         if self._watch_task:
             self._watch_task.cancel()
-        if self._writer_task:
-            self._writer_task.cancel()
-        await self._client.shutdown()
-        await self._writer.shutdown()
+        if self.writer_task:
+            self.writer_task.cancel()
+        await self.reader.shutdown()
+        await self.writer.shutdown()
 
     def _relay_message(self, url: str, message: Any, reader: bool) -> None:
         """Learn from what a relay says besides events: AUTH, CLOSED, NOTICE, OK."""

@@ -1,0 +1,131 @@
+"""Local actions on calls: one command, one store transaction, the core's verdict first.
+
+A mixin of `CallService` (calls.py): it uses the service's calls, store, directory and
+`_apply`, and keeps the commands' side of the service readable on its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import clock
+from ..protocol import wire
+from ..protocol.call import ENDED, Call, CallError, EndedBy, Limits
+from ..protocol.events import Effect
+from ..store import Store
+from .directory import Directory
+from .errors import CommandError
+
+Action = Callable[[float], list[Effect]]
+
+
+class LocalActions:
+    """`act`, `start_call`, `block` and `pick`: what commands ask of the call service."""
+
+    # Provided by CallService.
+    calls: dict[str, Call]
+    peer_names: dict[str, str]
+    store: Store
+    directory: Directory
+    blocked: set[str]
+    limits: Limits
+    _timed: set[str]
+
+    def _apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
+        raise NotImplementedError
+
+    def reload(self) -> None:
+        raise NotImplementedError
+
+    def publish(self, work: list[Awaitable[None]]) -> None:
+        raise NotImplementedError
+
+    def act(
+        self, call: Call, action: Action, record: tuple[str, dict[str, Any]] | None = None
+    ) -> list[Awaitable[None]]:
+        """One command on one call, in one transaction: the core's verdict first, then the
+        transcript entry and every effect. A refusal or a failed commit leaves no trace."""
+        now = clock.now()
+        try:
+            with self.store.transaction():
+                effects = action(now)
+                if record is not None:
+                    self.store.add_entry(call.id, now, "out", record[0], record[1])
+                return self._apply(call, effects, now)
+        except CallError as exc:
+            raise CommandError(exc.code, str(exc)) from None
+        except Exception:
+            self.reload()
+            raise
+
+    def start_call(
+        self, agent: str, topic: str, my_name: str
+    ) -> tuple[Call, list[Awaitable[None]]]:
+        now = clock.now()
+        pubkey, name = self.directory.resolve(agent, now)
+        if pubkey in self.blocked:
+            raise CommandError("blocked", "that agent is blocked; 'p2p unblock' it first.")
+        if len(topic) > wire.MAX_TOPIC:
+            raise CommandError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
+        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, self.limits)
+        self.calls[call.id] = call
+        self.peer_names[call.id] = name
+        try:
+            with self.store.transaction():
+                self.store.add_entry(call.id, now, "out", "call_request", {"topic": topic})
+                return call, self._apply(call, effects, now)
+        except Exception:
+            self.calls.pop(call.id, None)
+            self.peer_names.pop(call.id, None)
+            self._timed.discard(call.id)
+            raise
+
+    def block(self, pubkey: str) -> list[str]:
+        """Block ``pubkey``: every open call with it ends on both sides. Returns their ids."""
+        now = clock.now()
+        ended: list[str] = []
+        work: list[Awaitable[None]] = []
+        try:
+            with self.store.transaction():
+                self.store.block(pubkey, now)
+                for call in self.calls.values():
+                    if call.peer == pubkey and call.state != ENDED:
+                        self.store.add_entry(
+                            call.id, now, "out", "call_ended", {"reason": "blocked"}
+                        )
+                        work += self._apply(call, call.end("blocked", now, EndedBy.BLOCKED), now)
+                        ended.append(call.id)
+        except Exception:
+            self.reload()
+            raise
+        self.blocked.add(pubkey)
+        self.publish(work)
+        return ended
+
+    def pick(
+        self, prefix: str | None, states: tuple[str, ...], what: str, direction: str | None = None
+    ) -> Call:
+        """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
+        if prefix:
+            matches = [c for c in self.calls.values() if c.id.startswith(prefix.lower())]
+            if not matches:
+                raise CommandError("no_call", f"no call matches '{prefix}'.")
+            if len(matches) > 1:
+                listed = ", ".join(c.id[:12] for c in matches)
+                raise CommandError("ambiguous_call", f"'{prefix}' matches several calls: {listed}.")
+            return matches[0]
+        candidates = [
+            c
+            for c in self.calls.values()
+            if c.state in states and (direction is None or c.direction == direction)
+        ]
+        if not candidates:
+            raise CommandError("no_call", f"there is no {what}.")
+        if len(candidates) > 1:
+            listed = ", ".join(f"{c.id[:8]} ({self.peer_names.get(c.id, '')})" for c in candidates)
+            raise CommandError(
+                "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
+            )
+        return candidates[0]

@@ -1,0 +1,91 @@
+"""Relay liveness and reachability: the watchdog that finds half-open connections, and
+the `doctor` probe (a self-addressed round trip through one relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import nostr_sdk as ns
+
+if TYPE_CHECKING:
+    from .nostr_io import RelayPool
+
+log = logging.getLogger("p2p.relays")
+
+WATCH_INTERVAL = 10.0  # seconds between liveness probes of each connected relay
+PROBE_TIMEOUT = 5.0
+
+
+async def watch(pool: RelayPool) -> None:
+    """Probe every connected relay now and then: a connection that went half-open (no
+    FIN, no RST) otherwise looks "connected" for a minute or more. A relay that does not
+    answer is reconnected; a relay that comes back triggers `on_reconnect` (catch-up)."""
+    was_connected: dict[str, bool] = {}
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        for client in (pool.reader, pool.writer):
+            try:
+                relays = await client.relays()
+            except Exception:
+                continue
+            for url, relay in relays.items():
+                up = relay.status() == ns.RelayStatus.CONNECTED
+                if up and not await _answers(relay):
+                    log.warning("relay %s does not answer; reconnecting", url)
+                    pool.health.of(str(url)).last_error = "no answer (connection half-open?)"
+                    await _reconnect(relay)
+                    up = False
+                if client is pool.reader:
+                    if up and was_connected.get(str(url)) is False and pool.on_reconnect:
+                        pool.on_reconnect()
+                    was_connected[str(url)] = up
+
+
+async def _answers(relay: Any) -> bool:
+    probe = ns.Filter().kind(ns.Kind(10050)).limit(1)
+    started = time.monotonic()
+    try:
+        await relay.fetch_events(probe, timeout=timedelta(seconds=PROBE_TIMEOUT))
+    except Exception:
+        return False
+    return time.monotonic() - started < PROBE_TIMEOUT
+
+
+async def _reconnect(relay: Any) -> None:
+    try:
+        await relay.disconnect()
+        await relay.connect()
+    except Exception as exc:
+        log.warning("reconnecting %s failed: %s", relay.url(), exc)
+
+
+async def probe(
+    pool: RelayPool, url: str, wrap: Any, me: str, timeout: float = 4.0
+) -> dict[str, Any]:
+    """A self-addressed round trip through one relay: does it take our gift wrap, and
+    does it give it back to us (a relay may accept DMs and then withhold them)?"""
+    health = pool.health.of(url)
+    started = time.monotonic()
+    result = await pool.publish(wrap, relays=(url,), timeout=timeout)
+    if url not in result.accepted:
+        reason = result.failed.get(url, "no answer")
+        return {"url": url, "send": f"no ({reason})", "receive": "not tested", "ok": False}
+    back: list[Any] = []
+    query = ns.Filter().kind(ns.Kind(1059)).id(wrap.id()).pubkey(ns.PublicKey.parse(me))
+    deadline = started + timeout * 2
+    while not back and time.monotonic() < deadline:
+        try:
+            relay = await pool.reader.relay(ns.RelayUrl.parse(url))
+            found = await relay.fetch_events(query, timeout=timedelta(seconds=1))
+            back = list(found)
+        except Exception as exc:
+            log.info("doctor: fetching our probe from %s failed: %s", url, exc)
+            await asyncio.sleep(0.3)
+    health.withholds_dms = not back
+    elapsed = round((time.monotonic() - started) * 1000)
+    receive = f"yes ({elapsed} ms round trip)" if back else "no (withholds DMs)"
+    return {"url": url, "send": "yes", "receive": receive, "ok": bool(back)}
