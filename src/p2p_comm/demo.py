@@ -67,10 +67,11 @@ class Demo:
         agents: list[Agent] = []
         try:
             self.step("embedded relay started", relay.url)
-            alice = Agent("alice", [relay.url], capabilities="planning")
+            alice = Agent("alice", [relay.url], loop_guard=True, capabilities="planning")
             bob = Agent(
                 "bob",
                 [relay.url],
+                loop_guard=True,
                 capabilities="summarize,translate",
                 description="summarises documents",
             )

@@ -97,7 +97,12 @@ class Agent:
     """One agent: a temporary home and the ``p2p`` command run against it."""
 
     def __init__(
-        self, name: str, relays: list[str], home: Path | None = None, **settings: str
+        self,
+        name: str,
+        relays: list[str],
+        home: Path | None = None,
+        loop_guard: bool = False,
+        **settings: str,
     ) -> None:
         self.name = name
         self.home = home or Path(tempfile.mkdtemp(prefix=f"p2p-{name}-", dir="/tmp"))
@@ -105,8 +110,11 @@ class Agent:
             os.environ, P2P_HOME=str(self.home), P2P_NAME=name, P2P_RELAYS=",".join(relays)
         )
         # Test and bench agents blast messages both ways on purpose: loop protection is off
-        # unless a test turns it on (tests/integration/test_groups.py does).
-        self.env.update(P2P_LOOP_TURNS_PER_MINUTE="0", P2P_LOOP_MAX_TURNS="0", P2P_LOOP_REPEATS="0")
+        # unless asked for (the demo, and tests/integration/test_groups.py, keep it on).
+        if not loop_guard:
+            self.env.update(
+                P2P_LOOP_TURNS_PER_MINUTE="0", P2P_LOOP_MAX_TURNS="0", P2P_LOOP_REPEATS="0"
+            )
         self.env.update({f"P2P_{key.upper()}": value for key, value in settings.items()})
 
     @property
