@@ -61,7 +61,7 @@ def exchange(sender: Call, receiver: Call, effects: list[Effect], now: float) ->
     return out
 
 
-def test_request_rings_with_topic_and_caller_name() -> None:
+def test_request_rings_with_topic() -> None:
     caller, out = Call.start(CALL_ID, BOB, "review my PR", "alice", 10.0, Limits())
     assert caller.state == RINGING
     (request,) = sent(out)
@@ -254,7 +254,7 @@ def test_file_over_the_limit_is_refused_back_to_the_sender() -> None:
     back = exchange(callee, generous, got, 3.0)
     (refused,) = delivered(back)
     assert refused.type == "refused" and refused.fields["what"] == "file"
-    assert refused.fields["name"] == "x" and "limit" in refused.fields["reason"]
+    assert refused.fields["file_name"] == "x" and "limit" in refused.fields["reason"]
     assert generous.refused == 1
 
 
