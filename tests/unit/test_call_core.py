@@ -68,9 +68,7 @@ def test_request_rings_with_topic() -> None:
     assert (request.type, request.seq, request.body["topic"]) == ("request", 1, "review my PR")
     callee, effects = Call.ring_in(request, ALICE, 10.0, 10.5, Limits())
     assert callee.state == RINGING
-    assert delivered(effects) == [
-        Deliver("call_request", {"topic": "review my PR", "caller_name": "alice"})
-    ]
+    assert delivered(effects) == [Deliver("call_request", {"topic": "review my PR"})]
 
 
 def test_accept_activates_both_sides_and_acknowledges_the_request() -> None:
