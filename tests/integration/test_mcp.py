@@ -129,7 +129,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
                 await session.subscribe_resource("p2p://inbox")
             agents = (await tool(session, "list_agents"))["agents"]
             assert "bob" in {a["name"] for a in agents}
-            call_id = (await tool(session, "call", agent="bob", topic="review my plan"))["id"]
+            call_id = (await tool(session, "call", agent="bob", topic="review my plan"))["call_id"]
             (request,) = await in_thread(events_of, bob, "call_request")
             assert request["call_id"] == call_id
             await in_thread(bob.json, "answer", "accept")
@@ -167,7 +167,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
             content = os.urandom(3000)
             encoded = base64.b64encode(content).decode()
             sent = await tool(session, "send_file", base64=encoded, name="blob.bin")
-            assert sent["size"] == len(content)
+            assert sent["bytes"] == len(content)
             (file_event,) = await in_thread(events_of, bob, "file")
             assert file_event["sha256"] == hashlib.sha256(content).hexdigest()
 
@@ -185,7 +185,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
             assert "hello bob" in by_type["text/markdown"]
             assert json.loads(by_type["application/json"])["call_id"] == call_id
             history = await tool(session, "history")
-            assert history["calls"][0]["id"] == call_id
+            assert history["calls"][0]["call_id"] == call_id
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
