@@ -109,7 +109,8 @@ def test_tools_answer_like_the_cli(relay: Any, make_agent: Any) -> None:
             failed = await session.call_tool("send", {"text": "nobody to send to"})
             assert failed.is_error
             cli = alice.json("send", "nobody to send to", check=False)
-            assert failed.structured_content == {"ok": False, "error": cli["error"]}
+            del cli["_exit"]
+            assert failed.structured_content == cli  # ok, schema and error
             assert failed.content[0].text == f"error: {cli['error']['message']}"  # type: ignore[union-attr]
             templates = await session.list_resource_templates()
             uris = [t.uri_template for t in templates.resource_templates]
