@@ -237,7 +237,7 @@ class Bench:
             sent = rpc.request(self.alice.paths.socket, "send", {"text": f"lat {index}"})
             events = take_inbox(self.bob.paths.socket, "wait", timeout=10)
             (event,) = [e for e in events if e["type"] == "message"]
-            samples.append(event["ts"] - sent["accepted_at"])
+            samples.append(event["at"] - sent["accepted_at"])
         return samples
 
     def daemon_latency(self) -> None:

@@ -14,6 +14,7 @@ import sys
 from . import rpc, textout
 from .client import Client, P2PError
 from .locations import home_str
+from .schema import document, error_document
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -341,7 +342,7 @@ def cmd_relay(args: argparse.Namespace, home: Home) -> Any:
         raise CliError("--port must be from 0 to 65535 (0 picks a free port).", "usage", EXIT_USAGE)
     from . import relay
 
-    sys.exit(relay.main(args.host, args.port, args.db))
+    sys.exit(relay.main(args.host, args.port, args.db, json_output=args.json))
 
 
 def cmd_mcp(args: argparse.Namespace, home: Home) -> Any:
@@ -396,9 +397,7 @@ def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
     exit_code = result.pop("_exit", EXIT_OK) if isinstance(result, dict) else EXIT_OK
     ack = result.pop("_ack", None) if isinstance(result, dict) else None
     if as_json:
-        payload = (
-            {"ok": True, **result} if isinstance(result, dict) else {"ok": True, "result": result}
-        )
+        payload = document(result if isinstance(result, dict) else {"result": result})
         text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
         text = textout.render(command, result)
@@ -483,7 +482,7 @@ def _main(argv: list[str]) -> int:
 
 def _error(code: str, message: str, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"ok": False, "error": {"code": code, "message": message}}))
+        print(json.dumps(error_document(code, message)))
         sys.stdout.flush()
     else:
         print(f"error: {message}", file=sys.stderr)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .harness import Agent, RelayProcess, wait_until
+from .schema import document, error_document
 
 
 def _sees(agent: Agent, other: Agent) -> Callable[[], bool]:
@@ -101,18 +102,10 @@ def main(json_output: bool = False) -> int:
         demo.run()
     except Exception as exc:
         if json_output:
-            print(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "error": {"code": "demo_failed", "message": str(exc)},
-                        "steps": demo.steps,
-                    }
-                )
-            )
+            print(json.dumps({**error_document("demo_failed", str(exc)), "steps": demo.steps}))
         else:
             print(f"error: the demo failed: {exc}")
         return 1
     if json_output:
-        print(json.dumps({"ok": True, "steps": demo.steps}))
+        print(json.dumps(document({"steps": demo.steps})))
     return 0

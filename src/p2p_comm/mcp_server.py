@@ -39,6 +39,7 @@ from . import __version__, textout
 from .aclient import AsyncClient
 from .client import P2PError
 from .sanitize import clean_label
+from .schema import document, error_document
 
 log = logging.getLogger("p2p.mcp")
 
@@ -212,14 +213,14 @@ def tool_result(name: str, result: dict[str, Any]) -> types.CallToolResult:
     command = _COMMAND.get(name, name)
     return types.CallToolResult(
         content=[_text(textout.render(command, result))],
-        structured_content={"ok": True, **result},
+        structured_content=document(result),
     )
 
 
 def tool_error(exc: P2PError) -> types.CallToolResult:
     return types.CallToolResult(
         content=[_text(f"error: {exc.message}")],
-        structured_content={"ok": False, "error": {"code": exc.code, "message": exc.message}},
+        structured_content=error_document(exc.code, exc.message),
         is_error=True,
     )
 
@@ -227,9 +228,10 @@ def tool_error(exc: P2PError) -> types.CallToolResult:
 def event_line(event: dict[str, Any]) -> str:
     """One line naming an event and its peer, for a log notification (no peer-written text
     beyond the sanitised display name)."""
-    peer = clean_label(str(event.get("peer_name") or ""), 64) or "unknown"
+    who = event.get("peer") or {}
+    peer = clean_label(str(who.get("name") or ""), 64) or "unknown"
     call = str(event.get("call_id") or "")[:8]
-    return f"{event.get('type', 'event')} from {peer} ({event.get('npub', '?')}) in call {call}"
+    return f"{event.get('type', 'event')} from {peer} ({who.get('npub') or '?'}) in call {call}"
 
 
 # The server -------------------------------------------------------------------------------
@@ -416,7 +418,7 @@ class P2PMcp:
                         data = {
                             "message": event_line(event),
                             "type": event.get("type"),
-                            "npub": event.get("npub"),
+                            "peer": event.get("peer"),
                             "call_id": event.get("call_id"),
                             "event_id": event.get("event_id"),
                         }

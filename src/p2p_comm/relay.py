@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import sys
+from typing import Any
 
 import nostr_sdk as ns
+
+from .schema import document, error_document
 
 # A private group of agents sends bursts (file chunks, receipts) that public-relay
 # limits would throttle.
@@ -43,26 +47,36 @@ async def build_relay(host: str, port: int, db: str | None) -> tuple[object, str
     return relay, str(await relay.url())
 
 
-async def serve(host: str, port: int, db: str | None) -> int:
+def _say(json_output: bool, text: str, **fields: Any) -> None:
+    """One line on stdout: text, or with ``--json`` a schema document per line."""
+    print(json.dumps(document(fields)) if json_output else text, flush=True)
+
+
+async def serve(host: str, port: int, db: str | None, json_output: bool = False) -> int:
     relay, url = await build_relay(host, port, db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     where = f"database {db}" if db else "in memory"
-    print(f"relay ready: {url} ({where})", flush=True)
+    _say(json_output, f"relay ready: {url} ({where})", relay="ready", url=url, db=db)
     await stop.wait()
     relay.shutdown()  # type: ignore[attr-defined]
-    print("relay stopped", flush=True)
+    _say(json_output, "relay stopped", relay="stopped", url=url, db=db)
     return 0
 
 
-def main(host: str, port: int, db: str | None) -> int:
-    """Serve until stopped; a relay that cannot start is one sentence on stderr and exit 1."""
+def main(host: str, port: int, db: str | None, json_output: bool = False) -> int:
+    """Serve until stopped; a relay that cannot start is one sentence on stderr and exit 1
+    (with ``--json``: the error document on stdout)."""
     try:
-        return asyncio.run(serve(host, port, db))
+        return asyncio.run(serve(host, port, db, json_output))
     except (OSError, ns.NostrSdkError) as exc:
-        print(f"error: {start_failure(host, port, exc)}", file=sys.stderr)
+        message = start_failure(host, port, exc)
+        if json_output:
+            print(json.dumps(error_document("relay_failed", message)), flush=True)
+        else:
+            print(f"error: {message}", file=sys.stderr)
         return 1
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .schema import upgrade_entry, upgrade_event
+
 log = logging.getLogger("p2p.store")
 
 SCHEMA_VERSION = 3
@@ -313,7 +315,7 @@ class Store:
             query += " AND call_id LIKE ?"
             args.append(call_prefix.replace("%", "").replace("_", "") + "%")
         rows = self._db.execute(query + " ORDER BY id LIMIT ?", (*args, limit))
-        return [{"event_id": row["id"], **json.loads(row["data"])} for row in rows]
+        return [{"event_id": row["id"], **upgrade_event(json.loads(row["data"]))} for row in rows]
 
     def mark_read(self, ids: Iterable[int]) -> int:
         cursor = self._db.executemany(
@@ -347,12 +349,14 @@ class Store:
             (call_id,),
         )
         return [
-            {
-                "at": row["at"],
-                "direction": row["direction"],
-                "type": row["type"],
-                **json.loads(row["data"]),
-            }
+            upgrade_entry(
+                {
+                    "at": row["at"],
+                    "direction": row["direction"],
+                    "type": row["type"],
+                    **json.loads(row["data"]),
+                }
+            )
             for row in rows
         ]
 

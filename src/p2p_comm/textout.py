@@ -137,10 +137,19 @@ def _short(call_id: str) -> str:
     return call_id[:8]
 
 
+def _peer(event: dict[str, Any]) -> tuple[str, str]:
+    """(name, npub) of the event's peer; empty for an event no single agent sent."""
+    who = event.get("peer") or {}
+    return who.get("name", ""), who.get("npub", "")
+
+
 def _who(event: dict[str, Any]) -> str:
+    name, npub = _peer(event)
     if event["type"] == "owner_reply":
-        return f"your owner ({event['npub']})"
-    return f"agent {q(event.get('peer_name', '') or 'unknown', 64)} ({event['npub']})"
+        return f"your owner ({npub})"
+    if not npub:
+        return "the agents of this call"
+    return f"agent {q(name or 'unknown', 64)} ({npub})"
 
 
 def esc_id(escalation_id: str | None) -> str:
@@ -153,8 +162,8 @@ def esc_id(escalation_id: str | None) -> str:
 def render_event(event: dict[str, Any]) -> list[str]:
     kind, call = event["type"], _short(event.get("call_id") or "")
     who = _who(event)
-    name, npub = event.get("peer_name", ""), event["npub"]
-    if kind == "call_request":
+    name, npub = _peer(event)
+    if kind == "call_request" and not event.get("group"):
         return [
             f"[call_request] incoming call {call} from {who}; topic:",
             *fence(event["topic"], name, npub),
@@ -204,8 +213,8 @@ def render_event(event: dict[str, Any]) -> list[str]:
         return [f"[{kind}] call {call} from {who}:", *fence(event["text"], name, npub)]
     if kind == "file":
         return [
-            f"[file] call {call} from {who}: file name {q(event['name'], 255)},"
-            f" {event['size']} bytes, saved to {event['path']}",
+            f"[file] call {call} from {who}: file name {q(event['file_name'], 255)},"
+            f" {event['bytes']} bytes, saved to {event['path']}",
             f"  sha256 {event['sha256']} (verified)",
         ]
     return [f"[{kind}] call {call} from {who}"]
@@ -226,7 +235,7 @@ def _group_line(call: dict[str, Any]) -> str:
         f"agent {q(p['name'] or 'unknown', 64)} ({p['npub']}, {p['state']})"
         for p in call["participants"][1:]
     )
-    line = f"group call {_short(call['id'])} {call['state']} with {people}"
+    line = f"group call {_short(call['call_id'])} {call['state']} with {people}"
     if call.get("loop_suspected"):
         line += " [sends paused: loop suspected]"
     return line + f" topic: {q(call['topic'], 120)}"
@@ -235,8 +244,8 @@ def _group_line(call: dict[str, Any]) -> str:
 def _call_line(call: dict[str, Any], times: bool = False) -> str:
     if call.get("group"):
         return _group_line(call)
-    peer = f"agent {q(call['peer_name'] or 'unknown', 64)} ({call['peer_npub']})"
-    line = f"call {_short(call['id'])} {call['direction']} {call['state']} with {peer}"
+    peer = f"agent {q(call['peer']['name'] or 'unknown', 64)} ({call['peer']['npub']})"
+    line = f"call {_short(call['call_id'])} {call['direction']} {call['state']} with {peer}"
     if call.get("outcome"):
         line += f" ({call['outcome']})"
     if times:
@@ -247,19 +256,19 @@ def _call_line(call: dict[str, Any], times: bool = False) -> str:
 
 
 def render_call(result: dict[str, Any]) -> list[str]:
-    return [_call_line(result), f"call id: {result['id']}"]
+    return [_call_line(result), f"call id: {result['call_id']}"]
 
 
 def render_sent(result: dict[str, Any]) -> list[str]:
     if result.get("queued") is True:  # the daemon stopped after the file was stored
         return [
-            f"queued file {q(result['name'], 255)} ({result['size']} bytes) in call"
+            f"queued file {q(result['file_name'], 255)} ({result['bytes']} bytes) in call"
             f" {_short(result['call_id'])}: it is sent when the daemon runs again;"
             " do not send it a second time",
         ]
-    d = result["delivery"]
+    d = result["call_delivery"]
     what = (
-        f"file {q(result['name'], 255)} ({result['size']} bytes, {result['chunks']} chunks)"
+        f"file {q(result['file_name'], 255)} ({result['bytes']} bytes, {result['chunks']} chunks)"
         if ("chunks" in result)
         else f"message ({result['bytes']} bytes)"
     )
@@ -342,8 +351,8 @@ def render_doctor(result: dict[str, Any]) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "doctor": render_doctor,
     "contacts": render_contacts,
-    "block": lambda r: [f"blocked {q(r['name'], 64)} ({r['blocked']})"],
-    "unblock": lambda r: [f"unblocked {q(r['name'], 64)} ({r['unblocked']})"],
+    "block": lambda r: [f"blocked {q(r['peer']['name'], 64)} ({r['peer']['npub']})"],
+    "unblock": lambda r: [f"unblocked {q(r['peer']['name'], 64)} ({r['peer']['npub']})"],
     "skill": lambda r: [f"skill installed: {r['installed']}"],
     "status": lambda r: render_status(r) + _status_calls(r["calls"]) + _status_security(r),
     "whoami": render_whoami,

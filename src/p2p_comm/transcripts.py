@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .sanitize import clean_display, clean_label
+from .schema import SCHEMA
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -49,8 +50,9 @@ def fenced(text: str) -> list[str]:
 def _entry_lines(entry: dict[str, Any], me: str, peer: str) -> list[str]:
     direction = entry["direction"]
     who = {"out": me, "owner": "the owner (your configured owner channel)"}.get(direction, peer)
-    if direction == "in" and entry.get("from_npub"):  # a group call: who said it
-        who = f"{code_span(entry.get('from_name') or 'unknown', 64)} ({entry['from_npub']})"
+    sender = entry.get("peer") if entry["type"] != "invited" else None
+    if direction == "in" and sender:  # a group call: who said it
+        who = f"{code_span(sender.get('name') or 'unknown', 64)} ({sender.get('npub', '')})"
     kind = entry["type"]
     stamp = _when(entry["at"])
     if kind in ("message", "escalation", "owner_reply"):
@@ -59,8 +61,8 @@ def _entry_lines(entry: dict[str, Any], me: str, peer: str) -> list[str]:
     if kind == "file":
         saved = f", saved at {code_span(entry['path'], 4096)}" if entry.get("path") else ""
         return [
-            f"**{stamp}, file from {who}:** {code_span(entry['name'], 255)},"
-            f" {entry['size']} bytes, sha256 `{entry['sha256']}`{saved}"
+            f"**{stamp}, file from {who}:** {code_span(entry['file_name'], 255)},"
+            f" {entry['bytes']} bytes, sha256 `{entry['sha256']}`{saved}"
         ]
     detail_key = "reason" if entry.get("reason") else "topic" if entry.get("topic") else ""
     head = f"**{stamp}, {kind.replace('_', ' ')} by {who}**"
@@ -69,17 +71,28 @@ def _entry_lines(entry: dict[str, Any], me: str, peer: str) -> list[str]:
     return [f"{head}, {detail_key} as written:", "", *fenced(entry[detail_key])]
 
 
+def _peer_label(call: dict[str, Any]) -> str:
+    """The other side: the peer, or a group call's participants."""
+    if call.get("peer"):
+        return f"{code_span(call['peer']['name'] or 'unknown', 64)} ({call['peer']['npub']})"
+    others = [
+        f"{code_span(p['name'] or 'unknown', 64)} ({p['npub']})"
+        for p in call.get("participants", [])[1:]
+    ]
+    return "group call with " + (", ".join(others) or "nobody")
+
+
 def render_markdown(call: dict[str, Any], entries: list[dict[str, Any]]) -> str:
-    me = f"{code_span(call['my_name'], 64)} (me)"
-    peer = f"{code_span(call['peer_name'] or 'unknown', 64)} ({call['peer_npub']})"
+    me = f"{code_span(call['me']['name'], 64)} (me)"
+    peer = _peer_label(call)
     ended = f"- ended: {_when(call.get('ended_at'))}"
     if call.get("outcome"):
         ended += f" ({call['outcome']}; any reason is in the entries below)"
     lines = [
-        f"# Call {call['id']}",
+        f"# Call {call['call_id']}",
         "",
         f"- direction: {call['direction']}",
-        f"- me: {me.removesuffix(' (me)')} ({call['my_npub']})",
+        f"- me: {me.removesuffix(' (me)')} ({call['me']['npub']})",
         f"- peer: {peer}",
         f"- started: {_when(call['created_at'])}",
         f"- answered: {_when(call.get('answered_at'))}",
@@ -99,4 +112,6 @@ def render_markdown(call: dict[str, Any], entries: list[dict[str, Any]]) -> str:
 
 
 def render_json(call: dict[str, Any], entries: list[dict[str, Any]]) -> str:
-    return json.dumps({"call": call, "entries": entries}, indent=2, ensure_ascii=False)
+    """The record file: ``transcript.json`` of the schema (``p2p-comm/2``)."""
+    document = {"schema": SCHEMA, "call": call, "entries": entries}
+    return json.dumps(document, indent=2, ensure_ascii=False)

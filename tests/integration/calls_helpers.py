@@ -40,7 +40,7 @@ def start_agents(url: str, make_agent: Any, *names: str, **settings: str) -> lis
 
 
 def connect(caller: Agent, callee: Agent, topic: str = "a topic") -> str:
-    call_id = str(caller.json("call", callee.name, topic)["id"])
+    call_id = str(caller.json("call", callee.name, topic)["call_id"])
     (request,) = events_of(callee, "call_request")
     assert request["call_id"] == call_id
     callee.json("answer", "accept", "--call", call_id[:8])

@@ -34,7 +34,7 @@ def test_python_api_drives_a_whole_call(relay: Any, make_agent: Any) -> None:
     assert api.whoami()["npub"] == alice.npub()
     assert "bob" in {agent["name"] for agent in api.list_agents()["agents"]}
 
-    call_id = api.call("bob", "translate a contract")["id"]
+    call_id = api.call("bob", "translate a contract")["call_id"]
     (request,) = events_of(bob, "call_request")
     assert request["call_id"] == call_id
     bob.json("answer", "accept")
@@ -50,7 +50,7 @@ def test_python_api_drives_a_whole_call(relay: Any, make_agent: Any) -> None:
 
     content = b"\x00binary\xffcontent" * 100
     sent = api.send_file(data=content, name="data.bin")
-    assert sent["size"] == len(content)
+    assert sent["bytes"] == len(content)
     (received,) = events_of(bob, "file")
     assert received["sha256"] == hashlib.sha256(content).hexdigest()
 
@@ -63,7 +63,7 @@ def test_python_api_drives_a_whole_call(relay: Any, make_agent: Any) -> None:
     events_of(bob, "call_ended")
     transcript = api.transcript(call_id)
     assert "hello bob" in transcript["transcript"] and "data.bin" in transcript["transcript"]
-    assert api.history()["calls"][0]["id"] == call_id
+    assert api.history()["calls"][0]["call_id"] == call_id
 
     with pytest.raises(P2PError) as failure:
         api.send("nobody listens")
@@ -149,8 +149,8 @@ def test_send_file_from_a_path_names_it_after_the_file(
     path = tmp_path / "report.txt"
     path.write_bytes(b"quarterly numbers\n")
     sent = Client(alice.home).send_file(path)
-    assert sent["name"] == "report.txt"
+    assert sent["file_name"] == "report.txt"
     (received,) = events_of(bob, "file")
-    assert received["name"] == "report.txt"
+    assert received["file_name"] == "report.txt"
     as_base64 = base64.b64encode(b"tiny").decode()
-    assert Client(alice.home).send_file(data=as_base64, name="t.bin")["size"] == 4
+    assert Client(alice.home).send_file(data=as_base64, name="t.bin")["bytes"] == 4

@@ -18,13 +18,13 @@ from tests.integration.calls_helpers import connect, events_of, start_agents
 
 def _whole_flow(url: str, make_agent: AgentFactory, tmp_path: Path) -> None:
     alice, bob = start_agents(url, make_agent, "alice", "bob")
-    call_id = alice.json("call", "bob", "review the release plan")["id"]
+    call_id = alice.json("call", "bob", "review the release plan")["call_id"]
     (request,) = events_of(bob, "call_request")
     assert request["topic"] == "review the release plan"
-    assert request["npub"] == alice.npub() and request["name"] == "alice"
+    assert request["peer"] == {"npub": alice.npub(), "name": "alice"}
     bob.json("answer", "accept")
     (accepted,) = events_of(alice, "call_accepted")
-    assert accepted["call_id"] == call_id and accepted["npub"] == bob.npub()
+    assert accepted["call_id"] == call_id and accepted["peer"]["npub"] == bob.npub()
 
     alice.json("send", "first from alice")
     alice.json("send", "second from alice")
@@ -39,7 +39,7 @@ def _whole_flow(url: str, make_agent: AgentFactory, tmp_path: Path) -> None:
     sent = alice.json("sendfile", "data.bin", "--path", str(source))
     assert sent["sha256"] == hashlib.sha256(payload).hexdigest() and sent["chunks"] == 4
     (received,) = events_of(bob, "file")
-    assert received["name"] == "data.bin" and received["size"] == len(payload)
+    assert received["file_name"] == "data.bin" and received["bytes"] == len(payload)
     assert Path(received["path"]).read_bytes() == payload
     assert Path(received["path"]).parent == bob.paths.files / call_id
 
@@ -69,7 +69,7 @@ def _whole_flow(url: str, make_agent: AgentFactory, tmp_path: Path) -> None:
             assert text in markdown
         assert document["call"]["state"] == "ended"
     history = bob.json("history")["calls"]
-    assert history[0]["id"] == call_id and history[0]["outcome"] == "completed"
+    assert history[0]["call_id"] == call_id and history[0]["outcome"] == "completed"
     assert "reply from bob" in bob.json("transcript", call_id[:6])["transcript"]
 
 
@@ -95,7 +95,7 @@ def test_reject_with_reason(relay, make_agent: AgentFactory) -> None:  # type: i
 
 def test_ring_timeout_is_missed_on_both_sides(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob", ring_timeout="1.5")
-    call_id = alice.json("call", "bob", "anyone there?")["id"]
+    call_id = alice.json("call", "bob", "anyone there?")["call_id"]
     events_of(bob, "call_request")
     assert events_of(alice, "call_missed")[0]["call_id"] == call_id
     assert events_of(bob, "call_missed")[0]["call_id"] == call_id
@@ -115,11 +115,11 @@ def test_parallel_calls_and_call_waiting(relay, make_agent: AgentFactory) -> Non
     assert [e["text"] for e in events_of(bob, "message")] == ["for bob"]
     assert [e["text"] for e in events_of(carol, "message")] == ["for carol"]
     # Call waiting: carol rings bob while bob is in a call with alice.
-    waiting = carol.json("call", "bob", "quick question")["id"]
+    waiting = carol.json("call", "bob", "quick question")["call_id"]
     events_of(bob, "call_request")
     status = bob.json("status")["calls"]
-    assert [c["id"] for c in status["active"]] == [with_bob]
-    assert [c["id"] for c in status["ringing_in"]] == [waiting]
+    assert [c["call_id"] for c in status["active"]] == [with_bob]
+    assert [c["call_id"] for c in status["ringing_in"]] == [waiting]
     text = bob.run("status").stdout
     assert f"ringing (incoming): call {waiting[:8]}" in text
     assert f"active: call {with_bob[:8]}" in text
@@ -164,7 +164,7 @@ def test_file_sizes_arrive_intact(
         assert 5 <= len(progress) <= 11, "about one progress line per tenth"
         assert progress[-1].endswith("chunks handed to relays (100%)")
     (received,) = events_of(bob, "file", timeout=120)
-    assert received["size"] == size
+    assert received["bytes"] == size
     assert received["sha256"] == hashlib.sha256(payload).hexdigest()
     assert Path(received["path"]).read_bytes() == payload
     assert not list(Path(received["path"]).parent.glob(".partial-*"))

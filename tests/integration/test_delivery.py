@@ -177,7 +177,7 @@ def test_block_mid_call_ends_it_on_both_sides_and_unblock_allows_a_new_call(
     bob.json("block", alice.npub())
     (ended,) = events_of(alice, "call_ended", timeout=20)
     assert ended["call_id"] == call_id
-    (mine,) = [c for c in bob.json("history")["calls"] if c["id"] == call_id]
+    (mine,) = [c for c in bob.json("history")["calls"] if c["call_id"] == call_id]
     assert mine["state"] == "ended"
     assert (mine["outcome"], mine["end_reason"]) == ("completed", "blocked")
     bob.json("unblock", alice.npub())
@@ -230,7 +230,7 @@ def test_peer_offline_for_a_long_time_gets_every_message(relay, make_agent: Agen
     received = events_of(bob, "message", len(sent), timeout=60)
     assert texts_of(received) == sent
     # The clock seam is in force (without it this test cannot show the loss).
-    assert received[0]["ts"] > time.time() + offset - 600
+    assert received[0]["at"] > time.time() + offset - 600
 
 
 # Finding 5: catch-up past a relay's query cap ------------------------------------------------
@@ -281,7 +281,7 @@ def test_file_over_the_receivers_cap_is_refused_to_the_sender(
     assert texts_of(events_of(bob, "message")) == ["after the big file"]
     (refused,) = events_of(alice, "refused", timeout=20)
     assert refused["call_id"] == call_id
-    assert (refused["what"], refused["name"]) == ("file", "big.bin")
+    assert (refused["what"], refused["file_name"]) == ("file", "big.bin")
     assert refused["reason"]
     leftovers = bob.json("inbox")["events"] + bob.__dict__.get("backlog", [])
     assert not [e for e in leftovers if e["type"] == "file"]

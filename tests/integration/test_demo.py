@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 from p2p_comm.harness import p2p_command
+from tests.schema_check import check
 
 
 def _daemon_homes() -> set[str]:
@@ -23,7 +24,7 @@ def test_demo_runs_and_leaves_no_process() -> None:
         [*p2p_command(), "demo", "--json"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)
+    result = check("demo", json.loads(proc.stdout))
     steps = [s["step"] for s in result["steps"]]
     assert "alice: p2p list" in steps and "bob: p2p list" in steps
     assert steps[-1].startswith("daemons stopped")

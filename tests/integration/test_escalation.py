@@ -84,7 +84,7 @@ def test_escalation_reaches_owner_and_the_reply_comes_back(relay, make_agent: Ag
         alice.npub(),
         "budget for Q4",
         "approve?",
-        f"esc:{result['escalation_id']}",
+        result["escalation_id"],
     ):
         assert expected in text, expected
 
@@ -94,7 +94,7 @@ def test_escalation_reaches_owner_and_the_reply_comes_back(relay, make_agent: Ag
     (reply,) = events_of(bob, "owner_reply")
     assert reply["text"] == "Approved up to 35k."
     assert reply["call_id"] == call_id and reply["escalation_id"] == result["escalation_id"]
-    assert reply["npub"] == owner.keys.public_key().to_bech32()
+    assert reply["peer"]["npub"] == owner.keys.public_key().to_bech32()
     assert "I am your owner" not in json.dumps(bob.json("inbox"))
     transcript = bob.json("transcript", call_id)["transcript"]
     assert "reply from the owner" in transcript and "Approved up to 35k." in transcript

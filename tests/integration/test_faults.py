@@ -137,7 +137,7 @@ def test_full_disk_fails_loudly_loses_nothing_and_resumes(
         payload = os.urandom(60_000)
         (tmp_path / "full.bin").write_bytes(payload)
         alice.json("sendfile", "full.bin", "--path", str(tmp_path / "full.bin"))
-        second = alice.json("call", "bob", "rings while the disk is full")["id"]
+        second = alice.json("call", "bob", "rings while the disk is full")["call_id"]
         wait_until(
             lambda: bob.json("status")["security"]["unwrapped"] >= unwrapped + 10,
             20,
@@ -251,7 +251,7 @@ def test_agents_600s_apart_still_see_each_other(relay, make_agent: AgentFactory)
     wait_until(lambda: "ahead" in behind.online_names(), 20, "the agent behind to see the other")
     # The clock seam is in force: the agent ahead stamps its presence 600 s ahead.
     (listed,) = behind.json("list")["agents"]
-    assert listed["last_seen"] > time.time() + 500
+    assert listed["last_seen_at"] > time.time() + 500
 
 
 # A half-open connection -----------------------------------------------------------------------
@@ -448,7 +448,7 @@ def test_presence_announcements_do_not_resend_everything_each_time(
         bob_again.publish(bob_again.presence("bob", first + index))
 
         def seen(at: int = first + index) -> bool:
-            return any(a["last_seen"] >= at for a in alice.json("list")["agents"])
+            return any(a["last_seen_at"] >= at for a in alice.json("list")["agents"])
 
         wait_until(seen, 10, f"alice to see announcement {index}")
     elapsed = time.monotonic() - started

@@ -34,12 +34,12 @@ def test_peer_strings_stay_framed_and_unicode_survives(
     assert match and match.group(1) == HOSTILE_NAME and match.group(2) == bob_npub
 
     # A second call, rejected with `answer reject --call X "reason"` (option before the reason).
-    first = alice.json("call", bob_npub, "first")["id"]
+    first = alice.json("call", bob_npub, "first")["call_id"]
     events_of(bob, "call_request")
     bob.run("answer", "reject", "--call", first[:8], "busy now")
     assert events_of(alice, "call_rejected")[0]["reason"] == "busy now"
 
-    call_id = alice.json("call", bob_npub, FORGED_TOPIC)["id"]
+    call_id = alice.json("call", bob_npub, FORGED_TOPIC)["call_id"]
     (request,) = events_of(bob, "call_request")
     assert request["topic"] == FORGED_TOPIC  # the record keeps the peer's bytes
     history = bob.run("history", "--limit", "1").stdout.splitlines()
@@ -98,7 +98,7 @@ def test_every_file_is_owner_only_in_a_0755_home(
     alice, bob = start_agents(
         relay.url, lambda *a, **k: {"alice": alice, "bob": bob}[a[0]], "alice", "bob"
     )
-    call_id = alice.json("call", "bob", "files")["id"]
+    call_id = alice.json("call", "bob", "files")["call_id"]
     events_of(bob, "call_request")
     bob.json("answer", "accept")
     events_of(alice, "call_accepted")
@@ -107,9 +107,9 @@ def test_every_file_is_owner_only_in_a_0755_home(
     source = tmp_path / "report.txt"
     source.write_bytes(b"figures")
     sent = alice.json("sendfile", "--path", str(source))  # the name defaults to the file's
-    assert sent["name"] == "report.txt"
+    assert sent["file_name"] == "report.txt"
     (received,) = events_of(bob, "file")
-    assert received["name"] == "report.txt"
+    assert received["file_name"] == "report.txt"
     bob.json("escalate", "a human, please")
     assert bob.paths.escalations.exists()
     bob.json("end")

@@ -32,8 +32,8 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
     _invite(a, c, call_id)
     _invite(a, d, call_id)
     # The starter sees both newcomers join; the first peer hears of both from the roster.
-    assert {e["name"] for e in events_of(a, "participant_joined", 2)} == {"cat", "dan"}
-    assert {e["name"] for e in events_of(b, "participant_joined", 2)} == {"cat", "dan"}
+    assert {e["peer"]["name"] for e in events_of(a, "participant_joined", 2)} == {"cat", "dan"}
+    assert {e["peer"]["name"] for e in events_of(b, "participant_joined", 2)} == {"cat", "dan"}
     status = a.json("status")["calls"]["active"]
     (group,) = status
     assert group["group"] and {p["name"] for p in group["participants"]} >= {"ben", "cat", "dan"}
@@ -48,7 +48,7 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
         for other in everyone:
             if other is agent:
                 continue
-            texts = [e["text"] for e in got if e["name"] == other.name]
+            texts = [e["text"] for e in got if e["peer"]["name"] == other.name]
             assert texts == [f"{other.name} says {n}" for n in range(1, 4)], (agent.name, texts)
 
     # A file reaches every other participant intact.
@@ -63,7 +63,7 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
     d.json("end", "--call", call_id[:8])
     for agent in (a, b, c):
         (left,) = events_of(agent, "participant_left")
-        assert left["name"] == "dan"
+        assert left["peer"]["name"] == "dan"
     b.json("send", "after dan left", "--call", call_id[:8])
     for agent in (a, c):
         assert _messages(agent, 1)[0]["text"] == "after dan left"
@@ -87,7 +87,7 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
     for agent in (b, c):
         assert events_of(agent, "call_ended")[0]["call_id"] == call_id
     history = b.json("history")["calls"]
-    assert history[0]["id"] == call_id and history[0]["state"] == "ended"
+    assert history[0]["call_id"] == call_id and history[0]["state"] == "ended"
 
 
 def test_outsider_cannot_invite_or_join(relay: Any, make_agent: Any) -> None:
@@ -98,7 +98,7 @@ def test_outsider_cannot_invite_or_join(relay: Any, make_agent: Any) -> None:
     assert refused["_exit"] != 0 and refused["error"]["code"] == "not_allowed"
     # eve sends a forged call message into the call id: it comes from a key not in it.
     forged = c.json("call", "ann", "hello")  # a call of her own is fine and separate
-    assert forged["id"] != call_id
+    assert forged["call_id"] != call_id
     b.json("send", "only for ann", "--call", call_id[:8])
     got = _messages(a, 1)
     assert got[0]["text"] == "only for ann" and got[0]["call_id"] == call_id

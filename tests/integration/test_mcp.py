@@ -109,7 +109,8 @@ def test_tools_answer_like_the_cli(relay: Any, make_agent: Any) -> None:
             failed = await session.call_tool("send", {"text": "nobody to send to"})
             assert failed.is_error
             cli = alice.json("send", "nobody to send to", check=False)
-            assert failed.structured_content == {"ok": False, "error": cli["error"]}
+            del cli["_exit"]
+            assert failed.structured_content == cli  # ok, schema and error
             assert failed.content[0].text == f"error: {cli['error']['message']}"  # type: ignore[union-attr]
             templates = await session.list_resource_templates()
             uris = [t.uri_template for t in templates.resource_templates]
@@ -129,7 +130,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
                 await session.subscribe_resource("p2p://inbox")
             agents = (await tool(session, "list_agents"))["agents"]
             assert "bob" in {a["name"] for a in agents}
-            call_id = (await tool(session, "call", agent="bob", topic="review my plan"))["id"]
+            call_id = (await tool(session, "call", agent="bob", topic="review my plan"))["call_id"]
             (request,) = await in_thread(events_of, bob, "call_request")
             assert request["call_id"] == call_id
             await in_thread(bob.json, "answer", "accept")
@@ -167,7 +168,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
             content = os.urandom(3000)
             encoded = base64.b64encode(content).decode()
             sent = await tool(session, "send_file", base64=encoded, name="blob.bin")
-            assert sent["size"] == len(content)
+            assert sent["bytes"] == len(content)
             (file_event,) = await in_thread(events_of, bob, "file")
             assert file_event["sha256"] == hashlib.sha256(content).hexdigest()
 
@@ -185,7 +186,7 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
             assert "hello bob" in by_type["text/markdown"]
             assert json.loads(by_type["application/json"])["call_id"] == call_id
             history = await tool(session, "history")
-            assert history["calls"][0]["id"] == call_id
+            assert history["calls"][0]["call_id"] == call_id
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 

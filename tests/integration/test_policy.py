@@ -15,12 +15,12 @@ def _inbox_types(agent) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_contacts_only_rejects_a_stranger_automatically(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob", call_policy="contacts")
-    call_id = alice.json("call", "bob", "let me in")["id"]
+    call_id = alice.json("call", "bob", "let me in")["call_id"]
     (rejected,) = events_of(alice, "call_rejected")
     assert rejected["call_id"] == call_id and rejected["reason"] == "not accepting calls right now"
     assert "call_request" not in _inbox_types(bob), "the agent is never rung"
     (refused,) = bob.json("history")["calls"]
-    assert refused["outcome"] == "rejected" and refused["id"] == call_id
+    assert refused["outcome"] == "rejected" and refused["call_id"] == call_id
     assert bob.json("status")["security"]["dropped"]["policy"] == 1
     bob.json("contacts", "add", "alice", "--name", "Alice (trusted)")
     listed = bob.json("contacts", "list")
@@ -45,7 +45,7 @@ def test_blocked_key_never_rings(relay, make_agent: AgentFactory) -> None:  # ty
     alice.json("call", "bob", "blocked call")
     carol.json("call", "bob", "a normal call")
     (request,) = events_of(bob, "call_request")
-    assert request["name"] == "carol"
+    assert request["peer"]["name"] == "carol"
     assert events_of(alice, "call_missed", timeout=15)[0]["reason"] == "nobody answered"
     assert "call_request" not in _inbox_types(bob)
     assert bob.json("status")["security"]["dropped"]["blocked"] >= 1
@@ -129,4 +129,4 @@ def test_lookalike_names_are_flagged_and_not_callable_by_name(
     result = alice.json("call", "bob", "which?", check=False)
     assert result["error"]["code"] == "ambiguous_agent"
     assert real.npub() in result["error"]["message"] and fake.npub() in result["error"]["message"]
-    assert alice.json("call", real.npub(), "by npub works")["peer_npub"] == real.npub()
+    assert alice.json("call", real.npub(), "by npub works")["peer"]["npub"] == real.npub()

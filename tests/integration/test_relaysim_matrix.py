@@ -216,7 +216,7 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
     wait_until(lambda: "bob" in alice.online_names(), DISCOVERY_TIMEOUT, "alice to discover bob")
     done.append("discovery")
 
-    call_id = str(alice.json("call", "bob", "quarterly numbers")["id"])
+    call_id = str(alice.json("call", "bob", "quarterly numbers")["call_id"])
     (request,) = events_of(bob, "call_request", timeout=STEP_TIMEOUT)
     assert request["call_id"] == call_id
     bob.json("answer", "accept", "--call", call_id[:8])
@@ -244,7 +244,7 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
     assert escalation["owner_reached"] == ["nostr"], escalation
     events_of(alice, "escalation", timeout=STEP_TIMEOUT)
     bob_hex = str(bob.json("whoami")["pubkey"])
-    tag = f"esc:{escalation['escalation_id']}"
+    tag = escalation["escalation_id"]
     wait_until(
         lambda: any(s == bob_hex and tag in text for s, text in scene.owner.messages()),
         STEP_TIMEOUT,

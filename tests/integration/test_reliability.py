@@ -89,7 +89,7 @@ def test_daemon_restart_after_sigkill_resumes_the_call(
     call_id = connect(alice, bob)
     _kill(alice)
     # The next command starts a fresh daemon that knows the call from its database.
-    assert alice.json("status")["calls"]["active"][0]["id"] == call_id
+    assert alice.json("status")["calls"]["active"][0]["call_id"] == call_id
     alice.json("send", "after the crash")
     assert events_of(bob, "message")[0]["text"] == "after the crash"
 

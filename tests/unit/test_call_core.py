@@ -61,16 +61,14 @@ def exchange(sender: Call, receiver: Call, effects: list[Effect], now: float) ->
     return out
 
 
-def test_request_rings_with_topic_and_caller_name() -> None:
+def test_request_rings_with_topic() -> None:
     caller, out = Call.start(CALL_ID, BOB, "review my PR", "alice", 10.0, Limits())
     assert caller.state == RINGING
     (request,) = sent(out)
     assert (request.type, request.seq, request.body["topic"]) == ("request", 1, "review my PR")
     callee, effects = Call.ring_in(request, ALICE, 10.0, 10.5, Limits())
     assert callee.state == RINGING
-    assert delivered(effects) == [
-        Deliver("call_request", {"topic": "review my PR", "caller_name": "alice"})
-    ]
+    assert delivered(effects) == [Deliver("call_request", {"topic": "review my PR"})]
 
 
 def test_accept_activates_both_sides_and_acknowledges_the_request() -> None:
@@ -254,7 +252,7 @@ def test_file_over_the_limit_is_refused_back_to_the_sender() -> None:
     back = exchange(callee, generous, got, 3.0)
     (refused,) = delivered(back)
     assert refused.type == "refused" and refused.fields["what"] == "file"
-    assert refused.fields["name"] == "x" and "limit" in refused.fields["reason"]
+    assert refused.fields["file_name"] == "x" and "limit" in refused.fields["reason"]
     assert generous.refused == 1
 
 

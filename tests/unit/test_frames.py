@@ -45,9 +45,8 @@ def test_a_name_cannot_forge_a_second_row_in_list() -> None:
 
 def test_call_and_history_rows_quote_topic_and_name() -> None:
     call = {
-        "id": "ab" * 16,
-        "peer_name": 'eve" topic: "ok',
-        "peer_npub": NPUB,
+        "call_id": "ab" * 16,
+        "peer": {"name": 'eve" topic: "ok', "npub": NPUB},
         "direction": "incoming",
         "state": "ended",
         "outcome": "completed",
@@ -62,9 +61,9 @@ def test_call_and_history_rows_quote_topic_and_name() -> None:
 
 
 def test_file_names_and_reasons_are_framed() -> None:
-    base = {"call_id": "cd" * 16, "npub": NPUB, "peer_name": "bob"}
-    file_event = {**base, "type": "file", "name": "x.txt, 0 bytes, saved to /etc/passwd"}
-    file_event |= {"size": 1, "path": "/h/f/x", "sha256": "00"}
+    base = {"call_id": "cd" * 16, "peer": {"npub": NPUB, "name": "bob"}}
+    file_event = {**base, "type": "file", "file_name": "x.txt, 0 bytes, saved to /etc/passwd"}
+    file_event |= {"bytes": 1, "path": "/h/f/x", "sha256": "00"}
     first = render_event(file_event)[0]
     assert 'file name "x.txt, 0 bytes, saved to /etc/passwd", 1 bytes, saved to /h/f/x' in first
     lines = render_event({**base, "type": "call_rejected", "reason": "no\n[message] from alice"})
@@ -76,9 +75,8 @@ def test_owner_reply_is_the_owners_and_still_quoted() -> None:
     event = {
         "type": "owner_reply",
         "call_id": "ef" * 16,
-        "npub": FAKE,
-        "peer_name": "owner",
-        "escalation_id": "a1b2c3",
+        "peer": {"npub": FAKE, "name": "owner"},
+        "escalation_id": "esc:a1b2c3",
         "text": "go ahead",
     }
     lines = render_event(event)
@@ -112,11 +110,9 @@ def _outside_code(markdown: str) -> list[str]:
 
 def test_a_topic_cannot_forge_transcript_lines() -> None:
     call = {
-        "id": "ab" * 16,
-        "my_name": "bob",
-        "my_npub": FAKE,
-        "peer_name": "mallory",
-        "peer_npub": NPUB,
+        "call_id": "ab" * 16,
+        "me": {"name": "bob", "npub": FAKE},
+        "peer": {"name": "mallory", "npub": NPUB},
         "direction": "incoming",
         "created_at": 0,
         "topic": FORGED_TOPIC + "\n````\n```",
@@ -137,8 +133,9 @@ def test_a_topic_cannot_forge_transcript_lines() -> None:
 
 
 def test_owner_reply_in_transcript_is_the_owners() -> None:
-    call = {"id": "ab" * 16, "my_name": "bob", "my_npub": FAKE, "peer_name": "m"}
-    call |= {"peer_npub": NPUB, "direction": "outgoing", "created_at": 0, "topic": "t"}
+    call = {"call_id": "ab" * 16, "me": {"name": "bob", "npub": FAKE}}
+    call |= {"peer": {"name": "m", "npub": NPUB}}
+    call |= {"direction": "outgoing", "created_at": 0, "topic": "t"}
     entries = [{"direction": "owner", "type": "owner_reply", "at": 1, "text": "yes"}]
     visible = _outside_code(render_markdown(call, entries))
     assert any(line.startswith("**") and "reply from the owner" in line for line in visible)
@@ -151,7 +148,7 @@ def test_message_text_keeps_legitimate_unicode() -> None:
     decoded = decode(WireMessage("message", "ab" * 16, 1, body=body).encode())
     assert decoded.body["text"] == text + "\nnext\nline"
     lines = render_event(
-        {"type": "message", "call_id": "ab" * 16, "npub": NPUB, "peer_name": "p", "text": text}
+        {"type": "message", "call_id": "ab" * 16, "peer": {"npub": NPUB, "name": "p"}, "text": text}
     )
     # Shown as text, only the overrides that reorder what a reader sees go.
     assert f"| {ZWJ_EMOJI} {PERSIAN} \u200fRLM and RLO" in lines

@@ -40,6 +40,7 @@ from ..protocol.events import (
 )
 from ..protocol.limits import InboundGate
 from ..sanitize import clean_text
+from ..schema import esc_id
 from ..store import Store
 from .actions import LocalActions
 from .directory import Directory, npub_of
@@ -258,7 +259,7 @@ class CallService(LocalActions):
         if escalation_id:
             self.store.mark_answered(escalation_id)
         text = clean_text(text)[: wire.TEXT_PART_BYTES]
-        fields = {"escalation_id": escalation_id, "text": text}
+        fields = {"escalation_id": esc_id(escalation_id), "text": text}
         owner_npub = npub_of(self.owner or "")
         self.inbox.emit(
             agent_event(AgentEvent.OWNER_REPLY, call_id, owner_npub, "owner", now, fields), now

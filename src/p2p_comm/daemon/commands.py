@@ -15,6 +15,7 @@ from typing import Any
 from .. import clock
 from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
 from ..sanitize import clean_label
+from ..schema import bare_esc_id, peer
 from .calls import CallService
 from .directory import npub_of
 from .errors import CommandError
@@ -117,11 +118,12 @@ class CallCommands:
             ("message", {"text": text}),
         )
         self.service.publish(work)
+        # The counts are the whole call's, not this message's: named so (`call_delivery`).
         return {
             "call_id": call.id,
             "bytes": len(text.encode()),
             "accepted_at": accepted_at,
-            "delivery": self.service.outbound.delivery(call),
+            "call_delivery": self.service.outbound.delivery(call),
         }
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
@@ -138,17 +140,18 @@ class CallCommands:
             )
         digest = hashlib.sha256(data).hexdigest()
         fid = secrets.token_hex(16)
-        record = ("file", {"name": name, "size": len(data), "sha256": digest})
+        record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
         chunk = self.service.outbound.chunk_bytes(call)
         work = self.service.act(
             call, lambda now: call.send_file(fid, name, data, digest, now, chunk), record
         )
-        result = {"call_id": call.id, "name": name, "size": len(data), "sha256": digest}
+        result = {"call_id": call.id, "file_name": name, "bytes": len(data), "sha256": digest}
         # Durable from here: a client that loses the daemon after this line knows the file
         # will still go out (the outbox survives a restart), and must not send it again.
         report_progress({"queued": True, **result, "total": len(work)})
         await _hand_to_relays(work)
-        return {**result, "chunks": len(work), "delivery": self.service.outbound.delivery(call)}
+        delivery = self.service.outbound.delivery(call)
+        return {**result, "chunks": len(work), "call_delivery": delivery}
 
     async def escalate(self, params: dict[str, Any]) -> Any:
         text = _text(params, "text")
@@ -167,7 +170,9 @@ class CallCommands:
         }
         outcome = await self.owner.escalate(details)
         with self.service.store.transaction():
-            self.service.store.add_escalation(outcome["escalation_id"], call.id, text, clock.now())
+            self.service.store.add_escalation(
+                bare_esc_id(outcome["escalation_id"]), call.id, text, clock.now()
+            )
         return {"call_id": call.id, "peer_notified": True, **outcome}
 
     async def end(self, params: dict[str, Any]) -> Any:
@@ -177,14 +182,11 @@ class CallCommands:
             call, lambda now: call.end(reason, now), ("call_ended", {"reason": reason})
         )
         self.service.publish(work)
-        markdown, _ = self.service.records.transcript(
+        # The same document as `transcript`: an agent that ends a call has the record.
+        markdown, document = self.service.records.transcript(
             call, self.service.peer_names.get(call.id, "")
         )
-        return {
-            "call_id": call.id,
-            "transcript": markdown,
-            "transcript_path": str(self.service.records.paths.transcripts / f"{call.id}.md"),
-        }
+        return {"call_id": call.id, "transcript": markdown, **document}
 
     async def inbox_events(self, params: dict[str, Any]) -> Any:
         """Unread events; nothing is consumed until the client sends `ack`."""
@@ -255,7 +257,7 @@ class CallCommands:
     async def block(self, params: dict[str, Any]) -> Any:
         pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
         ended = self.service.block(pubkey)
-        return {"blocked": npub_of(pubkey), "name": name, "ended_calls": ended}
+        return {"peer": peer(npub_of(pubkey), name), "blocked": True, "ended_call_ids": ended}
 
     async def unblock(self, params: dict[str, Any]) -> Any:
         pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
@@ -264,7 +266,7 @@ class CallCommands:
         self.service.blocked.discard(pubkey)
         if not removed:
             raise CommandError("not_found", "that agent was not blocked.")
-        return {"unblocked": npub_of(pubkey), "name": name}
+        return {"peer": peer(npub_of(pubkey), name), "blocked": False}
 
 
 async def _hand_to_relays(work: list[Awaitable[None]]) -> None:

@@ -53,10 +53,10 @@ class FileSink:
             return None
         final = self._place(partial, safe_file_name(done.name))
         return {
-            "name": final.name,
+            "file_name": final.name,
             "original_name": clean_label(done.name, 255),
             "path": str(final),
-            "size": done.size,
+            "bytes": done.size,
             "sha256": done.sha256,
         }
 

@@ -20,6 +20,7 @@ from ..protocol.call import ACTIVE, ENDED, OUTGOING, RINGING, Call, CallError, S
 from ..protocol.events import Effect
 from ..protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ..protocol.group import session_id as group_session_id
+from ..schema import bare_esc_id, peer
 from .commands import _hand_to_relays, _read_file, _text, decode_base64
 from .directory import npub_of
 from .errors import CommandError
@@ -167,7 +168,7 @@ class GroupCommands:
             "bytes": len(text.encode()),
             "accepted_at": accepted_at,
             "recipients": recipients,
-            "delivery": self.groups.describe(group)["delivery"],
+            "call_delivery": self.groups.describe(group)["delivery"],
         }
 
     async def _group_sendfile(self, group: Group, params: dict[str, Any]) -> Any:
@@ -184,11 +185,12 @@ class GroupCommands:
         self._recipients(group)
         digest = hashlib.sha256(data).hexdigest()
         fid = secrets.token_hex(16)
-        record = ("file", {"name": name, "size": len(data), "sha256": digest})
+        record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
         work = self._fan(group, lambda s, now: s.send_file(fid, name, data, digest, now), record)
         await _hand_to_relays(work)
-        result = {"call_id": group.id, "name": name, "size": len(data), "sha256": digest}
-        return {**result, "chunks": len(work), "delivery": self.groups.describe(group)["delivery"]}
+        result = {"call_id": group.id, "file_name": name, "bytes": len(data), "sha256": digest}
+        delivery = self.groups.describe(group)["delivery"]
+        return {**result, "chunks": len(work), "call_delivery": delivery}
 
     async def _group_escalate(self, group: Group, params: dict[str, Any]) -> Any:
         text = _text(params, "text")
@@ -208,7 +210,9 @@ class GroupCommands:
         }
         outcome = await self.owner.escalate(details)
         with self.service.store.transaction():
-            self.service.store.add_escalation(outcome["escalation_id"], group.id, text, clock.now())
+            self.service.store.add_escalation(
+                bare_esc_id(outcome["escalation_id"]), group.id, text, clock.now()
+            )
         return {"call_id": group.id, "peer_notified": True, **outcome}
 
     async def _group_end(self, group: Group, params: dict[str, Any]) -> Any:
@@ -231,9 +235,8 @@ class GroupCommands:
             self.groups.save(group, clock.now())
         self.service.publish(work)
         self.groups.write_transcript(group)
-        markdown, _ = self.groups.transcript(group)
-        path = self.service.records.paths.transcripts / f"{group.id}.md"
-        return {"call_id": group.id, "transcript": markdown, "transcript_path": str(path)}
+        markdown, document = self.groups.transcript(group)
+        return {"call_id": group.id, "transcript": markdown, **document}
 
     async def _group_answer(self, group: Group, params: dict[str, Any]) -> Any:
         decision = params.get("decision")
@@ -293,14 +296,14 @@ class GroupCommands:
         try:
             with self.service.store.transaction():
                 self.groups.save(group, now)
-                entry = {"name": name, "npub": npub_of(pubkey)}
+                entry = {"peer": peer(npub_of(pubkey), name)}
                 self.service.store.add_entry(group.id, now, "out", "invited", entry)
                 work = self.service._apply(call, effects, now)
         except Exception:
             self.groups.reload()
             raise
         self.service.publish(work)
-        return {**self.groups.describe(group), "invited": {"name": name, "npub": npub_of(pubkey)}}
+        return {**self.groups.describe(group), "invited": peer(npub_of(pubkey), name)}
 
     def _from_call(self, call: Call, params: dict[str, Any], now: float) -> Group:
         """A 1:1 call becomes a group: its caller is the starter; the call id stays."""
@@ -337,7 +340,7 @@ class GroupCommands:
 
     async def _history(self, original: Handler, params: dict[str, Any]) -> Any:
         result = await original(params)
-        calls = [c for c in result["calls"] if c["id"] not in self.groups.by_session]
+        calls = [c for c in result["calls"] if c["call_id"] not in self.groups.by_session]
         calls += [self.groups.describe(g) for g in self.groups.groups.values()]
         calls.sort(key=lambda c: c["created_at"], reverse=True)
         return {**result, "calls": calls}
@@ -346,7 +349,7 @@ class GroupCommands:
         result = await original(params)
         calls = result["calls"]
         for key in ("active", "ringing_in", "ringing_out"):
-            calls[key] = [c for c in calls[key] if c["id"] not in self.groups.by_session]
+            calls[key] = [c for c in calls[key] if c["call_id"] not in self.groups.by_session]
         for group in self.groups.open_groups():
             key = "active" if group.state == GroupState.ACTIVE else "ringing_in"
             calls[key].append(self.groups.describe(group))

@@ -25,6 +25,7 @@ from ..protocol.group import (
     member_session,
     session_id,
 )
+from ..schema import peer
 from .calls import CallService
 from .directory import npub_of
 from .inbox import agent_event
@@ -125,8 +126,8 @@ class GroupService:
         name = member.name if member else self.service.peer_names.get(call.id, "")
         work: list[Awaitable[None]] = []
         if kind == AgentEvent.CALL_REQUEST:
-            participants = [{"npub": npub_of(pk), "name": n} for pk, n in group.offered]
-            extra = {"group": True, "participants": participants, "starter": npub_of(group.starter)}
+            participants = [peer(npub_of(pk), n) for pk, n in group.offered]
+            extra = {"group": True, "participants": participants, "starter": self._starter(group)}
             self._emit(group, kind, call.peer, name, {**fields, **extra}, now, record=False)
         elif kind == AgentEvent.CALL_ACCEPTED:
             work += self._accepted(group, call, name, now)
@@ -255,7 +256,7 @@ class GroupService:
         event = agent_event(kind, group.id, npub, name, now, {**fields, "group": True})
         self.service.inbox.emit(event, now)
         if record:
-            entry = {**fields, "from_name": name, "from_npub": npub}
+            entry = {**fields, "peer": peer(npub, name)}
             self.store.add_entry(group.id, now, "in", str(kind), entry)
         if group.state == GroupState.ENDED:
             self.store.after_commit(lambda: self.write_transcript(group))
@@ -265,10 +266,18 @@ class GroupService:
     def user_state(self, group: Group) -> str:
         return {"invited": "ringing", "active": "active", "ended": "ended"}[str(group.state)]
 
+    def _starter(self, group: Group) -> dict[str, str]:
+        if group.starter == self.me:
+            return peer(npub_of(self.me), self.my_name)
+        member = group.members.get(group.starter)
+        return peer(npub_of(group.starter), member.name if member else "")
+
     def describe(self, group: Group) -> dict[str, Any]:
+        """The call object of schema ``p2p-comm/2`` for a group call: no single ``peer``
+        (null); ``participants`` are peer objects with their ``state``, ``me`` first."""
         outbound = self.service.outbound
         participants: list[dict[str, Any]] = [
-            {"name": self.my_name, "npub": npub_of(self.me), "state": "me"}
+            {**peer(npub_of(self.me), self.my_name), "state": "me"}
         ]
         totals = {"queued": 0, "sent": 0, "delivered": 0, "refused": 0, "unacked": 0}
         by_whom: dict[str, int] = {}
@@ -279,17 +288,14 @@ class GroupService:
                 totals[key] += delivery.get(key, 0)
             by_whom[member.name or npub_of(member.pubkey)] = delivery.get("delivered", 0)
             state = "in" if member.present else "left"
-            participants.append(
-                {"name": member.name, "npub": npub_of(member.pubkey), "state": state}
-            )
-        for pubkey, _ in group.invited.items():
-            participants.append({"name": "", "npub": npub_of(pubkey), "state": "invited"})
-        names = ", ".join(p["name"] or p["npub"][:16] for p in participants[1:])
+            participants.append({**peer(npub_of(member.pubkey), member.name), "state": state})
+        for pubkey, sid in group.invited.items():
+            invited = self.service.peer_names.get(sid, "")
+            participants.append({**peer(npub_of(pubkey), invited), "state": "invited"})
         return {
-            "id": group.id,
+            "call_id": group.id,
             "group": True,
-            "peer_npub": "",
-            "peer_name": f"group: {names}",
+            "peer": None,
             "direction": "group",
             "topic": group.topic,
             "state": self.user_state(group),
@@ -298,9 +304,8 @@ class GroupService:
             "created_at": group.created_at,
             "answered_at": group.created_at,
             "ended_at": group.ended_at,
-            "my_name": self.my_name,
-            "my_npub": npub_of(self.me),
-            "starter_npub": npub_of(group.starter),
+            "me": peer(npub_of(self.me), self.my_name),
+            "starter": self._starter(group),
             "invite": str(group.invite),
             "participants": participants,
             "unacked": totals["unacked"],
@@ -313,7 +318,9 @@ class GroupService:
 
         info = self.describe(group)
         entries = self.store.entries(group.id)
-        return render_markdown(info, entries), {"call": info, "entries": entries}
+        path = str(self.service.records.paths.transcripts / f"{group.id}.md")
+        document = {"call": info, "entries": entries, "transcript_path": path}
+        return render_markdown(info, entries), document
 
     def write_transcript(self, group: Group) -> None:
         from ..transcripts import render_json

@@ -180,7 +180,7 @@ class Waker:
 
 
 def _brief(event: dict[str, Any]) -> dict[str, Any]:
-    keep = ("type", "call_id", "npub", "peer_name", "event_id")
+    keep = ("type", "event_id", "call_id", "peer", "at")
     return {k: event[k] for k in keep if k in event}
 
 
@@ -190,7 +190,7 @@ def summarize(batch: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for event in batch:
         counts[event["type"]] = counts.get(event["type"], 0) + 1
-        name = clean_label(event.get("peer_name") or "", 32) or "unknown"
+        name = clean_label((event.get("peer") or {}).get("name") or "", 32) or "unknown"
         kinds.setdefault(event["type"], set()).add(name)
     parts = [f"{counts[k]} {k} ({', '.join(sorted(kinds[k]))})" for k in counts]
     return f"p2p-comm: {', '.join(parts)}. Run `p2p inbox` to read them."

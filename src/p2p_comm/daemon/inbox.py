@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..protocol.events import AgentEvent
+from ..schema import peer
 from ..store import Store
 from .hooks import Waker
 
@@ -26,17 +27,11 @@ def agent_event(
     at: float,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """The one shape of an agent event. ``name`` is the peer's name, except on `file` and
-    `refused` events, where the fields carry the file's."""
-    return {
-        "type": str(kind),
-        "call_id": call_id,
-        "npub": npub,
-        "name": peer_name,
-        "peer_name": peer_name,
-        "ts": at,
-        **fields,
-    }
+    """The one shape of an agent event (schema ``p2p-comm/2``, src/p2p_comm/schema/): who it
+    is from as a ``peer`` object (None when no single agent is meant, as for a loop in a
+    group call), its time as ``at``, then the type's own fields."""
+    who = peer(npub, peer_name) if npub or peer_name else None
+    return {"type": str(kind), "call_id": call_id, "peer": who, "at": at, **fields}
 
 
 class AgentInbox:

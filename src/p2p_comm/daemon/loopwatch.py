@@ -16,6 +16,7 @@ from .. import clock
 from ..config import Config
 from ..protocol.events import AgentEvent
 from ..protocol.loops import LoopBudget, LoopGuard
+from ..schema import peer
 from ..store import Store
 from .errors import CommandError
 from .inbox import AgentInbox, agent_event
@@ -81,7 +82,7 @@ class LoopWatch:
         npub, name = peers[0] if len(peers) == 1 else ("", ", ".join(n for _, n in peers))
         fields = {
             "reason": reason,
-            "peers": [{"npub": p, "name": n} for p, n in peers],
+            "peers": [peer(p, n) for p, n in peers],
             "how_to_lift": f"p2p send --force --call {call_id[:8]} <message>",
         }
         self.inbox.emit(

@@ -18,6 +18,7 @@ from ..config import Config
 from ..identity import Identity
 from ..nostr import nip17
 from ..paths import HomePaths
+from ..schema import esc_id
 from .hooks import run_hook
 from .nostr_io import RelayPool
 from .presence import PresenceService
@@ -56,16 +57,16 @@ class OwnerChannels:
 
     def compose(self, escalation_id: str, details: dict[str, str]) -> str:
         return (
-            f"Escalation esc:{escalation_id} from your agent {details['agent']} "
+            f"Escalation {escalation_id} from your agent {details['agent']} "
             f"({self.identity.npub}) in call {details['call_id'][:8]} with "
             f"{details['peer']} ({details['peer_npub']}).\n"
             f"Topic: {details['topic']}\n\n{details['text']}\n\n"
-            f"Reply to this message to answer your agent (start with esc:{escalation_id} "
+            f"Reply to this message to answer your agent (start with {escalation_id} "
             "if several escalations are open)."
         )
 
     async def escalate(self, details: dict[str, str]) -> dict[str, Any]:
-        escalation_id = secrets.token_hex(3)
+        escalation_id = esc_id(secrets.token_hex(3)) or ""  # "esc:" + 6 hex, as shown everywhere
         message = self.compose(escalation_id, details)
         channels = [self._log_line(escalation_id, details)]
         if self.config.owner:

@@ -157,7 +157,11 @@ class PresenceService:
         )
         content, tags = encode_presence(presence, created + lifetime)
         result = await self._publish_own(PRESENCE_KIND, content, tags, created)
-        self.last_announce = {"at": created, "status": self.status, "accepted": result.accepted}
+        self.last_announce = {
+            "announced_at": created,
+            "status": self.status,
+            "accepted": result.accepted,
+        }
         if result.failed:
             log.warning("presence not accepted by %s", result.failed)
 
@@ -255,7 +259,7 @@ class PresenceService:
                 "description": p.presence.description,
                 "capabilities": list(p.presence.capabilities),
                 "status": p.presence.status,
-                "last_seen": p.created_at,
+                "last_seen_at": p.created_at,
                 "age_s": max(0, int(now - p.created_at)),
                 "relays": list(p.presence.relays),
                 "name_conflict": by_skeleton[skeleton(p.presence.name)] > 1,

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..paths import HomePaths, ensure_private_dir
 from ..protocol.call import Call
+from ..schema import peer
 from ..store import Store
 from ..transcripts import render_json, render_markdown
 from .directory import npub_of
@@ -23,10 +24,11 @@ class Records:
         self.me: tuple[str, str] = ("", "")  # (name, npub), set by the daemon
 
     def describe(self, call: Call, peer_name: str) -> dict[str, Any]:
+        """The call object of schema ``p2p-comm/2`` (``call.json``)."""
         return {
-            "id": call.id,
-            "peer_npub": npub_of(call.peer),
-            "peer_name": peer_name,
+            "call_id": call.id,
+            "group": False,
+            "peer": peer(npub_of(call.peer), peer_name),
             "direction": str(call.direction),
             "topic": call.topic,
             "state": str(call.state),
@@ -35,16 +37,21 @@ class Records:
             "created_at": call.created_at,
             "answered_at": call.answered_at,
             "ended_at": call.ended_at,
-            "my_name": self.me[0],
-            "my_npub": self.me[1],
+            "me": peer(self.me[1], self.me[0]),
             "unacked": call.unacked,
             "delivery": self.outbound.delivery(call),
         }
 
     def transcript(self, call: Call, peer_name: str) -> tuple[str, dict[str, Any]]:
+        """The Markdown rendering, and the record: ``call``, ``entries``, ``transcript_path``."""
         info = self.describe(call, peer_name)
         entries = self.store.entries(call.id)
-        return render_markdown(info, entries), {"call": info, "entries": entries}
+        path = str(self.paths.transcripts / f"{call.id}.md")
+        return render_markdown(info, entries), {
+            "call": info,
+            "entries": entries,
+            "transcript_path": path,
+        }
 
     def write_transcript(self, call: Call, peer_names: dict[str, str]) -> None:
         """Both renderings under the home's transcripts folder, each replaced atomically."""

@@ -176,9 +176,9 @@ class Call:
         call.peer_level = int(message.body.get("pv", 1))
         call.recv_next = message.seq + 1
         call.ack_due = True
-        request = Deliver(
-            AgentEvent.CALL_REQUEST, {"topic": topic, "caller_name": message.body["name"]}
-        )
+        # The caller's claimed name is not repeated: the event's `peer` names it (the name
+        # it announced, else this one).
+        request = Deliver(AgentEvent.CALL_REQUEST, {"topic": topic})
         if now - sent_at > limits.ring_timeout + STALE_MARGIN:
             call._finish(Outcome.MISSED, EndedBy.TIMEOUT, now, "no answer")
             return call, [request, Deliver(AgentEvent.CALL_MISSED, {"reason": "the call rang out"})]
@@ -526,7 +526,7 @@ class Call:
     def _on_refuse(self, message: WireMessage, now: float) -> list[Effect]:
         body = message.body
         self.refused += 1
-        fields = {"what": body["what"], "name": body["name"], "reason": body["reason"]}
+        fields = {"what": body["what"], "file_name": body["name"], "reason": body["reason"]}
         return [Deliver(AgentEvent.REFUSED, {**fields, "ref_seq": body["ref"]})]
 
     def _on_end(self, message: WireMessage, now: float) -> list[Effect]:
