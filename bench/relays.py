@@ -66,7 +66,7 @@ def story(policies: list[Policies], messages: int, file_bytes: int) -> StoryResu
                 agent.run("daemon", "start")
             wait_until(lambda: "bob" in alice.online_names(), 60, "discovery")
             started = time.perf_counter()
-            call_id = str(alice.json("call", "bob", "bench")["id"])
+            call_id = str(alice.json("call", "bob", "bench")["call_id"])
             _events(bob, "call_request", 1, 120)
             bob.json("answer", "accept", "--call", call_id[:8])
             _events(alice, "call_accepted", 1, 120)
@@ -106,7 +106,7 @@ def file_rate(limit: int, file_bytes: int) -> tuple[float, float, int]:
             for agent in (alice, bob):
                 agent.run("daemon", "start")
             wait_until(lambda: "bob" in alice.online_names(), 60, "discovery")
-            call_id = str(alice.json("call", "bob", "bench")["id"])
+            call_id = str(alice.json("call", "bob", "bench")["call_id"])
             _events(bob, "call_request", 1, 60)
             bob.json("answer", "accept", "--call", call_id[:8])
             _events(alice, "call_accepted", 1, 60)

@@ -11,6 +11,7 @@ from p2p_comm.harness import wait_until
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import events_of
 from tests.relaysim import simulated_relay
+from tests.schema_check import check
 
 
 def _relay_line(agent: object, url: str) -> str:
@@ -23,6 +24,8 @@ def test_doctor_on_a_plain_relay_says_it_works(make_agent: AgentFactory) -> None
         alice = make_agent("alice", [sim.url])
         alice.run("daemon", "start")
         report = alice.json("doctor")
+        report.pop("_exit")
+        check("doctor", report)
         (probe,) = report["relays"]
         assert probe["ok"] and probe["verdict"].startswith("works"), probe
         text = alice.run("doctor").stdout
@@ -46,7 +49,7 @@ def test_a_relay_refusing_presence_is_named_and_calls_by_npub_still_work(
         (probe,) = alice.json("doctor")["relays"]
         assert "cannot discover us" in probe["verdict"], probe
         bob_npub = str(bob.json("whoami")["npub"])
-        call_id = str(alice.json("call", bob_npub, "by npub")["id"])
+        call_id = str(alice.json("call", bob_npub, "by npub")["call_id"])
         (request,) = events_of(bob, "call_request", timeout=10)
         assert request["call_id"] == call_id
 
@@ -60,6 +63,7 @@ def test_a_relay_refusing_gift_wraps_fails_the_send_visibly(make_agent: AgentFac
         bob_npub = str(bob.json("whoami")["npub"])
         alice.json("call", bob_npub, "will not arrive")
         (failed,) = events_of(alice, "delivery_failed", timeout=10)
+        check("event-delivery_failed", failed)
         assert sim.url in failed["reason"] and "not allowed" in failed["reason"], failed
         assert "refuses kind 1059" in _relay_line(alice, sim.url)
         (probe,) = alice.json("doctor")["relays"]

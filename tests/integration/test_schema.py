@@ -18,7 +18,7 @@ from tests.integration.calls_helpers import start_agents
 from tests.integration.test_escalation import NostrApp
 from tests.schema_check import check, problems, schema_names
 
-# Declared for other implementations and future use; nothing in this daemon emits it yet.
+# Needs a relay that refuses our wraps: validated in tests/integration/test_relay_failures.py.
 NOT_EMITTED = {"delivery_failed"}
 
 
@@ -83,6 +83,7 @@ def test_every_command_and_event_matches_the_schema(
     # Reading commands, and the local ones.
     s.run(alice, "whoami", "whoami")
     s.run(alice, "status", "status")
+    s.run(alice, "doctor", "doctor")
     agents = s.run(alice, "list", "list")["agents"]
     assert {a["name"] for a in agents} >= {"bob", "carol"}
     s.run(alice, "list", "list", "--capability", "nothing-has-this")

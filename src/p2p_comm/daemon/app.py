@@ -221,7 +221,7 @@ class Daemon:
         """A message no relay will take: an event for the agent, not an eternal `queued`."""
         name = self.calls.peer_names.get(call.id, "")
         npub = ns.PublicKey.parse(call.peer).to_bech32()
-        fields = {"seq": seq, "reason": reason}
+        fields = {"ref_seq": seq, "reason": reason}
         now = clock.now()
         try:
             with self.store.transaction():
