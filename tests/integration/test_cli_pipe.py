@@ -8,6 +8,7 @@ hold behaviour the move had to keep.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def test_a_cli_run_imports_neither_json_nor_argparse(
         "codes = [main(a) for a in (['status'], ['status', '--json'], ['inbox'],"
         " ['wait', '--timeout', '0'], ['send', '-'], ['history', '--limit', '2'])]\n"
         f"heavy = sorted(set({HEAVY!r}) & set(sys.modules))\n"
-        "sys.stderr.write(repr((codes, heavy)))\n"
+        "import json\n"  # only now, once the modules the runs imported are known
+        "sys.stderr.write('\\n' + json.dumps([codes, heavy]))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -41,7 +43,7 @@ def test_a_cli_run_imports_neither_json_nor_argparse(
         capture_output=True,
         timeout=60,
     )
-    codes, heavy = eval(proc.stderr.decode().rsplit("\n", 1)[-1])  # noqa: S307 -- our own repr
+    codes, heavy = json.loads(proc.stderr.decode().rsplit("\n", 1)[-1])
     assert codes == [0, 0, 0, 4, 1, 0], proc.stderr  # `send -`: no call; it read stdin first
     assert heavy == [], f"a piped CLI run imported {heavy}"
 
