@@ -79,6 +79,8 @@ if TYPE_CHECKING:
 
 
 def _write(stream: Any, data: bytes) -> None:
+    if stream is None:  # started with that descriptor closed: nobody reads it
+        raise BrokenPipeError()
     buffer = getattr(stream, "buffer", None)
     if buffer is None:  # a text-only stream (tests capture output in StringIO)
         stream.write(data.decode(errors="replace"))
@@ -94,7 +96,8 @@ def _out(data: bytes) -> None:
 
 
 def _err(data: bytes) -> None:
-    _write(sys.stderr, data)
+    if sys.stderr is not None:
+        _write(sys.stderr, data)
 
 
 def _read_stdin() -> bytes:

@@ -370,7 +370,11 @@ class _PipeRun:
             # A refusal before the daemon read the request (busy, forbidden): a JSON line.
             reply = rpc.decode(head)
             error = reply.get("error") or {}
-            raise rpc.RpcError(str(error.get("code", "error")), str(error.get("message", "")))
+            code, message = str(error.get("code", "error")), str(error.get("message", ""))
+            if code == "bad_request":  # a daemon from before the byte pipe took it for JSON
+                code = "daemon_unavailable"
+                message = "the running daemon is older than this p2p; run 'p2p daemon restart'."
+            raise rpc.RpcError(code, message)
         size = int(head[1:])
         while len(buffer) < size:
             self._fill()
