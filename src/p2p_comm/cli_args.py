@@ -79,10 +79,6 @@ def _parser_for(argv: list[str], in_daemon: bool) -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    return _build(None, _Parser)[0]
-
-
 def _build(only: str | None, parser_class: type[_Parser]) -> tuple[argparse.ArgumentParser, bool]:
     common = parser_class(add_help=False)
     common.add_argument(
