@@ -178,8 +178,8 @@ class Bench:
             "p2p status wall time (daemon running)",
             ours,
             statistics.median(bare),
-            "ratio <= 2.5",
-            lambda ratio: ratio <= 2.5,
+            "ratio <= 1.3",
+            lambda ratio: ratio <= 1.3,
         )
 
     def api_latency(self) -> None:

@@ -1,20 +1,20 @@
-"""``p2p``: the thin command-line client.
+"""``p2p``: the command-line client, a byte pipe to the daemon.
 
-Parses arguments, asks the daemon over its Unix socket, and prints either short
-plain text for an LLM agent or one JSON document (``--json``). It imports neither
-asyncio nor nostr_sdk: agents run it hundreds of times per task.
+The daemon parses the command line and renders its text or JSON (daemon/argv.py); this
+process sends it the argv (and standard input when a command reads ``-``) and copies back
+the bytes and the exit code (`client.pipe`). It imports neither json nor argparse, asyncio
+nor nostr_sdk on that path: agents run it hundreds of times per task. The commands that must
+work without a daemon (``--help``, ``daemon ...``, ``relay``, ``demo``, ``skill``, ``mcp``) run
+here, with argparse.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from . import rpc, textout
-from .client import Client, P2PError
-from .locations import home_str
-from .schema import document, error_document
+from .client import P2PError, pipe
+from .locations import home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -33,7 +33,10 @@ EXIT_DAEMON = 3  # the daemon cannot be started or reached (`daemon status`: not
 EXIT_TIMEOUT = 4  # `wait` timed out with no event
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_PIPE = 141  # the reader of our output went away (`p2p history | head -1`): quiet
-MAX_WAIT = 3600.0
+
+# Words that may make a command line one of those run here (any doubt is settled by argparse;
+# the daemon also sends back what it finds to be local).
+_MAYBE_LOCAL = frozenset({"daemon", "skill", "relay", "mcp", "demo", "-h", "--help"})
 
 
 class CliError(Exception):
@@ -46,15 +49,18 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class _RunLocally(Exception):
+    """The command line turned out to be one the CLI runs itself."""
+
+
 class Home:
     """The home as strings; the full `HomePaths` (and pathlib) only for commands that need it."""
 
-    __slots__ = ("client", "dir", "socket")
+    __slots__ = ("dir", "socket")
 
     def __init__(self, directory: str) -> None:
         self.dir = directory
-        self.client = Client(directory)
-        self.socket = self.client.socket
+        self.socket = socket_path(directory)
 
     @property
     def paths(self) -> HomePaths:
@@ -69,207 +75,76 @@ if TYPE_CHECKING:
     Command = Callable[[argparse.Namespace, Home], Any]
 
 
-def _daemon_call(
-    home: Home,
-    method: str,
-    params: dict[str, Any] | None = None,
-    timeout: float | None = 30.0,
-    on_progress: rpc.ProgressCallback | None = None,
-) -> Any:
-    """Ask the daemon through the Python API's client, starting the daemon if nothing answers."""
+# The byte pipe ----------------------------------------------------------------------
+
+
+def _write(stream: Any, data: bytes) -> None:
+    if stream is None:  # started with that descriptor closed: nobody reads it
+        raise BrokenPipeError()
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # a text-only stream (tests capture output in StringIO)
+        stream.write(data.decode(errors="replace"))
+        stream.flush()
+        return
+    stream.flush()  # whatever went through the text layer first stays first
+    buffer.write(data)
+    buffer.flush()
+
+
+def _out(data: bytes) -> None:
+    _write(sys.stdout, data)
+
+
+def _err(data: bytes) -> None:
+    if sys.stderr is not None:
+        _write(sys.stderr, data)
+
+
+def _read_stdin() -> bytes:
+    stream = sys.stdin
+    if stream is None:  # started with standard input closed
+        return b""
     try:
-        return home.client.request(method, params, timeout, on_progress)
-    except P2PError as exc:
-        raise _from_client(exc) from None
-
-
-def _from_client(exc: P2PError) -> CliError:
-    return CliError(exc.message, exc.code, EXIT_DAEMON if exc.unreachable else EXIT_ERROR)
-
-
-def _from_rpc(exc: rpc.RpcError) -> CliError:
-    return _from_client(P2PError(exc.code, exc.message))
-
-
-# Commands ---------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "status")
-
-
-def cmd_doctor(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "doctor")
-
-
-def cmd_whoami(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "whoami")
-
-
-def cmd_list(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "list", {"capability": args.capability})
-
-
-def _with_call(args: argparse.Namespace, **params: Any) -> dict[str, Any]:
-    return {"call": args.call, **params}
-
-
-def cmd_call(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "call", {"agent": args.agent, "topic": args.topic})
-
-
-def cmd_answer(args: argparse.Namespace, home: Home) -> Any:
-    if args.decision == "accept" and args.reason:
-        raise CliError("a reason goes only with 'reject'.", "usage", EXIT_USAGE)
-    params = _with_call(args, decision=args.decision, reason=args.reason or "")
-    return _daemon_call(home, "answer", params)
-
-
-def _stdin() -> str:
-    try:
-        return sys.stdin.read()
-    except UnicodeDecodeError:
-        raise CliError("standard input is not valid UTF-8 text.", "usage", EXIT_USAGE) from None
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            return bytes(buffer.read())
+        return str(stream.read()).encode("utf-8", "surrogatepass")
     except OSError as exc:
-        raise CliError(f"cannot read standard input: {exc.strerror or exc}.") from None
+        raise P2PError("error", f"cannot read standard input: {exc.strerror or exc}.") from None
 
 
-def cmd_send(args: argparse.Namespace, home: Home) -> Any:
-    text = _stdin() if args.message == "-" else args.message
-    params = _with_call(args, text=text, **({"force": True} if args.force else {}))
-    return _daemon_call(home, "send", params, timeout=120)
-
-
-def cmd_invite(args: argparse.Namespace, home: Home) -> Any:
-    params = _with_call(args, agent=args.agent, anyone_may_invite=args.anyone_may_invite)
-    return _daemon_call(home, "invite", params)
-
-
-def cmd_sendfile(args: argparse.Namespace, home: Home) -> Any:
-    if args.path is not None and args.base64 is None and args.name is not None:
-        pass  # `sendfile NAME --path FILE`
-    elif args.path is not None and args.name is None:
-        args.name = os.path.basename(os.path.normpath(args.path))  # `sendfile --path FILE`
-    elif args.path is not None or args.name is None or args.base64 is None:
-        raise CliError(
-            "give a name and the content as base64 (or '-' for stdin), or --path FILE"
-            " (the name defaults to the file's).",
-            "usage",
-            EXIT_USAGE,
-        )
-    if args.path is not None:
-        params = _with_call(args, name=args.name, path=os.path.abspath(args.path))
-    else:
-        data = _stdin() if args.base64 == "-" else args.base64
-        params = _with_call(args, name=args.name, data=data)
-    printer = None if args.json else _ProgressPrinter(args.name)
-    queued: dict[str, Any] = {}
-
-    def progress(update: dict[str, Any]) -> None:
-        if update.get("queued"):
-            queued.update(update)
-        elif printer is not None:
-            printer(update)
+def _check_here(argv: list[str]) -> None:
+    """Before a daemon is started for it, a wrong command line is said (the daemon would say
+    the same, but need not be started for that)."""
+    from .daemon.argv import UsageError, plan
 
     try:
-        return _daemon_call(home, "sendfile", params, timeout=600, on_progress=progress)
-    except CliError as exc:
-        if not queued or exc.exit_code != EXIT_DAEMON:
-            raise
-        # The daemon had it durably queued before it went away: it goes out when the
-        # daemon runs again, so the agent must not send it a second time.
-        queued.pop("queued", None)
-        return {**queued, "queued": True, "note": f"queued; {exc.message} It is sent on restart."}
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    try:
+        planned = plan([w.encode("utf-8", "surrogatepass") for w in argv], cwd, in_daemon=False)
+    except UsageError as exc:
+        raise CliError(exc.message, "usage", EXIT_USAGE) from None
+    if planned.local:
+        raise _RunLocally()
 
 
-class _ProgressPrinter:
-    """One stderr line per tenth of a transfer: enough for an agent, not a flood."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.shown = -1
-
-    def __call__(self, update: dict[str, Any]) -> None:
-        done, total = int(update.get("done", 0)), max(1, int(update.get("total", 1)))
-        tenth = done * 10 // total
-        if tenth > self.shown:
-            self.shown = tenth
-            print(
-                f"sending {self.name}: {done}/{total} chunks handed to relays ({tenth * 10}%)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-def cmd_escalate(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "escalate", _with_call(args, text=args.message))
-
-
-def cmd_end(args: argparse.Namespace, home: Home) -> Any:
-    params = _with_call(args, reason=args.reason or "", **({"all": True} if args.all else {}))
-    return _daemon_call(home, "end", params)
-
-
-def _consume_after_print(result: Any, args: argparse.Namespace) -> Any:
-    """Events leave the unread set only once printed: `main` acknowledges them after the
-    output is flushed, so a killed command or a closed stdout loses nothing."""
-    if not args.peek and isinstance(result, dict):
-        ids = [e["event_id"] for e in result.get("events", []) if "event_id" in e]
-        if ids:
-            result["_ack"] = ids
-    return result
-
-
-def cmd_inbox(args: argparse.Namespace, home: Home) -> Any:
-    result = _daemon_call(home, "inbox", {"call": args.call, "peek": args.peek})
-    return _consume_after_print(result, args)
-
-
-def cmd_wait(args: argparse.Namespace, home: Home) -> Any:
-    timeout = args.timeout
-    # NaN fails every comparison, so test the good range rather than the bad one.
-    if not (0 <= timeout <= MAX_WAIT):
+def _piped(argv: list[str]) -> int | None:
+    """The command run by the daemon; None when it is one for the CLI itself."""
+    try:
+        return pipe(home_str(), argv, _out, _err, _read_stdin, lambda: _check_here(argv))
+    except P2PError as exc:
         raise CliError(
-            f"--timeout must be a number of seconds from 0 to {MAX_WAIT:.0f}.",
-            "usage",
-            EXIT_USAGE,
-        )
-    params = {"timeout": timeout, "call": args.call, "peek": args.peek}
-    result = _daemon_call(home, "wait", params, timeout=timeout + 30)
-    if result.get("timed_out"):
-        result["_exit"] = EXIT_TIMEOUT
-    return _consume_after_print(result, args)
+            exc.message, exc.code, EXIT_DAEMON if exc.unreachable else EXIT_ERROR
+        ) from None
 
 
-def cmd_transcript(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, "transcript", {"call": args.call_id or args.call})
-
-
-def cmd_history(args: argparse.Namespace, home: Home) -> Any:
-    limit = getattr(args, "limit", None)
-    if limit is not None and limit < 1:
-        raise CliError("--limit must be at least 1.", "usage", EXIT_USAGE)
-    result = _daemon_call(home, "history")
-    if limit is not None and isinstance(result, dict):
-        result["calls"] = result.get("calls", [])[:limit]  # newest first
-    return result
-
-
-def cmd_contacts(args: argparse.Namespace, home: Home) -> Any:
-    if args.action != "list" and not args.agent:
-        raise CliError(
-            f"'contacts {args.action}' needs an agent (npub, hex key or name).", "usage", EXIT_USAGE
-        )
-    params = {"action": args.action, "agent": args.agent or "", "name": args.name or ""}
-    return _daemon_call(home, "contacts", params)
-
-
-def cmd_block(args: argparse.Namespace, home: Home) -> Any:
-    return _daemon_call(home, args.command, {"agent": args.agent})
+# Local commands -----------------------------------------------------------------------
 
 
 def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
-    from . import launcher
+    from . import launcher, rpc
 
     if args.lines < 1:
         raise CliError("--lines must be at least 1.", "usage", EXIT_USAGE)
@@ -297,7 +172,8 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
     except launcher.LaunchError as exc:
         raise CliError(str(exc), "daemon_unavailable", EXIT_DAEMON) from None
     except rpc.RpcError as exc:
-        raise _from_rpc(exc) from None
+        unreachable = P2PError(exc.code, exc.message).unreachable
+        raise CliError(exc.message, exc.code, EXIT_DAEMON if unreachable else EXIT_ERROR) from None
     except OSError as exc:
         message = (
             f"cannot use the home {home.dir} ({exc.strerror or exc}); make it writable"
@@ -364,57 +240,32 @@ def cmd_demo(args: argparse.Namespace, home: Home) -> Any:
     sys.exit(demo.main(json_output=args.json))
 
 
-# Parser -----------------------------------------------------------------------
+# Entry --------------------------------------------------------------------------------
 
-
-def _fast_args(argv: list[str]) -> Any:
-    """Arguments of the argument-less commands agents run most, without argparse (whose
-    import and parser building cost several milliseconds a run); None for anything else."""
-    if not argv or argv[0] not in _FAST or any(word != "--json" for word in argv[1:]):
-        return None
-    from types import SimpleNamespace
-
-    return SimpleNamespace(
-        command=argv[0],
-        json="--json" in argv,
-        func=_FAST[argv[0]],
-        capability=None,
-        call=None,
-        peek=False,
-    )
-
-
-_FAST: dict[str, Command] = {
-    "status": cmd_status,
-    "whoami": cmd_whoami,
-    "inbox": cmd_inbox,
-    "history": cmd_history,
-    "list": cmd_list,
+_LOCAL: dict[str, Command] = {
+    "daemon": cmd_daemon,
+    "skill": cmd_skill,
+    "relay": cmd_relay,
+    "mcp": cmd_mcp,
+    "demo": cmd_demo,
 }
 
 
-def _emit(command: str, result: Any, as_json: bool, home: Home) -> int:
+def _emit(command: str, result: Any, as_json: bool) -> int:
+    """Output of a command run here (the daemon renders everything else)."""
+    import json
+
+    from . import textout
+    from .schema import document
+
     exit_code = result.pop("_exit", EXIT_OK) if isinstance(result, dict) else EXIT_OK
-    ack = result.pop("_ack", None) if isinstance(result, dict) else None
     if as_json:
         payload = document(result if isinstance(result, dict) else {"result": result})
         text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
         text = textout.render(command, result)
-    # A closed pipe raises here, before the acknowledgement: the events stay unread.
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-    if ack:
-        try:
-            rpc.request(home.socket, "ack", {"event_ids": ack})
-        except rpc.RpcError as exc:
-            # The events were handed over; only marking them read failed. One document on
-            # stdout stays the rule, so this is said on stderr, and they come again later.
-            print(
-                f"warning: could not mark these events read ({exc.message}); "
-                "they will be shown again.",
-                file=sys.stderr,
-            )
     return int(exit_code)
 
 
@@ -427,6 +278,27 @@ def _check_utf8(argv: list[str]) -> None:
             raise CliError(
                 f"argument {number} is not valid UTF-8 text.", "usage", EXIT_USAGE
             ) from None
+
+
+def _local(argv: list[str]) -> int:
+    """A command line run here: argparse, then a local command or, after all, the pipe."""
+    from .cli_args import UsageError, parse
+
+    _check_utf8(argv)
+    try:
+        args = parse(argv)  # `--help` prints and exits here
+    except UsageError as exc:
+        raise CliError(exc.message, "usage", EXIT_USAGE) from None
+    command: str = getattr(args, "command", None) or ""
+    func = _LOCAL.get(command)
+    if func is None:
+        code = _piped(argv) if command else None
+        if code is None:
+            raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
+        return code
+    args.json = getattr(args, "json", False)
+    name = command if command != "daemon" else f"daemon {args.action}"
+    return _emit(name, func(args, Home(home_str())), args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -451,18 +323,14 @@ def _pipe_closed() -> int:
 def _main(argv: list[str]) -> int:
     as_json = "--json" in argv
     try:
-        _check_utf8(argv)
-        args = _fast_args(argv)
-        if args is None:
-            from .cli_args import parse
-
-            args = parse(argv)
-        if not getattr(args, "command", None):
-            raise CliError("a command is needed (see 'p2p --help').", "usage", EXIT_USAGE)
-        as_json = args.json = getattr(args, "json", False)
-        command = args.command if args.command != "daemon" else f"daemon {args.action}"
-        home = Home(home_str())
-        return _emit(command, args.func(args, home), as_json, home)
+        if _MAYBE_LOCAL.isdisjoint(argv):
+            try:
+                code = _piped(argv)
+            except _RunLocally:
+                code = None
+            if code is not None:
+                return code
+        return _local(argv)
     except CliError as exc:
         _error(exc.code, exc.message, as_json)
         return exc.exit_code
@@ -482,6 +350,10 @@ def _main(argv: list[str]) -> int:
 
 def _error(code: str, message: str, as_json: bool) -> None:
     if as_json:
+        import json  # only on this path: a failure to reach the daemon, or a local command
+
+        from .schema import error_document
+
         print(json.dumps(error_document(code, message)))
         sys.stdout.flush()
     else:

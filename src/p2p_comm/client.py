@@ -8,6 +8,10 @@ Exactly-once delivery: ``inbox`` and ``wait`` read events without consuming them
 client sends ``ack`` for them only once it has them in hand, just before returning them. A
 ``wait`` that is interrupted, times out on the socket or is cancelled never acks, so the next
 ``inbox`` shows the same events again.
+
+`pipe` is the ``p2p`` CLI's way in: it hands the daemon the command line and copies back
+the bytes and the exit code the daemon renders (the byte pipe of rpc.py), so that a CLI run
+imports neither json nor argparse.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from .locations import home_str, socket_path
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
 if TYPE_CHECKING:
+    import _socket
+    from collections.abc import Callable
     from typing import Any, Generic, TypeVar
 
     Result = dict[str, Any]
@@ -240,3 +246,138 @@ class Client(Commands["Result"]):
             # interrupt before this line leaves them unread for the next inbox.
             self.request("ack", {"event_ids": ids})
         return result  # type: ignore[no-any-return]
+
+
+# The CLI's byte pipe ------------------------------------------------------------------
+
+
+def pipe(
+    home: str,
+    argv: list[str],
+    out: Callable[[bytes], None],
+    err: Callable[[bytes], None],
+    read_stdin: Callable[[], bytes],
+    before_start: Callable[[], None] | None = None,
+) -> int | None:
+    """Run one ``p2p`` command line in the daemon of ``home``, starting it if nothing answers.
+
+    ``out`` and ``err`` write (and flush) bytes to standard output and error; ``read_stdin``
+    is called only if the command reads ``-``; ``before_start`` runs before a daemon is
+    started (the CLI checks the command line there). Returns the exit code, or None when
+    the command runs in the CLI itself; raises `P2PError` when the daemon cannot be reached.
+    What ``out`` raises (a closed stdout) goes through untouched, before any acknowledgement.
+    """
+    path = socket_path(home)
+    try:
+        try:
+            sock = rpc.connect(path, _DEFAULT_TIMEOUT)
+        except (rpc.DaemonUnavailable, OSError):
+            # E.g. the home is not a directory: starting the daemon says what is wrong.
+            if before_start is not None:
+                before_start()
+            launch(home)
+            sock = rpc.connect(path, _DEFAULT_TIMEOUT)
+        return _PipeRun(sock, out, err, read_stdin).run(_hello(argv))
+    except rpc.RpcError as exc:
+        raise P2PError(exc.code, exc.message) from None
+
+
+def _hello(argv: list[str]) -> bytes:
+    try:
+        cwd = os.fsencode(os.getcwd())
+    except OSError:
+        cwd = b""  # the directory is gone: relative paths are refused by the daemon
+    # surrogatepass: an argument that was not UTF-8 stays invalid, and the daemon says so.
+    fields = [cwd.hex(), *(word.encode("utf-8", "surrogatepass").hex() for word in argv)]
+    return rpc.PIPE_HELLO + " ".join(fields).encode() + b"\n"
+
+
+class _PipeRun:
+    """One command line's conversation: frames in, answers out (see rpc.py)."""
+
+    def __init__(
+        self,
+        sock: _socket.socket,
+        out: Callable[[bytes], None],
+        err: Callable[[bytes], None],
+        read_stdin: Callable[[], bytes],
+    ) -> None:
+        self.sock = sock
+        self.out, self.err, self.read_stdin = out, err, read_stdin
+        self.buffer = bytearray()
+
+    def run(self, hello: bytes) -> int | None:
+        fallback: bytes | None = None
+        try:
+            self._send(hello)
+            while True:
+                tag, payload = self._frame()
+                if tag == b"1":
+                    self.out(payload)
+                elif tag == b"2":
+                    self.err(payload)
+                elif tag == b"X":
+                    return int(payload)
+                elif tag == b"A":
+                    self._send(b"a")  # `out` has written and flushed everything before this
+                elif tag == b"I":
+                    data = self.read_stdin()
+                    self._send(b"%d\n" % len(data) + data)
+                elif tag == b"T":
+                    self.sock.settimeout(float(payload))
+                elif tag == b"Q":
+                    fallback = payload
+                elif tag == b"L":
+                    return None
+        except rpc.RpcError as exc:
+            if fallback is None or exc.code not in UNREACHABLE:
+                raise
+            # The daemon had the file durably queued before it went away: it goes out when
+            # the daemon runs again, so the agent must not send it a second time.
+            self.out(fallback)
+            return 0
+        finally:
+            self.sock.close()
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            raise rpc.RpcError("timeout", "the daemon did not take the request in time.") from None
+        except OSError:
+            raise rpc.RpcError("daemon_gone", "the daemon closed the connection.") from None
+
+    def _fill(self) -> None:
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except TimeoutError:
+            raise rpc.RpcError("timeout", "the daemon did not answer in time.") from None
+        except OSError:
+            chunk = b""
+        if not chunk:
+            raise rpc.RpcError("daemon_gone", "the daemon closed the connection.")
+        self.buffer += chunk
+
+    def _frame(self) -> tuple[bytes, bytes]:
+        buffer = self.buffer
+        while (end := buffer.find(b"\n")) < 0:
+            if len(buffer) > 65536:
+                raise rpc.RpcError("bad_reply", "the daemon's reply is not understood.")
+            self._fill()
+        head = bytes(buffer[:end])
+        del buffer[: end + 1]
+        if head[:1] == b"{":
+            # A refusal before the daemon read the request (busy, forbidden): a JSON line.
+            reply = rpc.decode(head)
+            error = reply.get("error") or {}
+            code, message = str(error.get("code", "error")), str(error.get("message", ""))
+            if code == "bad_request":  # a daemon from before the byte pipe took it for JSON
+                code = "daemon_unavailable"
+                message = "the running daemon is older than this p2p; run 'p2p daemon restart'."
+            raise rpc.RpcError(code, message)
+        size = int(head[1:])
+        while len(buffer) < size:
+            self._fill()
+        payload = bytes(buffer[:size])
+        del buffer[:size]
+        return head[:1], payload

@@ -3,9 +3,17 @@
 One JSON object per line over a Unix stream socket. A request is
 ``{"method": str, "params": {...}}``; a reply is ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": {"code": str, "message": str}}``. A long request may be
-preceded by any number of ``{"progress": {...}}`` lines. This module imports
-neither asyncio nor nostr_sdk, so the CLI stays fast; the daemon uses the same
-encode/decode helpers.
+preceded by any number of ``{"progress": {...}}`` lines. The Python API and the MCP
+server speak this.
+
+The ``p2p`` CLI speaks a second, smaller dialect on the same socket, the byte pipe: the
+daemon parses the command line and renders the output, so the CLI needs neither json nor
+argparse. Its first line is ``pipe 1 <cwd> <arg>...`` with every field the hex of its
+bytes. The daemon answers in frames, each ``<tag><length>\n<payload>`` (`PIPE_FRAMES`); the
+CLI answers the frames that ask it something: ``I`` with ``<length>\n<stdin bytes>``, ``A``
+with the single byte ``a`` once the output so far is written and flushed. The last frame is
+``X`` with the exit code. This module imports neither asyncio nor nostr_sdk, nor json until
+a JSON request is made, so the CLI stays fast.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from __future__ import annotations
 # The C module, not `socket`: the wrapper module pulls in enum and selectors, which would
 # cost every CLI run several milliseconds.
 import _socket
-import json
 import os
 import stat
 
@@ -27,6 +34,18 @@ if TYPE_CHECKING:
     PathLike = str | os.PathLike[str]
 
 MAX_LINE = 64 * 1024 * 1024  # a request carrying a 10 MiB file as base64 fits easily
+
+PIPE_HELLO = b"pipe 1 "  # the first bytes of a byte-pipe request (version 1)
+PIPE_FRAMES = {
+    b"1": "bytes for standard output",
+    b"2": "bytes for standard error",
+    b"I": "send standard input now",
+    b"A": "acknowledge, once the output so far is written and flushed",
+    b"T": "wait this many seconds (decimal) for the next frame from now on",
+    b"Q": "standard output to show if the connection ends before the exit frame",
+    b"L": "run this command line in the CLI itself (it needs no daemon, or asks for help)",
+    b"X": "the exit code (decimal); the last frame",
+}
 
 
 class RpcError(Exception):
@@ -46,10 +65,14 @@ class DaemonUnavailable(RpcError):
 
 
 def encode(message: dict[str, Any]) -> bytes:
+    import json  # here, not at the top: the CLI's byte pipe never needs it
+
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
+    import json
+
     try:
         value = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -85,6 +108,26 @@ def check_socket_safe(path: PathLike) -> None:
         )
 
 
+def connect(path: PathLike, timeout: float | None) -> _socket.socket:
+    """A connection to the daemon's socket, once it is known to be safe. `DaemonUnavailable`
+    when nothing listens; other OSErrors (a home that is not a directory, ...) as they are."""
+    check_socket_safe(path)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise DaemonUnavailable() from None
+    except TimeoutError:
+        sock.close()
+        raise RpcError("timeout", "the daemon did not accept a connection in time.") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def request(
     path: PathLike,
     method: str,
@@ -93,14 +136,8 @@ def request(
     on_progress: ProgressCallback | None = None,
 ) -> Any:
     """Send one request and return its result, raising RpcError on an error reply."""
-    check_socket_safe(path)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock = connect(path, timeout)
     try:
-        try:
-            sock.connect(os.fspath(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonUnavailable() from None
         sock.sendall(encode({"method": method, "params": params or {}}))
         lines = _LineReader(sock)
         while True:

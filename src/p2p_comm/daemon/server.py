@@ -1,6 +1,7 @@
 """The daemon's Unix socket: owner-only, peer credentials checked, JSON lines, bounded.
 
-One request per connection. A request line has a size limit and must arrive within a
+One request per connection: a JSON line (the Python API, MCP), or a ``p2p`` run's byte
+pipe (daemon/pipe.py). A request line has a size limit and must arrive within a
 deadline; a client that goes away mid-request has its handler cancelled (so a killed
 `p2p wait` stops waiting and consumes nothing).
 """
@@ -44,6 +45,29 @@ def report_progress(update: dict[str, Any]) -> None:
     sink = progress_sink.get()
     if sink is not None:
         sink(update)
+
+
+async def unless_gone(
+    work: Awaitable[dict[str, Any]], reader: asyncio.StreamReader
+) -> dict[str, Any] | None:
+    """The reply ``work`` gives; None if the client closed its end first. The handler is then
+    cancelled: nothing it would have handed over is consumed (a killed `p2p wait` stops
+    waiting)."""
+    answer = asyncio.ensure_future(work)
+    while True:
+        gone = asyncio.ensure_future(reader.read(65536))
+        done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer in done:
+            gone.cancel()
+            return answer.result()
+        if gone.exception() is None and gone.result():
+            continue  # stray bytes after the request: not a hang-up
+        break
+    answer.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await answer
+    log.info("client went away before its answer; request cancelled")
+    return None
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -105,8 +129,14 @@ class SocketServer:
                 return
             if not line:
                 return
+            if line.startswith(rpc.PIPE_HELLO):
+                from . import pipe  # it imports this module
+
+                await pipe.serve(line, reader, writer, self.reply, self.max_line)
+                await writer.drain()
+                return
             progress_sink.set(lambda update: writer.write(rpc.encode({"progress": update})))
-            reply = await self._answer_unless_gone(line, reader)
+            reply = await unless_gone(self._answer(line), reader)
             if reply is not None:
                 writer.write(rpc.encode(reply))
                 await writer.drain()
@@ -141,34 +171,20 @@ class SocketServer:
         finally:
             self._reading -= size
 
-    async def _answer_unless_gone(
-        self, line: bytes, reader: asyncio.StreamReader
-    ) -> dict[str, Any] | None:
-        """Answer the request; None if the client closed its end first (the handler is then
-        cancelled: nothing it would have handed over is consumed)."""
-        answer = asyncio.ensure_future(self._answer(line))
-        while True:
-            gone = asyncio.ensure_future(reader.read(65536))
-            done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if answer in done:
-                gone.cancel()
-                return answer.result()
-            if gone.exception() is None and gone.result():
-                continue  # stray bytes after the request: not a hang-up
-            break
-        answer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await answer
-        log.info("client went away before its answer; request cancelled")
-        return None
-
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
             request = rpc.decode(line)
-            method = request.get("method")
-            params = request.get("params") or {}
-            if not isinstance(method, str) or not isinstance(params, dict):
-                raise CommandError("bad_request", "method must be a string, params an object.")
+        except rpc.RpcError as exc:
+            return rpc.error(exc.code, exc.message)
+        method = request.get("method")
+        params = request.get("params") or {}
+        if not isinstance(method, str) or not isinstance(params, dict):
+            return rpc.error("bad_request", "method must be a string, params an object.")
+        return await self.reply(method, params)
+
+    async def reply(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The reply to one request, every failure as an error reply."""
+        try:
             return rpc.ok(await self._dispatch(method, params))
         except CommandError as exc:
             return rpc.error(exc.code, exc.message)
