@@ -277,7 +277,7 @@ def test_half_open_connection_is_noticed_and_delivery_resumes(
         assert time.monotonic() - frozen_at < 35
         alice.json("send", "across the outage")
         proxy.thaw()
-        assert texts_of(events_of(bob, "message", timeout=35)) == ["across the outage"]
+        assert texts_of(events_of(bob, "message", timeout=45)) == ["across the outage"]
     finally:
         proxy.stop()
 

@@ -34,6 +34,9 @@ BATCH = 200  # wraps per transaction: bounds how long one batch holds the event 
 PAGE = 500  # events asked for per catch-up query (relays cap lower or equal)
 MAX_PAGES = 200
 CATCH_UP_DELAY = 3.0
+FLOOD_WINDOW = 10.0  # seconds over which shed wraps are counted per relay
+FLOOD_LIMIT = 2000  # shed in that window: the relay is muted
+MUTE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Inbound:
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
         self._catch_up_task: asyncio.Task[Any] | None = None
+        self._shed_window: dict[str, tuple[float, int]] = {}
         self._catch_up_again = False
 
     def wrap_filter(self) -> Any:
@@ -100,11 +104,32 @@ class Inbound:
         """A live wrap from a subscription: gate it and queue it."""
         if self.store.seen(event.id):
             return
-        if not self.gate.admit_wrap(len(event.content), clock.now(), event.relay):
+        now = clock.now()
+        if not self.gate.admit_wrap(len(event.content), now, event.relay):
             self.schedule_catch_up()
+            self._flooding(event.relay, now)
             return
         self._queues.setdefault(event.relay, collections.deque()).append(event)
         self._ready.set()
+
+    def _flooding(self, relay: str, now: float) -> None:
+        """A relay that keeps sending far over the inbound rate is muted for a while: even
+        shed, its flood costs the CPU that wraps from the good relays need."""
+        start, count = self._shed_window.get(relay, (now, 0))
+        if now - start > FLOOD_WINDOW:
+            start, count = now, 0
+        count += 1
+        self._shed_window[relay] = (start, count)
+        if count >= FLOOD_LIMIT and relay:
+            del self._shed_window[relay]
+            log.warning(
+                "relay %s floods us (%d shed in %ss); muted for %ss",
+                relay,
+                count,
+                FLOOD_WINDOW,
+                MUTE_SECONDS,
+            )
+            self.pool.mute(relay, MUTE_SECONDS)
 
     def _next_batch(self) -> list[InboundEvent]:
         """Up to BATCH queued wraps, taken from each relay's queue in turn."""

@@ -338,6 +338,24 @@ class RelayPool:
                 except Exception:
                     log.exception("reading a relay message failed")
 
+    def mute(self, url: str, seconds: float) -> None:
+        """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
+        it held meanwhile comes with the catch-up that a reconnection starts. Never our only
+        relay: a flood aimed at us would then silence us altogether."""
+        if not [other for other in self.urls if other != url]:
+            return
+        self.health.of(url).last_error = f"flooding: muted for {seconds:.0f} s"
+        spawn(self._mute(url, seconds), "mute-relay")
+
+    async def _mute(self, url: str, seconds: float) -> None:
+        try:
+            relay = await self.reader.relay(ns.RelayUrl.parse(url))
+            await relay.disconnect()
+            await asyncio.sleep(seconds)
+            await relay.connect()
+        except Exception as exc:
+            log.warning("muting %s failed: %s", url, exc)
+
     async def _pump(self, stream: Any) -> None:
         while True:
             note = await stream.next()
