@@ -129,6 +129,9 @@ class Case:
     noise_inbox_lists: int = 0
     # Most refusals per accepted event a client that paces itself would cause.
     max_refusal_ratio: float | None = None
+    # Seconds each step may take: under a tight rate limit, 20 messages and their receipts
+    # need that many events at the allowed pace (8 per 2 s per connection: 10 s and more).
+    step_timeout: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,7 +139,9 @@ CASES: dict[str, Case] = {
     "auth_read_kinds_strfry": Case({"auth_read_kinds": True}),
     "nip42_dms_nostr_rs": Case({"nip42_dms": True}),
     "auth_all_inbox_relay": Case({"auth_all": True}),
-    "rate_8_per_window": Case({"rate_limit": 8, "rate_window": 2}, max_refusal_ratio=0.25),
+    "rate_8_per_window": Case(
+        {"rate_limit": 8, "rate_window": 2}, max_refusal_ratio=0.25, step_timeout=30.0
+    ),
     "max_filter_limit_500": Case({"max_filter_limit": 500}, noise_inbox_lists=600),
     "limit_scrapers": Case({"limit_scrapers": True}),
     "created_at_6h": Case({"created_at_lower_limit": 6 * 3600}),
@@ -167,6 +172,7 @@ class Scene:
     relay: RelaySim
     owner_relay: RelaySim
     owner: OwnerApp
+    step: float = STEP_TIMEOUT
 
 
 @contextlib.contextmanager
@@ -188,7 +194,7 @@ def scene(case: Case) -> Iterator[Scene]:
             for _ in range(case.noise_inbox_lists)
         ]
         asyncio.run(_publish_direct(uppers[0].url, scenery))
-        yield Scene(sims[0], sims[1], owner)
+        yield Scene(sims[0], sims[1], owner, case.step_timeout)
 
 
 def run_story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, case: Case) -> None:
@@ -217,17 +223,17 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
     done.append("discovery")
 
     call_id = str(alice.json("call", "bob", "quarterly numbers")["call_id"])
-    (request,) = events_of(bob, "call_request", timeout=STEP_TIMEOUT)
+    (request,) = events_of(bob, "call_request", timeout=scene.step)
     assert request["call_id"] == call_id
     bob.json("answer", "accept", "--call", call_id[:8])
-    events_of(alice, "call_accepted", timeout=STEP_TIMEOUT)
+    events_of(alice, "call_accepted", timeout=scene.step)
     done.append("call")
 
     for i in range(MESSAGES):
         alice.json("send", f"from alice {i}")
         bob.json("send", f"from bob {i}")
     for receiver, sender in ((bob, "alice"), (alice, "bob")):
-        texts = [e["text"] for e in events_of(receiver, "message", MESSAGES, STEP_TIMEOUT)]
+        texts = [e["text"] for e in events_of(receiver, "message", MESSAGES, scene.step)]
         assert texts == [f"from {sender} {i}" for i in range(MESSAGES)]
     done.append("20 messages each way")
 
@@ -235,19 +241,19 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
     source = tmp_path / "report.bin"
     source.write_bytes(payload)
     alice.json("sendfile", "report.bin", "--path", str(source))
-    (received,) = events_of(bob, "file", timeout=STEP_TIMEOUT)
+    (received,) = events_of(bob, "file", timeout=scene.step)
     assert received["sha256"] == hashlib.sha256(payload).hexdigest()
     assert Path(received["path"]).read_bytes() == payload
     done.append("200 KiB file")
 
     escalation = bob.json("escalate", "alice asks for 40k; approve?")
     assert escalation["owner_reached"] == ["nostr"], escalation
-    events_of(alice, "escalation", timeout=STEP_TIMEOUT)
+    events_of(alice, "escalation", timeout=scene.step)
     bob_hex = str(bob.json("whoami")["pubkey"])
     tag = escalation["escalation_id"]
     wait_until(
         lambda: any(s == bob_hex and tag in text for s, text in scene.owner.messages()),
-        STEP_TIMEOUT,
+        scene.step,
         "the escalation in the owner's app",
     )
     done.append("escalation reached the owner")
@@ -259,13 +265,13 @@ def _story(scene: Scene, make_agent: AgentFactory, tmp_path: Path, done: list[st
         text = f"{tag} approved up to 35k" + (f" (resent {attempt})" if attempt else "")
         assert scene.owner.send([scene.relay.url], bob_hex, text)
         with contextlib.suppress(TimeoutError):
-            replies = events_of(bob, "owner_reply", timeout=STEP_TIMEOUT / 3)
+            replies = events_of(bob, "owner_reply", timeout=scene.step / 3)
             break
     assert replies and replies[0]["escalation_id"] == escalation["escalation_id"]
     done.append("owner reply")
 
     alice.json("end", "done")
-    events_of(bob, "call_ended", timeout=STEP_TIMEOUT)
+    events_of(bob, "call_ended", timeout=scene.step)
     done.append("end")
 
 
