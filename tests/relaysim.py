@@ -704,15 +704,9 @@ class RelaySim:
         return document
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        from p2p_comm.harness import stop_process
+
+        stop_process(self.proc)
 
     def __enter__(self) -> RelaySim:
         return self.start()

@@ -50,6 +50,19 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     return proc.stdout.readline().strip() if ready else ""
 
 
+def stop_process(proc: subprocess.Popen[str] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s; close its stdout pipe."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc and proc.stdout:
+        proc.stdout.close()
+
+
 class RelayProcess:
     """``p2p relay`` on a free loopback port, in its own process."""
 
@@ -73,15 +86,7 @@ class RelayProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -16,6 +16,7 @@ from .. import clock
 from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
 from ..sanitize import clean_label
 from ..schema import bare_esc_id, peer
+from ..store import Store
 from .calls import CallService
 from .directory import npub_of
 from .errors import CommandError
@@ -160,20 +161,10 @@ class CallCommands:
             call, lambda now: call.escalate(text, now), ("escalation", {"text": text})
         )
         self.service.publish(work)
-        details = {
-            "agent": self.my_name,
-            "call_id": call.id,
-            "peer": self.service.peer_names.get(call.id, ""),
-            "peer_npub": npub_of(call.peer),
-            "topic": call.topic,
-            "text": text,
-        }
-        outcome = await self.owner.escalate(details)
-        with self.service.store.transaction():
-            self.service.store.add_escalation(
-                bare_esc_id(outcome["escalation_id"]), call.id, text, clock.now()
-            )
-        return {"call_id": call.id, "peer_notified": True, **outcome}
+        peer_name = self.service.peer_names.get(call.id, "")
+        store = self.service.store
+        peers = (peer_name, npub_of(call.peer))
+        return await tell_owner(self.owner, store, self.my_name, call.id, peers, call.topic, text)
 
     async def end(self, params: dict[str, Any]) -> Any:
         call = self.service.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
@@ -283,6 +274,32 @@ async def _hand_to_relays(work: list[Awaitable[None]]) -> None:
 
 
 _RUNNING: set[asyncio.Future[None]] = set()
+
+
+async def tell_owner(
+    owner: OwnerChannels,
+    store: Store,
+    my_name: str,
+    call_id: str,
+    peers: tuple[str, str],
+    topic: str,
+    text: str,
+) -> dict[str, Any]:
+    """After the peer(s) were told: the owner channels, and the escalation remembered for the
+    owner's reply. ``peers`` is (names, npubs) as the owner reads them. The `escalate` result."""
+    peer, peer_npub = peers
+    details = {
+        "agent": my_name,
+        "call_id": call_id,
+        "peer": peer,
+        "peer_npub": peer_npub,
+        "topic": topic,
+        "text": text,
+    }
+    outcome = await owner.escalate(details)
+    with store.transaction():
+        store.add_escalation(bare_esc_id(outcome["escalation_id"]), call_id, text, clock.now())
+    return {"call_id": call_id, "peer_notified": True, **outcome}
 
 
 def _read_file(path: Path, limit: int) -> bytes:

@@ -20,8 +20,8 @@ from ..protocol.call import ACTIVE, ENDED, OUTGOING, RINGING, Call, CallError, S
 from ..protocol.events import Effect
 from ..protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ..protocol.group import session_id as group_session_id
-from ..schema import bare_esc_id, peer
-from .commands import _hand_to_relays, _read_file, _text, decode_base64
+from ..schema import peer
+from .commands import _hand_to_relays, _read_file, _text, decode_base64, tell_owner
 from .directory import npub_of
 from .errors import CommandError
 from .groups import GroupService
@@ -200,20 +200,10 @@ class GroupCommands:
         )
         self.service.publish(work)
         names = self.groups.names(group)
-        details = {
-            "agent": self.groups.my_name,
-            "call_id": group.id,
-            "peer": "group: " + ", ".join(n for _, n in names),
-            "peer_npub": ", ".join(p for p, _ in names),
-            "topic": group.topic,
-            "text": text,
-        }
-        outcome = await self.owner.escalate(details)
-        with self.service.store.transaction():
-            self.service.store.add_escalation(
-                bare_esc_id(outcome["escalation_id"]), group.id, text, clock.now()
-            )
-        return {"call_id": group.id, "peer_notified": True, **outcome}
+        peers = "group: " + ", ".join(n for _, n in names)
+        npubs = ", ".join(p for p, _ in names)
+        store, me = self.service.store, self.groups.my_name
+        return await tell_owner(self.owner, store, me, group.id, (peers, npubs), group.topic, text)
 
     async def _group_end(self, group: Group, params: dict[str, Any]) -> Any:
         reason = _text(params, "reason", required=False)
