@@ -55,7 +55,7 @@ def largest_fitting_chunk(limit: int, keys: Any) -> int:
     """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes.
 
     Measured, not guessed: NIP-44 pads, and two layers of base64 inflate the chunk."""
-    low, high = wire.MIN_CHUNK_BYTES, wire.FILE_CHUNK_BYTES
+    low, high = wire.MIN_CHUNK_BYTES, wire.MAX_CHUNK_BYTES
     if _wrapped_size(high, keys) <= limit:
         return high
     while high - low > 256:

@@ -29,6 +29,7 @@ from .events import (
 from .wire import (
     FEATURE_LEVEL,
     FILE_CHUNK_BYTES,
+    MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     TEXT_PART_BYTES,
     WireMessage,
@@ -221,7 +222,7 @@ class Call:
         feature level 2 only knows FILE_CHUNK_BYTES."""
         self._require(self.state == ACTIVE, "is not active")
         self._check_size(len(data), self.limits.max_file_bytes, "file")
-        chunk = max(MIN_CHUNK_BYTES, min(chunk_bytes, FILE_CHUNK_BYTES))
+        chunk = max(MIN_CHUNK_BYTES, min(chunk_bytes, MAX_CHUNK_BYTES))
         if self.peer_level < 2:
             chunk = FILE_CHUNK_BYTES
         count = chunk_count(len(data), chunk)
