@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from p2p_comm.daemon.app import tighten
+from p2p_comm.daemon.process import tighten
 from p2p_comm.paths import HomePaths
 
 
