@@ -285,6 +285,14 @@ class Store:
                 queued.add(row["seq"])
         return found
 
+    def outbox_oldest(self) -> dict[str, tuple[int, float]]:
+        """Per call with unreceipted messages: how many, and when the oldest was sent (the
+        outbox holds only unreceipted rows, so this stays small)."""
+        rows = self._db.execute(
+            "SELECT call_id, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox GROUP BY call_id"
+        )
+        return {row["call_id"]: (row["n"], row["oldest"]) for row in rows}
+
     # Messages held until the gap before them fills --------------------------------------
 
     def hold(self, call_id: str, seq: int, content: str) -> None:

@@ -358,3 +358,21 @@ def test_over_limit_send_fails_and_leaves_no_trace(relay, make_agent: AgentFacto
     assert refused["error"]["code"] == "too_large"
     assert transcript_texts(alice, call_id) == ["within the limit"]
     assert texts_of(events_of(bob, "message")) == ["within the limit"]
+
+
+# Issue 12: what is wrong is said --------------------------------------------------------------
+
+
+def test_messages_unacknowledged_for_long_are_said(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = start_pair(relay.url, make_agent)
+    call_id = connect(alice, bob)
+    bob.run("daemon", "stop")
+    alice.json("send", "into the silence")
+    assert not [w for w in alice.json("status").get("warnings", []) if "unacknowledged" in w]
+    # Ten minutes later by alice's clock (the clock seam), the message is still unreceipted.
+    alice.run("daemon", "stop")
+    alice.env["P2P_CLOCK_OFFSET"] = "600"
+    alice.run("daemon", "start")
+    warnings = alice.json("status").get("warnings", [])
+    assert any(f"call {call_id[:8]} unacknowledged for 10 min" in w for w in warnings), warnings
+    assert "unacknowledged for 10 min" in alice.run("status").stdout.splitlines()[0]

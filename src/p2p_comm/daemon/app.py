@@ -54,6 +54,9 @@ log = logging.getLogger("p2p.daemon")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
+# Messages unacknowledged for this long are said in `status`, `send` and `sendfile`.
+STALE_UNACKED = 300.0
+
 # Commands whose result means little, or misleads, while no relay is connected: they get a
 # `warnings` entry saying so (shown first in text output).
 WARN_WITHOUT_RELAY = frozenset(
@@ -145,6 +148,16 @@ class Daemon:
                 " reach this agent, and what you send waits until one connects;"
                 " see the relay lines of 'p2p status'."
             )
+        if method in ("status", "send", "sendfile"):
+            now = clock.now()
+            for call_id, (count, oldest) in self.store.outbox_oldest().items():
+                if now - oldest >= STALE_UNACKED:
+                    minutes = int((now - oldest) // 60)
+                    found.append(
+                        f"{count} message(s) in call {call_id[:8]} unacknowledged for"
+                        f" {minutes} min: the peer may be offline or unreachable"
+                        " (they are re-sent until it acknowledges them)."
+                    )
         if method == "status" and config_fingerprint(self.paths.config) != self.config_seen:
             found.append(
                 f"the config file {self.paths.config} changed since the daemon started;"
