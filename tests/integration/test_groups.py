@@ -134,3 +134,64 @@ def test_loop_protection_stops_ping_pong(relay: Any, make_agent: Any) -> None:
         wait_until(told, 10, f"{agent.name}'s owner to be told")
     # A human lifts it: --force sends again.
     assert a.json("send", "a human says go on", "--force", "--call", call_id[:8])["_exit"] == 0
+
+
+def _impersonating_wrap(forger: Any, victim_hex: str, receiver_hex: str, content: str) -> Any:
+    """A rumor that names ``victim_hex`` as its author, sealed and wrapped by ``forger``:
+    what an outsider would need to speak as a participant."""
+    import nostr_sdk as ns
+
+    from p2p_comm.protocol.wire import CALL_KIND
+
+    receiver = ns.PublicKey.parse(receiver_hex)
+    rumor = ns.EventBuilder(ns.Kind(CALL_KIND), content).finalize_unsigned(
+        ns.PublicKey.parse(victim_hex)
+    )
+    seal = ns.nip59_make_seal(forger, receiver, rumor)  # the SDK seals whatever it is given
+    one_time = ns.Keys.generate()
+    sealed = ns.nip44_encrypt(one_time.secret_key(), receiver, seal.as_json(), ns.Nip44Version.V2)
+    return (
+        ns.EventBuilder(ns.Kind(1059), sealed)
+        .tags([ns.Tag.public_key(receiver)])
+        .finalize(one_time)
+    )
+
+
+def test_an_outsider_cannot_inject_into_a_group_or_speak_as_a_member(
+    relay: Any, make_agent: Any
+) -> None:
+    from p2p_comm.protocol.group import session_id
+    from p2p_comm.protocol.wire import WireMessage
+    from tests.faults import RawPeer
+
+    a, b, c = start_agents(relay.url, make_agent, "ann", "ben", "cat")
+    call_id = connect(a, b, "members only")
+    _invite(a, c, call_id)
+    events_of(b, "participant_joined")
+    keys = {agent.name: agent.json("whoami")["pubkey"] for agent in (a, b, c)}
+    mallory = RawPeer(relay.url)
+
+    def forged(call: str, seq: int) -> WireMessage:
+        body = {"text": f"forged on {call[:8]}", "part": 1, "parts": 1}
+        return WireMessage("message", call, seq, body=body)
+
+    ben_cat = session_id(call_id, keys["ben"], keys["cat"])
+    mallory.publish(
+        # On the group's own id and on a member-to-member session id, as itself.
+        mallory.wrap(keys["ben"], forged(call_id, 2)),
+        mallory.wrap(keys["cat"], forged(ben_cat, 1)),
+        # Speaking as ann: a rumor naming ann, sealed by mallory.
+        _impersonating_wrap(mallory.keys, keys["ann"], keys["ben"], forged(call_id, 2).encode()),
+    )
+    wait_until(
+        lambda: sum(b.json("status")["security"]["dropped"].values()) >= 2,
+        20,
+        "ben to drop the forgeries",
+    )
+    a.json("send", "the real one", "--call", call_id[:8])
+    for agent in (b, c):
+        got = _messages(agent, 1)
+        assert [e["text"] for e in got] == ["the real one"]
+        assert got[0]["peer"]["name"] == "ann"
+    leftovers = b.json("inbox")["events"] + c.json("inbox")["events"]
+    assert not [e for e in leftovers if "forged" in json.dumps(e)]
