@@ -542,6 +542,14 @@ class Bench:
     def _group_of(self, size: int) -> tuple[list[Agent], str]:
         """``size`` agents (alice first) in one group call, everyone's roster complete."""
         others = [Agent(f"g{size}-{i}", [self.relay.url]) for i in range(1, size)]
+        try:
+            return others, self._form_group(others)
+        except BaseException:
+            for agent in others:  # a failed set-up leaves no daemon behind
+                agent.cleanup()
+            raise
+
+    def _form_group(self, others: list[Agent]) -> str:
         for agent in others:
             agent.run("daemon", "start")
         names = {agent.name for agent in others}
@@ -585,7 +593,7 @@ class Bench:
                 f"{agent.name} to see the whole roster",
             )
         take_inbox(self.alice.paths.socket)
-        return others, call_id
+        return str(call_id)
 
     def group_rate(self) -> None:
         """Issue 14: one sender to a group of 2, 4 and 8 participants."""
