@@ -54,7 +54,7 @@ log = logging.getLogger("p2p.daemon")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
-# Messages unacknowledged for this long are said in `status`, `send` and `sendfile`.
+# Messages unacknowledged for this long are said in `status`.
 STALE_UNACKED = 300.0
 
 # Commands whose result means little, or misleads, while no relay is connected: they get a
@@ -141,14 +141,14 @@ class Daemon:
     async def warnings(self, method: str) -> list[str]:
         """What is wrong right now, one sentence each: said, never left to be guessed."""
         found = []
-        relays = await self.pool.states()
-        if not any(r["state"] == "connected" for r in relays):
+        up, total = await self.pool.connected()
+        if not up:
             found.append(
-                f"no relay connected (0 of {len(relays)}): other agents can neither see nor"
+                f"no relay connected (0 of {total}): other agents can neither see nor"
                 " reach this agent, and what you send waits until one connects;"
                 " see the relay lines of 'p2p status'."
             )
-        if method in ("status", "send", "sendfile"):
+        if method == "status":
             now = clock.now()
             for call_id, (count, oldest) in self.store.outbox_oldest().items():
                 if now - oldest >= STALE_UNACKED:

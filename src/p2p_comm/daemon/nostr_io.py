@@ -259,6 +259,12 @@ class RelayPool:
         )
         return [_to_inbound(event, "") for event in events]
 
+    async def connected(self) -> tuple[int, int]:
+        """(connected, configured) relays for reading: cheap enough for every command."""
+        relays = await self.reader.relays()
+        up = sum(1 for relay in relays.values() if relay.status() == ns.RelayStatus.CONNECTED)
+        return up, len(relays)
+
     async def states(self) -> list[dict[str, Any]]:
         relays = await self.reader.relays()
         states = []
