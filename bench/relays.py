@@ -3,8 +3,10 @@
 - the story (call, messages both ways, a file, end) on one relay limited to 60 events a
   minute (burst 20), and on three relays of which one allows 8 a minute: seconds to complete
   and refusals per accepted event;
-- a file through a relay whose messages are capped at 16, 64 and 128 KiB: MiB/s beside a raw
-  nostr-sdk transfer with the same chunk size.
+- a file through a relay whose messages are capped at 16 and 64 KiB: MiB/s beside a raw
+  nostr-sdk transfer with the same chunk size. (128 KiB cannot be simulated here: the
+  embedded relay behind the simulator refuses any event over 64 KiB, so a relay that
+  advertises 128 KiB and then refuses 64 KiB wraps would stall the transfer; see issue 11.)
 """
 
 from __future__ import annotations
@@ -151,8 +153,8 @@ def rate_limited_story(add: Callable[[str, str, float], None], smoke: bool) -> N
 
 
 def file_sizes(add: Callable[[str, float, float], None], smoke: bool) -> None:
-    """A file at 16, 64 and 128 KiB relay limits beside raw nostr-sdk at the same chunk."""
+    """A file at 16 and 64 KiB relay limits beside raw nostr-sdk at the same chunk."""
     size = 50 * 1024 if smoke else 5 * 1024 * 1024
-    for kib in (16, 64, 128):
+    for kib in (16, 64):
         ours, raw, chunk = file_rate(kib * 1024, size)
         add(f"{size / 1048576:g} MiB file at a {kib} KiB relay ({chunk} B chunks)", ours, raw)

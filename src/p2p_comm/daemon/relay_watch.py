@@ -33,7 +33,12 @@ async def watch(pool: RelayPool) -> None:
             except Exception:
                 continue
             for url, relay in relays.items():
-                up = relay.status() == ns.RelayStatus.CONNECTED
+                status = relay.status()
+                up = status == ns.RelayStatus.CONNECTED
+                if status in _WAITING:
+                    # The SDK's own retry backs off for a minute or more after a long
+                    # outage; one attempt per watch keeps the return prompt.
+                    _try_now(relay)
                 if up and not await _answers(relay):
                     log.warning("relay %s does not answer; reconnecting", url)
                     pool.health.of(str(url)).last_error = "no answer (connection half-open?)"
@@ -43,6 +48,22 @@ async def watch(pool: RelayPool) -> None:
                     if up and was_connected.get(str(url)) is False and pool.on_reconnect:
                         pool.on_reconnect()
                     was_connected[str(url)] = up
+
+
+_WAITING = (ns.RelayStatus.DISCONNECTED, ns.RelayStatus.SLEEPING, ns.RelayStatus.TERMINATED)
+_ATTEMPTS: set[asyncio.Task[None]] = set()
+
+
+def _try_now(relay: Any) -> None:
+    async def attempt() -> None:
+        try:
+            await relay.try_connect(timeout=timedelta(seconds=PROBE_TIMEOUT))
+        except Exception as exc:  # still away: the next watch tries again
+            log.debug("reconnecting %s: %s", relay.url(), exc)
+
+    task = asyncio.ensure_future(attempt())
+    _ATTEMPTS.add(task)
+    task.add_done_callback(_ATTEMPTS.discard)
 
 
 async def _answers(relay: Any) -> bool:
