@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -773,6 +774,8 @@ def main() -> int:
     parser.add_argument("--json", default="bench/results.json", help="where to write the JSON")
     parser.add_argument("--only", help="comma-separated figure methods, e.g. list_time,file_rate")
     args = parser.parse_args()
+    # Stopped from outside (a test's timeout), still stop every relay and agent started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     figures = Bench(SMOKE if args.smoke else Sizes()).run(
         args.only.split(",") if args.only else None
