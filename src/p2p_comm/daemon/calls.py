@@ -45,6 +45,7 @@ from ..store import Store
 from .actions import LocalActions
 from .directory import Directory, npub_of
 from .files import FileSink
+from .inbound import WRAP_LOOKBACK
 from .inbox import AgentInbox, agent_event
 from .outbound import Outbound
 from .owner import ESCALATION_TAG
@@ -54,7 +55,6 @@ log = logging.getLogger("p2p.calls")
 
 POLICY_REJECT_REASON = "not accepting calls right now"
 SEEN_MARGIN = 3600.0  # keep processed wrap ids this much past the lookback
-WRAP_LOOKBACK = 2 * 86400 + 3600
 
 
 class CallHooks(Protocol):
