@@ -141,7 +141,7 @@ class Daemon:
     async def warnings(self, method: str) -> list[str]:
         """What is wrong right now, one sentence each: said, never left to be guessed."""
         found = []
-        up, total = await self.pool.connected()
+        up, total = await self.pool.connected(max_age=1.0)
         if not up:
             found.append(
                 f"no relay connected (0 of {total}): other agents can neither see nor"

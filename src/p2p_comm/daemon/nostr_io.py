@@ -109,6 +109,8 @@ class RelayPool:
         self.on_reconnect: Callable[[], None] | None = None
         self._watch_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
+        self._connected: tuple[float, tuple[int, int]] | None = None
+        self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
 
     async def start(self) -> None:
         opts = (
@@ -210,25 +212,33 @@ class RelayPool:
             going = await self._pace(targets)
             output = await self.writer.send_event(
                 event,
-                target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in going]),
+                target=ns.SendEventTarget.to([self._relay_url(url) for url in going]),
                 ok_timeout=timedelta(seconds=timeout),
             )
             now = time.time()
-            for url in output.success:
-                accepted.append(str(url))
-                failed.pop(str(url), None)
-                self.health.record(str(url), event_id, None, now, kind)
+            for relay_url in output.success:
+                url = str(relay_url)
+                accepted.append(url)
+                failed.pop(url, None)
+                self.health.record(url, event_id, None, now, kind)
             again = []
-            for url, reason in output.failed.items():
-                failed[str(url)] = reason
-                self.health.record(str(url), event_id, reason, now, kind)
+            for relay_url, reason in output.failed.items():
+                url = str(relay_url)
+                failed[url] = reason
+                self.health.record(url, event_id, reason, now, kind)
                 prefix = reason.split(":", 1)[0].strip().lower()
                 if prefix in ("rate-limited", "auth-required"):
-                    again.append(str(url))
+                    again.append(url)
             if not again:
                 break
             targets = again
         return PublishResult(event_id=event_id, accepted=accepted, failed=failed)
+
+    def _relay_url(self, url: str) -> Any:
+        parsed = self._relay_urls.get(url)
+        if parsed is None:
+            parsed = self._relay_urls[url] = ns.RelayUrl.parse(url)
+        return parsed
 
     def _why_not(self, url: str, event_id: str, size: int) -> str:
         if not self.health.fits(url, size):
@@ -259,10 +269,15 @@ class RelayPool:
         )
         return [_to_inbound(event, "") for event in events]
 
-    async def connected(self) -> tuple[int, int]:
-        """(connected, configured) relays for reading: cheap enough for every command."""
+    async def connected(self, max_age: float = 0.0) -> tuple[int, int]:
+        """(connected, configured) relays for reading; an answer up to ``max_age`` seconds
+        old will do (every command asks, and asking the SDK crosses into Rust per relay)."""
+        now = time.monotonic()
+        if self._connected is not None and now - self._connected[0] < max_age:
+            return self._connected[1]
         relays = await self.reader.relays()
         up = sum(1 for relay in relays.values() if relay.status() == ns.RelayStatus.CONNECTED)
+        self._connected = (now, (up, len(relays)))
         return up, len(relays)
 
     async def states(self) -> list[dict[str, Any]]:
