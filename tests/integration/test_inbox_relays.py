@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import nostr_sdk as ns
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from p2p_comm.harness import RelayProcess, wait_until
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import connect, events_of
+from tests.integration.test_escalation import NostrApp
+from tests.schema_check import check as check_schema
 
 
 @pytest.fixture
@@ -31,9 +34,7 @@ async def _query(url: str, query: ns.Filter) -> list[ns.Event]:
     await client.add_relay(ns.RelayUrl.parse(url))
     await client.connect(and_wait=timedelta(seconds=5))
     try:
-        events = await client.fetch_events(
-            ns.ReqTarget.auto([query]), timeout=timedelta(seconds=3)
-        )
+        events = await client.fetch_events(ns.ReqTarget.auto([query]), timeout=timedelta(seconds=3))
         return list(events)
     finally:
         await client.shutdown()
@@ -48,6 +49,13 @@ def _wraps_for(url: str, pubkey: str) -> list[ns.Event]:
     since = ns.Timestamp.from_secs(int(time.time()) - 3 * 86400)
     who = ns.PublicKey.parse(pubkey)
     return query(url, ns.Filter().kind(ns.Kind(1059)).pubkey(who).since(since))
+
+
+def check(schema: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` (from `Agent.json`) if it is valid as ``schema``."""
+    assert result.pop("_exit") == 0
+    checked: dict[str, Any] = check_schema(schema, result)
+    return checked
 
 
 def test_wraps_for_bob_go_only_to_his_inbox_relay(  # type: ignore[no-untyped-def]
@@ -82,7 +90,7 @@ def test_wraps_for_bob_go_only_to_his_inbox_relay(  # type: ignore[no-untyped-de
     # bob's kind 10050 is on the announce relay and names B only; his presence is on A only.
     author = ns.PublicKey.parse(bob_hex)
     (inbox_list,) = query(a, ns.Filter().kind(ns.Kind(10050)).author(author))
-    assert [t.as_vec() for t in inbox_list.tags().to_vec()] == [["relay", b]]
+    assert [tag.to_vec() for tag in inbox_list.tags()] == [["relay", b]]
     assert query(a, ns.Filter().kind(ns.Kind(30078)).author(author))
     assert query(b, ns.Filter().kind(ns.Kind(30078)).author(author)) == []
 
@@ -94,7 +102,8 @@ def test_status_and_doctor_say_which_relays_are_inbox_and_announce(  # type: ign
     bob = make_agent("bob", [a], inbox_relays=b)
     bob.run("daemon", "start")
     wait_until(lambda: bob.json("status")["connected_relays"] == 2, 15, "both relays connected")
-    status = bob.json("status")
+    status = check("status", bob.json("status"))
+    check("whoami", bob.json("whoami"))
     assert status["identity"]["relays"] == [a]
     assert status["identity"]["inbox_relays"] == [b]
     assert {r["url"]: r["roles"] for r in status["relays"]} == {a: ["announce"], b: ["inbox"]}
@@ -103,7 +112,7 @@ def test_status_and_doctor_say_which_relays_are_inbox_and_announce(  # type: ign
     assert f"relay {b} (inbox):" in text
     assert f"inbox relays: {b}" in text
 
-    doctor = bob.json("doctor")
+    doctor = check("doctor", bob.json("doctor"))
     assert {r["url"]: r["roles"] for r in doctor["relays"]} == {a: ["announce"], b: ["inbox"]}
     assert doctor["total"] == 2
     assert f"relay {b} (inbox):" in bob.run("doctor").stdout
@@ -115,3 +124,32 @@ def test_status_and_doctor_say_which_relays_are_inbox_and_announce(  # type: ign
     (only,) = alice.json("status")["relays"]
     assert only["roles"] == ["announce", "inbox"]
     assert alice.json("status")["identity"]["inbox_relays"] == [a]
+
+
+def test_bob_reads_wraps_on_his_inbox_relay_only_live_and_after_a_restart(  # type: ignore[no-untyped-def]
+    relay, relay_b: RelayProcess, make_agent: AgentFactory
+) -> None:
+    """The wrap subscription and the catch-up ask B, never A: a NIP-17 message from bob's
+    owner reaches him through B, live and after a restart, and one left on A never does."""
+    a, b = relay.url, relay_b.url
+    on_a = NostrApp(a)
+    on_b = NostrApp(b, keys=on_a.keys)
+    bob = make_agent("bob", [a], inbox_relays=b, owner=on_a.keys.public_key().to_bech32())
+    bob.run("daemon", "start")
+    bob_hex = bob.json("whoami")["pubkey"]
+    on_a.send(bob_hex, "left on A")
+    on_b.send(bob_hex, "sent to B")
+    assert [e["text"] for e in events_of(bob, "owner_reply")] == ["sent to B"]
+
+    bob.run("daemon", "stop")
+    on_b.send(bob_hex, "sent to B while bob was away")
+    bob.run("daemon", "start")
+    texts = []
+
+    def away_arrived() -> bool:
+        events = bob.json("wait", "--timeout", "2", check=False).get("events", [])
+        texts.extend(e["text"] for e in events if e["type"] == "owner_reply")
+        return "sent to B while bob was away" in texts
+
+    wait_until(away_arrived, 20, "the catch-up on B")
+    assert texts == ["sent to B while bob was away"]  # nothing from A, nothing twice
