@@ -19,6 +19,7 @@ from p2p_comm.harness import RelayProcess, wait_until
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import connect, events_of
 from tests.integration.test_escalation import NostrApp
+from tests.relaysim import simulated_relay
 from tests.schema_check import check as check_schema
 
 
@@ -153,3 +154,29 @@ def test_bob_reads_wraps_on_his_inbox_relay_only_live_and_after_a_restart(  # ty
 
     wait_until(away_arrived, 20, "the catch-up on B")
     assert texts == ["sent to B while bob was away"]  # nothing from A, nothing twice
+
+
+def test_an_auth_inbox_relay_that_takes_only_dms_beside_a_public_announce_relay(  # type: ignore[no-untyped-def]
+    relay, make_agent: AgentFactory
+) -> None:
+    """The case the setting is for: bob receives on a strfry-style inbox relay that serves
+    gift wraps only to their AUTHed addressee and refuses presence and inbox lists; he
+    announces on a public relay. Nothing is refused, and the call works both ways."""
+    with simulated_relay(auth_read_kinds=True, blocked_kinds="30078,10050") as inbox:
+        bob = make_agent("bob", [relay.url], inbox_relays=inbox.url)
+        alice = make_agent("alice", [relay.url])
+        for agent in (bob, alice):
+            agent.run("daemon", "start")
+        wait_until(lambda: "bob" in alice.online_names(), 20, "alice to find bob")
+        connect(alice, bob, "through an AUTH inbox")
+        alice.json("send", "hello bob")
+        assert [e["text"] for e in events_of(bob, "message")] == ["hello bob"]
+        bob.json("send", "hello alice")
+        assert [e["text"] for e in events_of(alice, "message")] == ["hello alice"]
+        stats = inbox.stats()
+        assert stats["closed:auth-required"] >= 1  # bob's wrap REQ was challenged, then served
+        assert stats["refused"] == 0  # no presence or inbox list was ever offered to it
+        (state,) = [r for r in bob.json("status")["relays"] if r["url"] == inbox.url]
+        assert state["roles"] == ["inbox"]
+        assert state["announce"] == "not used (inbox relay only)"
+        assert state["auth"] == "ok"
