@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+import nostr_sdk as ns
 import pytest
 
 from p2p_comm.config import ConfigError, load_config
+from p2p_comm.daemon.app import _verdict
+from p2p_comm.daemon.nostr_io import RelayPool
+from p2p_comm.textout import _relay_line, render_whoami
 
 
 def test_empty_by_default_means_the_announce_relays(tmp_path: Path) -> None:
@@ -62,3 +68,66 @@ def test_fast_timers_need_every_relay_on_loopback(tmp_path: Path) -> None:
     public_inbox = {**local, "P2P_INBOX_RELAYS": "wss://inbox.example"}
     with pytest.raises(ConfigError, match="announce_interval"):
         load_config(tmp_path / "x.toml", environ=public_inbox)
+
+
+# Where each REQ goes, and how a relay's roles are judged and shown.
+
+
+async def _pool() -> Any:
+    async def handler(event: Any) -> None:
+        return None
+
+    return RelayPool(("wss://announce.example",), handler, inbox=("wss://inbox.example",))
+
+
+def test_wraps_are_read_on_inbox_relays_everything_else_on_announce_relays() -> None:
+    pool = asyncio.run(_pool())
+    me = ns.Keys.generate().public_key()
+    wraps = ns.Filter().kind(ns.Kind(1059)).pubkey(me)
+    presence = ns.Filter().kind(ns.Kind(30078))
+    lists = ns.Filter().kind(ns.Kind(10050)).author(me)
+    assert pool.read_relays([wraps]) == ("wss://inbox.example",)
+    assert pool.read_relays([presence]) == ("wss://announce.example",)
+    assert pool.read_relays([lists]) == ("wss://announce.example",)
+    both = ("wss://announce.example", "wss://inbox.example")
+    assert pool.read_relays([wraps, presence]) == both  # mixed: everywhere
+    assert pool.read_relays([ns.Filter().pubkey(me)]) == both  # no kind: everywhere
+    assert pool.roles("wss://inbox.example") == ["inbox"]
+    assert pool.roles("wss://announce.example") == ["announce"]
+    assert pool.roles("wss://a-peers.example") == []
+
+
+def _probe(roles: list[str], ok: bool = True, announce: str = "yes") -> dict[str, Any]:
+    return {
+        "roles": roles,
+        "send": "yes",
+        "receive": "yes (3 ms round trip)" if ok else "no (withholds DMs)",
+        "announce": announce,
+        "ok": ok,
+        "problems": [],
+    }
+
+
+def test_doctor_judges_a_relay_on_what_we_use_it_for() -> None:
+    assert _verdict(_probe(["announce", "inbox"])) == "works: sends, receives and announces"
+    assert _verdict(_probe(["announce", "inbox"], ok=False)).startswith("unusable for receiving")
+    # An announce relay that withholds DMs is fine: peers do not send to us there.
+    announce_only = _verdict(_probe(["announce"], ok=False))
+    assert announce_only.startswith("works for announcing")
+    assert "does not carry DMs" in announce_only
+    inbox_only = _verdict(_probe(["inbox"], announce="not used (inbox relay only)"))
+    assert inbox_only.startswith("works as an inbox relay")
+    refused = _verdict(_probe(["announce"], announce="no (refuses kind 30078: blocked)"))
+    assert refused.startswith("others cannot discover us here")
+
+
+def test_text_marks_a_relay_with_one_role_only() -> None:
+    line = _relay_line({"url": "wss://x", "roles": ["inbox"], "state": "connected", "health": "ok"})
+    assert line.startswith("relay wss://x (inbox): connected")
+    both = {"url": "wss://x", "roles": ["announce", "inbox"], "state": "connected", "health": "ok"}
+    assert _relay_line(both).startswith("relay wss://x: connected")
+    ident = {"name": "bob", "npub": "npub1x", "pubkey": "ab", "relays": ["wss://a"]}
+    assert not any(
+        "inbox" in line for line in render_whoami({**ident, "inbox_relays": ["wss://a"]})
+    )
+    assert "inbox relays: wss://b" in render_whoami({**ident, "inbox_relays": ["wss://b"]})
