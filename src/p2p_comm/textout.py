@@ -59,7 +59,7 @@ def _identity(ident: dict[str, Any]) -> list[str]:
 
 
 def _roles(relay: dict[str, Any]) -> str:
-    """ " (inbox)" or " (announce)" where a relay serves one role only; nothing for both."""
+    """The relay's role in brackets where it has one only (inbox or announce); else nothing."""
     roles = relay.get("roles")
     return f" ({roles[0]})" if roles and len(roles) == 1 else ""
 
