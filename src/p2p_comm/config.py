@@ -57,6 +57,8 @@ class Config:
     """Every setting the daemon reads. Field names are the TOML keys."""
 
     relays: tuple[str, ...] = DEFAULT_RELAYS
+    # Where we receive gift wraps (our kind 10050, the wrap subscription); empty: `relays`.
+    inbox_relays: tuple[str, ...] = ()
     name: str = ""
     description: str = ""
     capabilities: tuple[str, ...] = ()
@@ -86,10 +88,21 @@ class Config:
     def effective_liveness_window(self) -> float:
         return self.liveness_window or self.announce_interval * 2.5
 
+    @property
+    def effective_inbox_relays(self) -> tuple[str, ...]:
+        """Where peers send to us: the inbox set if one is configured, else `relays`."""
+        return self.inbox_relays or self.relays
+
+    @property
+    def all_relays(self) -> tuple[str, ...]:
+        """Every relay we connect to: the announce set, then inbox relays not among it."""
+        return tuple(dict.fromkeys((*self.relays, *self.inbox_relays)))
+
 
 # Environment variable -> field. Lists are comma-separated.
 ENV_VARS = {
     "P2P_RELAYS": "relays",
+    "P2P_INBOX_RELAYS": "inbox_relays",
     "P2P_NAME": "name",
     "P2P_DESCRIPTION": "description",
     "P2P_CAPABILITIES": "capabilities",
@@ -192,8 +205,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: '{key}' has an unusable value {value!r}.") from None
 
 
-def _validate_relays(relays: tuple[str, ...], source: str) -> None:
-    if not relays:
+def _validate_relays(relays: tuple[str, ...], source: str, required: bool = True) -> None:
+    if required and not relays:
         raise ConfigError(f"{source}: at least one relay is needed.")
     for url in relays:
         if not url.startswith(("ws://", "wss://")):
@@ -219,7 +232,7 @@ def _all_loopback(relays: tuple[str, ...]) -> bool:
 
 
 def _check_bounds(config: Config, sources: Mapping[str, str]) -> None:
-    loopback = _all_loopback(config.relays)
+    loopback = _all_loopback(config.all_relays)
     for key, (low, high, unit) in BOUNDS.items():
         value = getattr(config, key)
         if key == "liveness_window" and value == 0:
@@ -282,6 +295,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     values["wake"] = _wake(wake_table, environ)
     config = replace(Config(), **values)
     _validate_relays(config.relays, "relays")
+    _validate_relays(config.inbox_relays, "inbox_relays", required=False)
     if config.call_policy not in CALL_POLICIES:
         raise ConfigError(f"call_policy must be one of {', '.join(CALL_POLICIES)}.")
     _check_bounds(config, sources)

@@ -50,12 +50,23 @@ def _identity(ident: dict[str, Any]) -> list[str]:
         f"npub: {ident['npub']}",
         f"pubkey: {ident['pubkey']}",
         "relays: " + ", ".join(ident["relays"]),
+        *(
+            ["inbox relays: " + ", ".join(ident["inbox_relays"])]
+            if ident.get("inbox_relays", ident["relays"]) != ident["relays"]
+            else []
+        ),
     ]
+
+
+def _roles(relay: dict[str, Any]) -> str:
+    """The relay's role in brackets where it has one only (inbox or announce); else nothing."""
+    roles = relay.get("roles")
+    return f" ({roles[0]})" if roles and len(roles) == 1 else ""
 
 
 def _relay_line(relay: dict[str, Any]) -> str:
     latency = f", {relay['latency_ms']} ms" if relay.get("latency_ms") is not None else ""
-    line = f"relay {relay['url']}: {relay['state']}, {relay['health']}{latency}"
+    line = f"relay {relay['url']}{_roles(relay)}: {relay['state']}, {relay['health']}{latency}"
     if "receive" in relay:  # what works and why not, on the same line
         line += f"; receive {relay['receive']}, send {relay['send']}"
         line += f", announce {relay['announce']}"
@@ -343,7 +354,7 @@ def render_contacts(result: dict[str, Any]) -> list[str]:
 
 
 def render_doctor(result: dict[str, Any]) -> list[str]:
-    lines = [f"relay {r['url']}: {r['verdict']}" for r in result["relays"]]
+    lines = [f"relay {r['url']}{_roles(r)}: {r['verdict']}" for r in result["relays"]]
     lines.append(f"relays usable for calls: {result['usable']} of {result['total']}")
     return lines
 

@@ -74,7 +74,9 @@ class Daemon:
         self.started_at = time.time()
         self.store = store
         self.config_seen = config_fingerprint(paths.config)
-        self.pool = RelayPool(config.relays, self._on_event, identity.keys)
+        self.pool = RelayPool(
+            config.relays, self._on_event, identity.keys, config.effective_inbox_relays
+        )
         self.presence = PresenceService(self.pool, identity, config, store)
         self.directory = Directory(self.presence)
         self.inbox = AgentInbox(store)
@@ -141,7 +143,7 @@ class Daemon:
     async def warnings(self, method: str) -> list[str]:
         """What is wrong right now, one sentence each: said, never left to be guessed."""
         found = []
-        up, total = await self.pool.connected()
+        up, total = await self.pool.connected(max_age=1.0)
         if not up:
             found.append(
                 f"no relay connected (0 of {total}): other agents can neither see nor"
@@ -196,7 +198,8 @@ class Daemon:
         await self.server.start()
         await self.pool.start()
         # Wraps in a REQ of their own: strfry-style relays challenge (NIP-42) only a REQ
-        # whose every filter asks for a restricted kind.
+        # whose every filter asks for a restricted kind. The pool sends it (and catch-up
+        # queries) to the inbox relays only, presence and inbox lists to the announce relays.
         owner = owner_pubkey(self.config)
         if owner:
             self.presence.want_inbox_list(owner)
@@ -209,7 +212,11 @@ class Daemon:
         self._tasks.append(spawn(self.inbound.catch_up(), "catch-up"))
         self.pool.on_reconnect = self.inbound.schedule_catch_up
         log.info(
-            "daemon %s started for %s on %s", __version__, self.identity.npub, self.config.relays
+            "daemon %s started for %s: announce on %s, inbox on %s",
+            __version__,
+            self.identity.npub,
+            self.config.relays,
+            self.config.effective_inbox_relays,
         )
 
     async def wait_stopped(self) -> None:
@@ -239,6 +246,7 @@ class Daemon:
             "npub": self.identity.npub,
             "pubkey": self.identity.public_hex,
             "relays": list(self.config.relays),
+            "inbox_relays": list(self.config.effective_inbox_relays),
         }
 
     async def _ping(self, params: dict[str, Any]) -> Any:
@@ -323,12 +331,13 @@ class Daemon:
                 result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
             states = {s["url"]: s for s in await self.pool.states()}
             state = states.get(url, {})
+            result["roles"] = self.pool.roles(url)
             result["announce"] = state.get("announce", "unknown")
             result["problems"] = state.get("problems", [])
             result["verdict"] = _verdict(result)
             return result
 
-        relays = await asyncio.gather(*(one(url) for url in self.config.relays))
+        relays = await asyncio.gather(*(one(url) for url in self.config.all_relays))
         usable = sum(1 for r in relays if r["ok"])
         return {"relays": list(relays), "usable": usable, "total": len(relays)}
 
@@ -338,16 +347,23 @@ class Daemon:
 
 
 def _verdict(probe: dict[str, Any]) -> str:
-    """One sentence per relay for `p2p doctor`."""
-    if not probe["send"].startswith("yes"):
+    """One sentence per relay for `p2p doctor`, judged on what we use the relay for."""
+    inbox, announce = "inbox" in probe["roles"], "announce" in probe["roles"]
+    problems = f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
+    if inbox and not probe["send"].startswith("yes"):
         return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
-    if not probe["receive"].startswith("yes"):
+    if inbox and not probe["receive"].startswith("yes"):
         return "unusable for receiving: it accepts our messages but never hands them back"
-    if not probe["announce"].startswith("yes"):
+    if announce and not probe["announce"].startswith("yes"):
+        if not inbox:
+            return f"others cannot discover us here: announce {probe['announce']}"
         return f"calls work, but others cannot discover us here: announce {probe['announce']}"
-    return "works: sends, receives and announces" + (
-        f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
-    )
+    if not inbox:
+        dms = "it also carries DMs" if probe["ok"] else "it does not carry DMs back to us"
+        return f"works for announcing (not an inbox relay of ours; {dms}){problems}"
+    if not announce:
+        return f"works as an inbox relay: takes and hands back our messages{problems}"
+    return f"works: sends, receives and announces{problems}"
 
 
 async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:

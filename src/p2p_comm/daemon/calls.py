@@ -155,9 +155,13 @@ class CallService(LocalActions):
             ]
             delay = max(0.0, min(deadlines) - clock.now()) if deadlines else SEEN_MARGIN
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                    continue  # something changed: look at the deadlines again, tick if due
+                except TimeoutError:
+                    pass
             try:
                 self.tick(clock.now())
             except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nostr_sdk as ns
 
 from ..protocol.presence import MAX_NAME
@@ -10,7 +12,9 @@ from .errors import CommandError
 from .presence import PresenceService
 
 
+@functools.lru_cache(maxsize=4096)
 def npub_of(pubkey: str) -> str:
+    """The bech32 form of a hex key (remembered: said on every send and every event)."""
     return str(ns.PublicKey.parse(pubkey).to_bech32())
 
 

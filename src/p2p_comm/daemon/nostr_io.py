@@ -7,6 +7,7 @@ plain values (`InboundEvent`) for the rest of the daemon.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -16,7 +17,7 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from ..nostr import nip11
+from ..nostr import kinds, nip11
 from . import relay_watch
 from .relay_health import RelayHealth
 
@@ -78,11 +79,32 @@ def _to_inbound(event: Any, relay: str) -> InboundEvent:
     )
 
 
-class RelayPool:
-    """Our connections to the configured relays, with reconnect and resubscribe."""
+def _asks_for(filters: list[Any]) -> set[int | None]:
+    """The kinds a REQ asks for; None stands for a filter without a kind."""
+    found: set[int | None] = set()
+    for filt in filters:
+        found.update(json.loads(filt.as_json()).get("kinds") or [None])
+    return found
 
-    def __init__(self, relays: tuple[str, ...], handler: Handler, keys: Any = None) -> None:
+
+class RelayPool:
+    """Our connections to the configured relays, with reconnect and resubscribe.
+
+    Two sets, the same by default: ``urls`` where we announce (presence, our kind-10050
+    list) and discover, and ``inbox`` where peers send us gift wraps. Reading connects to
+    both; a REQ for gift wraps goes to the inbox relays only, any other REQ to the announce
+    relays only (see `read_relays`)."""
+
+    def __init__(
+        self,
+        relays: tuple[str, ...],
+        handler: Handler,
+        keys: Any = None,
+        inbox: tuple[str, ...] = (),
+    ) -> None:
         self.urls = relays
+        self.inbox = inbox or relays
+        self.all = tuple(dict.fromkeys((*relays, *self.inbox)))
         self._handler = handler
         # Two connections per relay: one that only receives, one that publishes. On a
         # connection that also sends, Linux delays its TCP ACKs; a relay whose sockets use
@@ -109,6 +131,8 @@ class RelayPool:
         self.on_reconnect: Callable[[], None] | None = None
         self._watch_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
+        self._connected: tuple[float, tuple[int, int]] | None = None
+        self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
 
     async def start(self) -> None:
         opts = (
@@ -117,7 +141,7 @@ class RelayPool:
             .retry_interval(timedelta(seconds=2))
             .adjust_retry_interval(True)
         )
-        for url in self.urls:
+        for url in self.all:
             await self.reader.add_relay(ns.RelayUrl.parse(url), opts=opts)
             await self.writer.add_relay(ns.RelayUrl.parse(url), opts=opts)
             spawn(self._read_limits(url), "nip11")
@@ -132,7 +156,7 @@ class RelayPool:
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
         for url in urls:
-            if url in self.urls or url in self._extra:
+            if url in self.all or url in self._extra:
                 continue
             self._extra.add(url)
             await self.writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
@@ -146,13 +170,35 @@ class RelayPool:
         self.health.of(url).learn(limits)
         log.info("relay %s announces %s (NIP-11)", url, limits)
 
+    def roles(self, url: str) -> list[str]:
+        """What we use ``url`` for: "announce", "inbox", both, or neither (a peer's relay)."""
+        sets = (("announce", self.urls), ("inbox", self.inbox))
+        return [role for role, urls in sets if url in urls]
+
+    def read_relays(self, filters: list[Any]) -> tuple[str, ...]:
+        """Where a REQ goes: gift wraps (ours, addressed to us) only where peers send them,
+        everything else (presence, inbox lists) only where agents announce. A REQ that
+        mixes both goes everywhere (the daemon keeps them apart; see app.py)."""
+        asked = _asks_for(filters)
+        if asked == {kinds.GIFT_WRAP}:
+            return self.inbox
+        if kinds.GIFT_WRAP not in asked and None not in asked:
+            return self.urls
+        return self.all
+
+    def _req_target(self, filters: list[Any], relays: tuple[str, ...]) -> Any:
+        if set(relays) >= set(self.all):
+            return ns.ReqTarget.auto(filters)  # every relay we read: the SDK's own routing
+        return ns.ReqTarget.manual({ns.RelayUrl.parse(url): filters for url in relays})
+
     async def subscribe(self, filters: list[Any], sub_id: str | None = None) -> str:
-        """Subscribe on every relay (``sub_id``: replace that subscription's filters)."""
+        """Subscribe where `read_relays` says (``sub_id``: replace that subscription)."""
+        target = self._req_target(filters, self.read_relays(filters))
         if sub_id is None:
-            output = await self.reader.subscribe(ns.ReqTarget.auto(filters))
+            output = await self.reader.subscribe(target)
             sub_id = str(output.id)
         else:
-            await self.reader.subscribe(ns.ReqTarget.auto(filters), id=sub_id)
+            await self.reader.subscribe(target, id=sub_id)
         self._subs[sub_id] = filters
         return sub_id
 
@@ -172,6 +218,8 @@ class RelayPool:
             self._resubscribing.discard(url)
         relay_url = ns.RelayUrl.parse(url)
         for sub_id, filters in list(self._subs.items()):
+            if url not in self.read_relays(filters):
+                continue  # not a REQ this relay serves us (announce vs inbox)
             try:
                 await self.reader.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
             except Exception as exc:
@@ -210,25 +258,33 @@ class RelayPool:
             going = await self._pace(targets)
             output = await self.writer.send_event(
                 event,
-                target=ns.SendEventTarget.to([ns.RelayUrl.parse(url) for url in going]),
+                target=ns.SendEventTarget.to([self._relay_url(url) for url in going]),
                 ok_timeout=timedelta(seconds=timeout),
             )
             now = time.time()
-            for url in output.success:
-                accepted.append(str(url))
-                failed.pop(str(url), None)
-                self.health.record(str(url), event_id, None, now, kind)
+            for relay_url in output.success:
+                url = str(relay_url)
+                accepted.append(url)
+                failed.pop(url, None)
+                self.health.record(url, event_id, None, now, kind)
             again = []
-            for url, reason in output.failed.items():
-                failed[str(url)] = reason
-                self.health.record(str(url), event_id, reason, now, kind)
+            for relay_url, reason in output.failed.items():
+                url = str(relay_url)
+                failed[url] = reason
+                self.health.record(url, event_id, reason, now, kind)
                 prefix = reason.split(":", 1)[0].strip().lower()
                 if prefix in ("rate-limited", "auth-required"):
-                    again.append(str(url))
+                    again.append(url)
             if not again:
                 break
             targets = again
         return PublishResult(event_id=event_id, accepted=accepted, failed=failed)
+
+    def _relay_url(self, url: str) -> Any:
+        parsed = self._relay_urls.get(url)
+        if parsed is None:
+            parsed = self._relay_urls[url] = ns.RelayUrl.parse(url)
+        return parsed
 
     def _why_not(self, url: str, event_id: str, size: int) -> str:
         if not self.health.fits(url, size):
@@ -254,15 +310,20 @@ class RelayPool:
             await asyncio.sleep(min(min(waits.values()), 30.0))
 
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
-        events = await self.reader.fetch_events(
-            ns.ReqTarget.auto(filters), timeout=timedelta(seconds=timeout)
-        )
+        """A one-off query, sent where `read_relays` says."""
+        target = self._req_target(filters, self.read_relays(filters))
+        events = await self.reader.fetch_events(target, timeout=timedelta(seconds=timeout))
         return [_to_inbound(event, "") for event in events]
 
-    async def connected(self) -> tuple[int, int]:
-        """(connected, configured) relays for reading: cheap enough for every command."""
+    async def connected(self, max_age: float = 0.0) -> tuple[int, int]:
+        """(connected, configured) relays for reading; an answer up to ``max_age`` seconds
+        old will do (every command asks, and asking the SDK crosses into Rust per relay)."""
+        now = time.monotonic()
+        if self._connected is not None and now - self._connected[0] < max_age:
+            return self._connected[1]
         relays = await self.reader.relays()
         up = sum(1 for relay in relays.values() if relay.status() == ns.RelayStatus.CONNECTED)
+        self._connected = (now, (up, len(relays)))
         return up, len(relays)
 
     async def states(self) -> list[dict[str, Any]]:
@@ -274,9 +335,17 @@ class RelayPool:
             state = relay.status().name.lower()
             health = self.health.of(str(url))
             rate = health.pacer.rate
+            roles = self.roles(str(url))
+            abilities = self.health.abilities(str(url), state)
+            # A relay we do not use for a role is not judged on it.
+            if "inbox" not in roles:
+                abilities["receive"] = "not used (announce relay only)"
+            if "announce" not in roles:
+                abilities["announce"] = "not used (inbox relay only)"
             states.append(
                 {
                     "url": str(url),
+                    "roles": roles,
                     "state": state,
                     "health": self.health.describe(str(url), state, time.time()),
                     "last_error": health.last_error,
@@ -286,14 +355,14 @@ class RelayPool:
                     "paced_per_min": round(rate * 60, 1) if rate else None,
                     "rate_limited": health.rate_limited,
                     "problems": self.health.problems(str(url)),
-                    **self.health.abilities(str(url), state),
+                    **abilities,
                     "attempts": stats.attempts(),
                     "successes": stats.success(),
                     "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,
                 }
             )
         return sorted(
-            states, key=lambda s: self.urls.index(s["url"]) if s["url"] in self.urls else 99
+            states, key=lambda s: self.all.index(s["url"]) if s["url"] in self.all else 99
         )
 
     async def stop(self) -> None:
@@ -347,8 +416,8 @@ class RelayPool:
     def mute(self, url: str, seconds: float) -> None:
         """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
         it held meanwhile comes with the catch-up that a reconnection starts. Never our only
-        relay: a flood aimed at us would then silence us altogether."""
-        if not [other for other in self.urls if other != url]:
+        inbox relay: a flood aimed at us would then silence us altogether."""
+        if not [other for other in self.inbox if other != url]:
             return
         self.health.of(url).last_error = f"flooding: muted for {seconds:.0f} s"
         spawn(self._mute(url, seconds), "mute-relay")

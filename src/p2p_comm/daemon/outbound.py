@@ -33,6 +33,7 @@ log = logging.getLogger("p2p.outbound")
 ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
 PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
+SENT_FLUSH_DELAY = 0.05
 # Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
 # as too large (each round lowers the learned limit by at least a quarter).
 FRAGMENT_ROUNDS = 4
@@ -49,7 +50,7 @@ def gift_wrap(
 ) -> Any:
     """A fresh wrap (new one-time key, publication time) of our call rumor; ``exact_time``
     drops the jitter, for a relay that refused a wrap as too old."""
-    rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)
+    rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)  # no SDK call
     now = clock.now()
     created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
     return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
@@ -150,6 +151,7 @@ class Outbound:
         self._chunk_for: dict[int, int] = {}
         self._in_flight: set[tuple[str, int]] = set()
         self._reported: set[tuple[str, int]] = set()
+        self._sent_later: list[tuple[str, int]] = []
         self._fragmented: set[tuple[str, int]] = set()  # sent as `frag` pieces from now on
         self._fragment_for: dict[int, int | None] = {}
         # Set by the daemon: how a message no relay will ever take reaches the agent.
@@ -302,11 +304,7 @@ class Outbound:
         unsent = self.unsent.get(call.id)
         if unsent and seq in unsent:
             unsent.discard(seq)
-            try:
-                with self.store.transaction():
-                    self.store.outbox_mark_sent(call.id, seq)
-            except Exception as exc:  # only a status for `status`; the send itself held
-                log.warning("call %s: cannot record seq %s as sent: %s", call.id[:8], seq, exc)
+            self._mark_sent(call.id, seq)
 
     def _learn_size(self, result: PublishResult, event: Any) -> bool:
         """Learn each relay's real limit from a refusal as too large; whether any relay
@@ -353,6 +351,23 @@ class Outbound:
                 failed = {url: why for result, _ in sent for url, why in result.failed.items()}
                 log.info("call %s seq %s: fragments refused by %s", call.id[:8], seq, failed)
                 return  # not for size: the next retransmission tries again
+
+    def _mark_sent(self, call_id: str, seq: int) -> None:
+        """Record that a relay took it, with others taken in the same moment: one commit
+        for a burst rather than one per message (it is only a status for `status` and a
+        restart; memory already knows)."""
+        if not self._sent_later:
+            asyncio.get_running_loop().call_later(SENT_FLUSH_DELAY, self._flush_sent)
+        self._sent_later.append((call_id, seq))
+
+    def _flush_sent(self) -> None:
+        sent, self._sent_later = self._sent_later, []
+        try:
+            with self.store.transaction():
+                for call_id, seq in sent:
+                    self.store.outbox_mark_sent(call_id, seq)
+        except Exception as exc:  # the send itself held; only the record of it is missing
+            log.warning("cannot record %d message(s) as sent: %s", len(sent), exc)
 
     def _undeliverable(self, call: Call, seq: int, result: PublishResult) -> None:
         reason = "; ".join(f"{url} {why}" for url, why in sorted(result.failed.items()))

@@ -153,7 +153,9 @@ class PresenceService:
             description=self._config.description,
             capabilities=self._config.capabilities,
             status=self.status,
-            relays=self._config.relays,
+            # Where to reach us: the inbox set (issue 11), which may differ from where we
+            # announce.
+            relays=self._config.effective_inbox_relays,
         )
         content, tags = encode_presence(presence, created + lifetime)
         result = await self._publish_own(PRESENCE_KIND, content, tags, created)
@@ -166,7 +168,7 @@ class PresenceService:
             log.warning("presence not accepted by %s", result.failed)
 
     async def publish_inbox_relays(self) -> None:
-        tags = inbox_relay_tags(self._config.relays)
+        tags = inbox_relay_tags(self._config.effective_inbox_relays)
         result = await self._publish_own(INBOX_RELAYS_KIND, "", tags, self._next_created_at())
         if result.failed:
             log.warning("inbox relay list not accepted by %s", result.failed)
@@ -174,8 +176,9 @@ class PresenceService:
     async def _publish_own(
         self, kind: int, content: str, tags: list[list[str]], created_at: int
     ) -> PublishResult:
-        """Sign (with NIP-13 proof of work where a relay wants it) and publish; a relay that
-        answers ``pow:`` teaches its difficulty, and gets one mined copy right away."""
+        """Sign (with NIP-13 proof of work where a relay wants it) and publish to the announce
+        relays; a relay that answers ``pow:`` teaches its difficulty, and gets one mined copy
+        right away."""
         relays = self._config.relays
         keys = self._identity.keys
         for _ in range(2):
@@ -187,7 +190,7 @@ class PresenceService:
                 self.pow_seconds = round(time.monotonic() - started, 2)
             else:
                 event = _build(kind, content, tags, created_at, keys)
-            result = await self._pool.publish(event)
+            result = await self._pool.publish(event, relays=relays)
             wanted = self._pool.health.pow_for(relays)
             if not any(r.startswith("pow") for r in result.failed.values()) or wanted <= target:
                 return result

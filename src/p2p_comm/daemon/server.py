@@ -120,7 +120,8 @@ class SocketServer:
                 writer.write(rpc.encode(rpc.error("busy", "the daemon has too many clients.")))
                 return
             try:
-                line = await asyncio.wait_for(self._read_line(reader), REQUEST_DEADLINE)
+                async with asyncio.timeout(REQUEST_DEADLINE):  # no extra task, unlike wait_for
+                    line = await self._read_line(reader)
             except TimeoutError:
                 log.info("closed a client that sent no whole request in %ss", REQUEST_DEADLINE)
                 return

@@ -45,7 +45,7 @@ def private_message(
     it to place the message in a conversation); the wrap is jittered by ``nip59``."""
     moment = time.time() if now is None else now
     rumor = nip59.make_rumor(
-        keys.public_key().to_hex(),
+        keys.public_key().to_hex().lower(),
         kinds.PRIVATE_MESSAGE,
         text,
         int(moment),

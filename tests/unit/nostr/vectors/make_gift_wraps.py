@@ -8,6 +8,7 @@ writes different but equally valid vectors; the committed file is the golden one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -79,9 +80,8 @@ def main() -> None:
         1795300400,
     )
     # A rumor whose claimed id is not the hash of its fields (the SDK does not check it).
-    honest = json.loads(nip59.make_rumor(me, kinds.CALL, call, 1795300500).as_json())
-    honest["id"] = "00" * 32
-    bad_id = nip59.wrap(sender, you, ns.UnsignedEvent.from_json(json.dumps(honest)), 1795300500)
+    honest = nip59.make_rumor(me, kinds.CALL, call, 1795300500)
+    bad_id = nip59.wrap(sender, you, dataclasses.replace(honest, id="00" * 32), 1795300500)
     document = {
         "about": "Gift wraps made once by make_gift_wraps.py with nostr-sdk 0.45.1.",
         "keys": {
