@@ -23,6 +23,9 @@ the relay it is modelled on words it:
 - ``min_pow=D``: NIP-13 leading zero bits of the id (nostr-sdk LocalRelay wording).
 - ``max_message_length=B``: bytes of one whole websocket message (nostr-rs-relay wording);
   ``max_event_bytes=B``: bytes of the event JSON (strfry ``events.maxEventSize``).
+- ``declared_max_message_length=B``: what NIP-11 announces as ``max_message_length``, whatever
+  is enforced (strfry announces its websocket payload limit, 131072 by default, while
+  ``maxEventSize`` refuses smaller events: a relay that advertises more than it accepts).
 - ``blocked_kinds=K,K``: noteguard's kinds filter.
 - ``shadow_drop=F``: that fraction of events is answered ``OK true`` and never stored
   (strfry write-policy ``shadowReject``); ``seed=N`` makes the choice repeatable.
@@ -112,6 +115,7 @@ class Policies:
     min_pow: int | None = None
     max_message_length: int | None = None
     max_event_bytes: int | None = None
+    declared_max_message_length: int | None = None
     blocked_kinds: frozenset[int] = frozenset()
     shadow_drop: float = 0.0
     ignore_expiration: bool = False
@@ -177,6 +181,8 @@ class Policies:
         ):
             if value is not None:
                 limitation[key] = value
+        if self.declared_max_message_length is not None:
+            limitation["max_message_length"] = self.declared_max_message_length
         nips = [1, 9, 11, 40, 59]
         if self.auth_read_kinds or self.nip42_dms or self.auth_all:
             nips.append(42)

@@ -150,6 +150,10 @@ CASES: dict[str, Case] = {
     # such a relay still gives discovery and a call, and that `status` names its demand.
     "pow_12": Case({"min_pow": 12}),
     "max_message_16k": Case({"max_message_length": 16384}),
+    # strfry's defaults: NIP-11 announces the websocket limit, `maxEventSize` refuses less.
+    "declares_more_than_it_takes": Case(
+        {"max_event_bytes": 32768, "declared_max_message_length": 131072}
+    ),
     "kind_30078_blocked": Case(
         {"blocked_kinds": "30078"},
         "no client could: the relay refuses our presence kind, so nobody is discovered by "

@@ -80,3 +80,28 @@ def test_duplicate_counts_as_success() -> None:
     health.record(A, "e", "timeout", now=0)
     health.record(A, "e", "duplicate: already have it", now=1)
     assert health.of(A).failures == 0
+
+
+def test_a_size_refusal_lowers_the_relays_limit_per_relay_not_per_event() -> None:
+    from p2p_comm.daemon.relay_health import refused_for_size
+    from p2p_comm.nostr.nip11 import RelayLimits
+
+    assert refused_for_size("invalid: event too large: 77029")
+    assert refused_for_size("message too large (70000 > 65536)")
+    assert not refused_for_size("too large for this relay (70000 > 65536 bytes)")  # ours
+    assert not refused_for_size("invalid: created_at too early")
+    health = RelayHealth()
+    a, b = "wss://a", "wss://b"
+    # Nothing announced: the limit is just under what was refused.
+    assert health.refused_size(a, 50_000) == 49_999
+    assert not health.fits(a, 50_000) and health.fits(a, 49_999)
+    assert health.refused_size(a, 60_000) == 49_999  # sized before we knew: nothing new
+    # Refused although our model said it fits: the model was wrong, by an unknown amount.
+    assert health.refused_size(a, 40_000) == 30_000
+    assert health.smallest_limit((a, b)) == 30_000 and health.of(b).max_message_length is None
+    # An announcement that comes later does not raise what a refusal taught.
+    health.of(a).learn(RelayLimits(max_message_length=131_072))
+    assert health.of(a).max_message_length == 30_000
+    assert any("as too large" in p for p in health.problems(a))
+    health.of(b).learn(RelayLimits(max_message_length=131_072))
+    assert health.refused_size(b, 77_000) == 57_750

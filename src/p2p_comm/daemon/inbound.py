@@ -21,7 +21,7 @@ import nostr_sdk as ns
 
 from .. import clock
 from ..nostr import kinds, nip59
-from ..protocol import wire
+from ..protocol import frag, wire
 from ..protocol.limits import InboundGate
 from ..store import Store
 from .nostr_io import InboundEvent, RelayPool, spawn
@@ -92,6 +92,8 @@ class Inbound:
         self._catch_up_task: asyncio.Task[Any] | None = None
         self._shed_window: dict[str, tuple[float, int]] = {}
         self._catch_up_again = False
+        # Pieces of messages too large for a relay (`frag`), until each message is whole.
+        self.fragments = frag.Reassembler()
 
     def wrap_filter(self) -> Any:
         since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
@@ -202,8 +204,26 @@ class Inbound:
                 self._drop("malformed")
                 out.append(event.id)
                 continue
+            if message.type == "frag":
+                whole = self._reassemble(event.id, sender, message, now)
+                if whole is None:
+                    out.append(event.id)  # kept in memory: the sender re-sends every piece
+                    continue
+                message = whole
             out.append(Taken(event.id, sender, message, gift.created_at))
         return out
+
+    def _reassemble(
+        self, wrap_id: str, sender: str, piece: wire.WireMessage, now: float
+    ) -> wire.WireMessage | None:
+        """The whole message once ``piece`` completes it; then it is taken as if it had come
+        in one wrap (the same de-duplication by seq, the same receipt)."""
+        try:
+            return self.fragments.add(sender, piece, now)
+        except frag.FragmentError as exc:
+            log.info("dropped fragment %s from %s: %s", wrap_id[:12], sender[:12], exc)
+            self._drop("bad_fragment")
+            return None
 
     def take(self, items: list[Taken | str]) -> None:
         """Hand a batch to the calls, in (call, seq) order, in one transaction."""

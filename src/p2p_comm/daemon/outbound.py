@@ -20,12 +20,13 @@ from .. import clock
 from ..config import Config
 from ..identity import Identity
 from ..nostr import kinds, nip59
-from ..protocol import wire
+from ..protocol import frag, wire
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
 from .nostr_io import PublishResult, RelayPool, spawn
 from .presence import PresenceService
+from .relay_health import refused_for_size
 
 log = logging.getLogger("p2p.outbound")
 
@@ -33,6 +34,9 @@ ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
 PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
 SENT_FLUSH_DELAY = 0.05
+# Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
+# as too large (each round lowers the learned limit by at least a quarter).
+FRAGMENT_ROUNDS = 4
 
 
 def gift_wrap(
@@ -85,6 +89,31 @@ def _wrapped_size(chunk: int, keys: Any) -> int:
     return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
 
 
+def largest_fitting_fragment(limit: int, keys: Any) -> int | None:
+    """The largest slice a `frag` carries so that its gift wrap fits ``limit`` bytes; None
+    if not even the smallest slice fits (no call message gets through such a relay)."""
+    low, high = frag.MIN_FRAGMENT_BYTES, frag.MAX_FRAGMENT_BYTES
+    if _fragment_wrap_size(low, keys) > limit:
+        return None
+    if _fragment_wrap_size(high, keys) <= limit:
+        return high
+    while high - low > 64:
+        middle = (low + high) // 2
+        if _fragment_wrap_size(middle, keys) <= limit:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _fragment_wrap_size(piece: int, keys: Any) -> int:
+    body = {"i": 99, "n": 99, "size": frag.MAX_MESSAGE_BYTES, "data": bytes(piece)}
+    message = wire.WireMessage("frag", "0" * 32, 2**40, 0, body)
+    me = keys.public_key().to_hex()
+    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
+    return len(event.as_json()) + 64  # as RelayPool.publish measures it
+
+
 def _never_taken(result: PublishResult) -> bool:
     """Every relay refused for a reason that sending again will not change."""
     reasons = [r.lower() for r in result.failed.values()]
@@ -123,6 +152,8 @@ class Outbound:
         self._in_flight: set[tuple[str, int]] = set()
         self._reported: set[tuple[str, int]] = set()
         self._sent_later: list[tuple[str, int]] = []
+        self._fragmented: set[tuple[str, int]] = set()  # sent as `frag` pieces from now on
+        self._fragment_for: dict[int, int | None] = {}
         # Set by the daemon: how a message no relay will ever take reaches the agent.
         self.on_undeliverable: Callable[[Call, int, str], None] | None = None
 
@@ -151,6 +182,11 @@ class Outbound:
         chunk = largest_fitting_chunk(limit, self.identity.keys)
         log.info("relay limit %d bytes: file chunks of %d bytes", limit, chunk)
         return chunk
+
+    def _fragment_bytes(self, limit: int) -> int | None:
+        if limit not in self._fragment_for:
+            self._fragment_for[limit] = largest_fitting_fragment(limit, self.identity.keys)
+        return self._fragment_for[limit]
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
@@ -196,6 +232,7 @@ class Outbound:
         unsent = self.unsent.get(call.id)
         if unsent:
             unsent.difference_update(seqs)
+        self._fragmented.difference_update((call.id, seq) for seq in seqs)
 
     async def _publish(
         self,
@@ -207,26 +244,27 @@ class Outbound:
     ) -> None:
         """Publish ``event``, or a wrap of ``content`` built here. A relay's refusal that a
         fresh wrap avoids (proof of work it now asks for, a ``created_at`` it finds too
-        old) gets one fresh wrap at once, rather than a message stuck until retransmit."""
-        relays = self.peer_relays(call)
+        old) gets one fresh wrap at once, rather than a message stuck until retransmit. A
+        sequenced message refused as too large goes as `frag` pieces that fit (peers of
+        feature level 4; older ones get a `delivery_failed` event, as before)."""
         key = (call.id, seq if seq is not None else -1)
         self._in_flight.add(key)
         try:
-            for attempt in range(2):
-                if event is None and content is not None:
-                    pow_bits = self._pow(call)
-                    exact = attempt > 0
-                    if pow_bits:
-                        event = await asyncio.to_thread(
-                            self._wrap, call, content, rumor_at, pow_bits, exact
-                        )
-                    else:
-                        event = self._wrap(call, content, rumor_at, 0, exact)
-                async with self._slots:
-                    result = await self.pool.publish(event, relays=relays)
-                if result.accepted or content is None or not _fresh_wrap_helps(result):
-                    break
-                event = None
+            if seq is not None and content is not None and (call.id, seq) in self._fragmented:
+                await self._publish_fragments(call, seq, content, rumor_at)
+                return
+            result, event = await self._send(call, event, content, rumor_at)
+            # Learned for every peer (later files are cut to fit); fragments only for peers
+            # that join them.
+            too_large = self._learn_size(result, event) and not result.accepted
+            if (
+                too_large
+                and seq is not None
+                and content is not None
+                and frag.usable(call.peer_level)
+            ):
+                await self._publish_fragments(call, seq, content, rumor_at)
+                return
         except Exception as exc:
             log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
             return
@@ -237,10 +275,82 @@ class Outbound:
         if seq is not None and not result.accepted and _never_taken(result):
             self._undeliverable(call, seq, result)
         if seq is not None and result.accepted:
-            unsent = self.unsent.get(call.id)
-            if unsent and seq in unsent:
-                unsent.discard(seq)
-                self._mark_sent(call.id, seq)
+            self._sent(call, seq)
+
+    async def _send(
+        self, call: Call, event: Any, content: str | None, rumor_at: int
+    ) -> tuple[PublishResult, Any]:
+        """One publication to the peer's relays, with one fresh wrap where that helps;
+        returns the result and the event last published."""
+        relays = self.peer_relays(call)
+        for attempt in range(2):
+            if event is None and content is not None:
+                pow_bits = self._pow(call)
+                exact = attempt > 0
+                if pow_bits:
+                    event = await asyncio.to_thread(
+                        self._wrap, call, content, rumor_at, pow_bits, exact
+                    )
+                else:
+                    event = self._wrap(call, content, rumor_at, 0, exact)
+            async with self._slots:
+                result = await self.pool.publish(event, relays=relays)
+            if result.accepted or content is None or not _fresh_wrap_helps(result):
+                break
+            event = None
+        return result, event
+
+    def _sent(self, call: Call, seq: int) -> None:
+        unsent = self.unsent.get(call.id)
+        if unsent and seq in unsent:
+            unsent.discard(seq)
+            self._mark_sent(call.id, seq)
+
+    def _learn_size(self, result: PublishResult, event: Any) -> bool:
+        """Learn each relay's real limit from a refusal as too large; whether any relay
+        refused (or we did not send, by what we know of it) for size."""
+        refused = [url for url, why in result.failed.items() if refused_for_size(why)]
+        if refused:
+            size = len(event.as_json()) + 64  # as RelayPool.publish measures it
+            for url in refused:
+                limit = self.pool.health.refused_size(url, size)
+                log.warning(
+                    "relay %s refused a %d-byte event as too large: its limit is now taken "
+                    "as %d bytes (files and long texts are cut to fit)",
+                    url,
+                    size,
+                    limit,
+                )
+        skipped = any(why.startswith("too large") for why in result.failed.values())
+        return bool(refused) or skipped
+
+    async def _publish_fragments(self, call: Call, seq: int, content: str, rumor_at: int) -> None:
+        """Send message ``seq`` as `frag` pieces whose wraps fit the smallest limit among
+        the peer's relays; cut finer at once while relays refuse pieces as too large. Every
+        (re)transmission sends every piece: the receiver keeps partial messages in memory."""
+        self._fragmented.add((call.id, seq))
+        relays = self.peer_relays(call)
+        for _ in range(FRAGMENT_ROUNDS):
+            limit = self.pool.health.smallest_limit(relays)
+            piece = self._fragment_bytes(limit) if limit else None
+            try:
+                if piece is None:
+                    raise ValueError(f"not even a {frag.MIN_FRAGMENT_BYTES}-byte piece fits")
+                pieces = frag.split_encoded(call.id, seq, content, piece)
+            except ValueError as exc:
+                self._report(call, seq, f"too large for the peer's relays ({limit} B): {exc}")
+                return
+            sent = await asyncio.gather(
+                *(self._send(call, None, p.encode(), rumor_at) for p in pieces)
+            )
+            if all(result.accepted for result, _ in sent):
+                log.info("call %s seq %s sent in %d fragments", call.id[:8], seq, len(pieces))
+                self._sent(call, seq)
+                return
+            if not any([self._learn_size(result, event) for result, event in sent]):
+                failed = {url: why for result, _ in sent for url, why in result.failed.items()}
+                log.info("call %s seq %s: fragments refused by %s", call.id[:8], seq, failed)
+                return  # not for size: the next retransmission tries again
 
     def _mark_sent(self, call_id: str, seq: int) -> None:
         """Record that a relay took it, with others taken in the same moment: one commit
@@ -260,11 +370,14 @@ class Outbound:
             log.warning("cannot record %d message(s) as sent: %s", len(sent), exc)
 
     def _undeliverable(self, call: Call, seq: int, result: PublishResult) -> None:
+        reason = "; ".join(f"{url} {why}" for url, why in sorted(result.failed.items()))
+        self._report(call, seq, reason)
+
+    def _report(self, call: Call, seq: int, reason: str) -> None:
         """Tell the agent once that no relay of the peer will ever take this message."""
         if (call.id, seq) in self._reported or self.on_undeliverable is None:
             return
         self._reported.add((call.id, seq))
-        reason = "; ".join(f"{url} {why}" for url, why in sorted(result.failed.items()))
         log.warning("call %s seq %s cannot be delivered: %s", call.id[:8], seq, reason)
         self.on_undeliverable(call, seq, f"no relay of the peer takes it: {reason}")
 

@@ -35,6 +35,18 @@ PRESENCE_KIND = kinds.PRESENCE
 INBOX_LIST_KIND = kinds.INBOX_RELAYS
 
 _POW = re.compile(r"(\d+)")
+# How relays refuse an event for its size: strfry "invalid: event too large: N",
+# nostr-rs-relay "message too large", others "too big" or "exceeds ... size".
+_TOO_LARGE = re.compile(r"too (large|big)|exceeds.*(size|length)", re.IGNORECASE)
+# Our own word for an event we did not send because it exceeds what a relay declared.
+NOT_SENT_TOO_LARGE = "too large for this relay"
+# Below this, no call message fits; a relay that claims so is not believed further.
+MIN_LEARNED_LIMIT = 2048
+
+
+def refused_for_size(reason: str) -> bool:
+    """Whether a relay's refusal says the event was too large (not our own skipping)."""
+    return bool(_TOO_LARGE.search(reason)) and not reason.startswith(NOT_SENT_TOO_LARGE)
 
 
 @dataclass
@@ -97,12 +109,15 @@ class Health:
     rate_limited: int = 0
     pacer: Pacer = field(default_factory=Pacer)
     withholds_dms: bool | None = None  # from the self-addressed probe (`doctor`)
+    size_refused: int | None = None  # the smallest event (bytes) it refused as too large
 
     def learn(self, limits: RelayLimits) -> None:
         """Take what the relay's NIP-11 document says."""
         self.limits = limits
         if limits.max_message_length:
-            self.max_message_length = limits.max_message_length
+            # What the relay refused outranks what it announces (refused_size).
+            learned = self.max_message_length if self.size_refused else None
+            self.max_message_length = min(limits.max_message_length, learned or 1 << 40)
         if limits.min_pow_difficulty:
             self.min_pow = max(self.min_pow, limits.min_pow_difficulty)
         if limits.created_at_lower_limit:
@@ -130,6 +145,25 @@ class RelayHealth:
         """The smallest message limit among ``urls`` (None: none announced)."""
         limits = [h for h in (self.of(u).max_message_length for u in urls) if h]
         return min(limits) if limits else None
+
+    def refused_size(self, url: str, size: int) -> int:
+        """``url`` refused an event of ``size`` bytes (JSON plus framing) as too large.
+
+        Its effective limit becomes at most ``size - 1``. If our model already said the
+        event fits (what the relay announced, or what we learned), the model was wrong by
+        an unknown amount: it drops by a quarter, so a few refusals reach the real limit
+        instead of one byte at a time. Returns the limit now assumed."""
+        health = self.of(url)
+        health.size_refused = min(health.size_refused or size, size)
+        known = health.max_message_length
+        if known is None:
+            limit = size - 1
+        elif size <= known:
+            limit = size * 3 // 4
+        else:
+            limit = known  # an event sized before we learned: nothing new
+        health.max_message_length = max(MIN_LEARNED_LIMIT, min(limit, size - 1))
+        return health.max_message_length
 
     def pow_for(self, urls: tuple[str, ...]) -> int:
         """The proof of work (bits) the most demanding of ``urls`` wants."""
@@ -224,6 +258,11 @@ class RelayHealth:
             found.append(f"PoW {health.min_pow} needed")
         if health.withholds_dms:
             found.append("withholds DMs (our own wrap never came back)")
+        if health.size_refused:
+            found.append(
+                f"refused a {health.size_refused}-byte event as too large: "
+                f"limit taken as {health.max_message_length} B"
+            )
         if health.max_message_length and health.max_message_length < 40_000:
             found.append(f"small messages ({health.max_message_length} B): files go slowly")
         if health.closed and "auth" not in health.closed:

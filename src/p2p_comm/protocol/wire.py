@@ -22,7 +22,7 @@ CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrappe
 # features are advertised with `pv` on `request`/`accept` and used only with peers that
 # announced them (docs/PROTOCOL.md, "Versions").
 VERSION = 1
-FEATURE_LEVEL = 3  # 3: group calls (`roster`, request `group` fields, end `all`)
+FEATURE_LEVEL = 4  # 3: group calls (`roster`, ...); 4: `frag` (protocol/frag.py)
 
 TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
 FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
@@ -35,6 +35,8 @@ MAX_CHUNK_BYTES = 24 * 1024
 # A rumor larger than this is refused outright. A level-1 sender stays under 24,000 bytes;
 # the room above is for level-2 chunks (24 KiB as base64 is 32 KiB).
 MAX_CONTENT_BYTES = 40_000
+# Feature level 4: raw bytes of one slice in a `frag` (its base64 stays under the above).
+MAX_FRAGMENT_BYTES = 24_000
 MAX_PARTS = 4096
 MAX_CHUNKS = 1 << 20
 MAX_TOPIC = 1000
@@ -133,6 +135,15 @@ def _data(value: Any) -> bytes:
     return data
 
 
+def _fragment_data(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) > (MAX_FRAGMENT_BYTES * 4) // 3 + 4:
+        raise WireError("data must be base64 of at most one fragment")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError("data is not valid base64") from None
+
+
 def _roster(value: Any) -> list[list[str]]:
     """A group roster: ``[[hex pubkey, name], ...]``, at most MAX_ROSTER distinct keys."""
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_ROSTER:
@@ -196,6 +207,14 @@ _BODY: dict[str, dict[str, Validator]] = {
         "roster": _roster,
     },
     "ack": {},
+    # Feature level 4, not in TYPES: a piece of a sequenced message (protocol/frag.py); the
+    # receiver joins the pieces before the call core sees anything.
+    "frag": {
+        "i": lambda v: _int(v, 0, MAX_CONTENT_BYTES, "i"),
+        "n": lambda v: _int(v, 1, MAX_CONTENT_BYTES, "n"),
+        "size": lambda v: _int(v, 1, MAX_CONTENT_BYTES, "size"),
+        "data": _fragment_data,
+    },
 }
 
 # Fields a message may carry and an older peer may leave out.
@@ -246,6 +265,8 @@ def decode(content: str) -> WireMessage:
         raise WireError("part beyond parts")
     if kind == "file" and body["index"] >= body["count"]:
         raise WireError("index beyond count")
+    if kind == "frag" and body["i"] >= body["n"]:
+        raise WireError("fragment index beyond count")
     if kind == "file" and len(body["data"]) > body.get("chunk", FILE_CHUNK_BYTES):
         raise WireError("chunk larger than its declared size")
     return WireMessage(type=kind, call=call, seq=seq, ack=ack, body=body)
