@@ -708,6 +708,7 @@ class Bench:
         "cold_start",
         "relay_pacing",
         "relay_file_sizes",
+        "relay_pow_story",
     )
 
     def relay_pacing(self) -> None:
@@ -718,6 +719,14 @@ class Bench:
             self.add(Figure(name, unit, value))
 
         relays.rate_limited_story(add, smoke)
+
+    def relay_pow_story(self) -> None:
+        """Issue 11: the story on a relay demanding 20 bits of PoW of every event."""
+
+        def add(name: str, unit: str, value: float) -> None:
+            self.add(Figure(name, unit, value))
+
+        relays.pow_story(add, self.sizes is SMOKE)
 
     def relay_file_sizes(self) -> None:
         """Issue 11: a file through relays capped at 16/64/128 KiB, beside raw nostr-sdk."""

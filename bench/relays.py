@@ -3,6 +3,7 @@
 - the story (call, messages both ways, a file, end) on one relay limited to 60 events a
   minute (burst 20), and on three relays of which one allows 8 a minute: seconds to complete
   and refusals per accepted event;
+- the same story on a relay demanding 20 bits of proof of work (NIP-13) of every event;
 - a file through a relay whose messages are capped at 16 and 64 KiB: MiB/s beside a raw
   nostr-sdk transfer with the same chunk size. (128 KiB cannot be simulated here: the
   embedded relay behind the simulator refuses any event over 64 KiB, so a relay that
@@ -80,7 +81,8 @@ def story(policies: list[Policies], messages: int, file_bytes: int) -> StoryResu
             with tempfile.NamedTemporaryFile(dir="/tmp") as handle:
                 handle.write(os.urandom(file_bytes))
                 handle.flush()
-                alice.json("sendfile", "f.bin", "--path", handle.name)
+                # It returns once every chunk is with the relays: minutes under PoW.
+                alice.json("sendfile", "f.bin", "--path", handle.name, timeout=900)
                 _events(bob, "file", 1, 600)
             alice.json("end", "done")
             _events(bob, "call_ended", 1, 120)
@@ -98,7 +100,7 @@ def file_rate(limit: int, file_bytes: int) -> tuple[float, float, int]:
     import nostr_sdk as ns
 
     from p2p_comm import sdk_speedups
-    from p2p_comm.daemon.outbound import largest_fitting_chunk
+    from p2p_comm.daemon.sizing import largest_fitting_chunk
 
     sdk_speedups.apply()
     chunk = largest_fitting_chunk(limit, ns.Keys.generate())
@@ -150,6 +152,17 @@ def rate_limited_story(add: Callable[[str, str, float], None], smoke: bool) -> N
         add(f"story ({messages} msgs each way, file) on {label}", "s", result.seconds)
         ratio = result.refused / max(1, result.accepted)
         add(f"refusals per accepted event, {label}", "ratio", ratio)
+
+
+def pow_story(add: Callable[[str, str, float], None], smoke: bool) -> None:
+    """The story on one relay that demands NIP-13 proof of work of every event (20 bits, as
+    the simulator's `pow` case and relays that set `min_pow_difficulty` do)."""
+    messages, file_bytes, bits = (3, 20 * 1024, 8) if smoke else (20, 200 * 1024, 20)
+    result = story([Policies.build(min_pow=bits)], messages, file_bytes)
+    label = f"1 relay demanding PoW {bits}"
+    add(f"story ({messages} msgs each way, file) on {label}", "s", result.seconds)
+    add(f"events published, {label}", "events", result.accepted)
+    add(f"refusals per accepted event, {label}", "ratio", result.refused / max(1, result.accepted))
 
 
 def file_sizes(add: Callable[[str, float, float], None], smoke: bool) -> None:

@@ -88,6 +88,12 @@ def render_status(result: dict[str, Any]) -> list[str]:
     pow_note = f" (proof of work: {mined} s per announcement)" if mined else ""
     unheard = " (nobody can see it: no relay connected)" if not result["connected_relays"] else ""
     lines.append(f"presence: {presence['status']}{unheard}{pow_note}")
+    stats = result.get("calls", {}).get("stats", {})
+    if stats.get("mined_wraps"):
+        lines.append(
+            f"proof of work: {stats['mined_wraps']} call wraps mined,"
+            f" {stats['mining_s_per_wrap']} s each lately (a relay of the peer demands it)"
+        )
     lines.append(f"agents online: {result['online_agents']}")
     return lines
 

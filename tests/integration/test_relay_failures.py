@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from p2p_comm.harness import wait_until
 from tests.conftest import AgentFactory
-from tests.integration.calls_helpers import events_of
+from tests.integration.calls_helpers import connect, events_of
 from tests.relaysim import simulated_relay
 from tests.schema_check import check
 
@@ -92,3 +92,43 @@ def test_a_relay_demanding_pow_20_gets_it_for_presence(make_agent: AgentFactory)
         wait_until(lambda: "bob" in alice.online_names(), 15, "alice to discover bob")
         assert "with PoW 20" in _relay_line(alice, sim.url)
         assert "proof of work:" in alice.run("status").stdout, "its cost is shown too"
+
+
+def _mining(agent: object) -> dict[str, float]:
+    stats: dict[str, float] = agent.json("status")["calls"]["stats"]  # type: ignore[attr-defined]
+    return stats
+
+
+def test_wraps_are_mined_only_when_every_relay_of_the_peer_demands_pow(
+    make_agent: AgentFactory,
+) -> None:
+    # PoW costs in proportion to the event's size (each try hashes the whole event): a
+    # file chunk at 20 bits takes minutes. With a relay that takes wraps without PoW
+    # beside one that demands it, nothing is mined; the demanding relay is left out.
+    with simulated_relay(min_pow=20) as demanding, simulated_relay() as plain:
+        relays = [demanding.url, plain.url]
+        alice, bob = make_agent("alice", relays), make_agent("bob", relays)
+        for agent in (alice, bob):
+            agent.run("daemon", "start")
+        wait_until(lambda: "bob" in alice.online_names(), 20, "alice to discover bob")
+        connect(alice, bob, "pow beside plain")
+        for text in ("one", "two", "three"):
+            alice.json("send", text)
+        assert [e["text"] for e in events_of(bob, "message", count=3)] == ["one", "two", "three"]
+        assert _mining(alice)["mined_wraps"] == 0
+        assert _mining(bob)["mined_wraps"] == 0
+
+
+def test_wraps_are_mined_when_the_only_relay_demands_pow(make_agent: AgentFactory) -> None:
+    with simulated_relay(min_pow=8) as sim:
+        alice, bob = make_agent("alice", [sim.url]), make_agent("bob", [sim.url])
+        for agent in (alice, bob):
+            agent.run("daemon", "start")
+        wait_until(lambda: "bob" in alice.online_names(), 20, "alice to discover bob")
+        connect(alice, bob, "pow only")
+        alice.json("send", "mined")
+        assert [e["text"] for e in events_of(bob, "message")] == ["mined"]
+        stats = _mining(alice)
+        assert stats["mined_wraps"] >= 2  # the request and the message at least
+        assert stats["mining_s_per_wrap"] >= 0
+        assert "mined" in alice.run("status").stdout  # its cost, said in text too

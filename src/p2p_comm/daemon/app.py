@@ -271,6 +271,8 @@ class Daemon:
             "waiting_clients": self.inbox.waiters,
             "stats": {
                 "retransmits": self.outbound.retransmits,
+                "mined_wraps": self.outbound.mined,
+                "mining_s_per_wrap": round(self.outbound.pow_seconds, 3),
                 "max_delivery_delay_s": self.inbound.stats["max_delivery_delay_s"],
             },
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,14 +20,13 @@ import nostr_sdk as ns
 from .. import clock
 from ..config import Config
 from ..identity import Identity
-from ..nostr import kinds, nip59
-from ..protocol import frag, wire
+from ..protocol import frag
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
 from .nostr_io import PublishResult, RelayPool, spawn
 from .presence import PresenceService
-from .relay_health import refused_for_size
+from .sizing import Sizes, gift_wrap
 
 log = logging.getLogger("p2p.outbound")
 
@@ -34,84 +34,10 @@ ACK_DELAY = 0.02  # coalesce receipts for a burst of inbound messages
 PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
 SENT_FLUSH_DELAY = 0.05
+POW_RESEND_MIN, POW_RESEND_FACTOR, POW_RESEND_MAX = 5.0, 8.0, 60.0
 # Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
 # as too large (each round lowers the learned limit by at least a quarter).
 FRAGMENT_ROUNDS = 4
-
-
-def gift_wrap(
-    keys: Any,
-    author_hex: str,
-    receiver_hex: str,
-    content: str,
-    rumor_at: int,
-    pow_bits: int = 0,
-    exact_time: bool = False,
-) -> Any:
-    """A fresh wrap (new one-time key, publication time) of our call rumor; ``exact_time``
-    drops the jitter, for a relay that refused a wrap as too old."""
-    rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)  # no SDK call
-    now = clock.now()
-    created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
-    return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
-
-
-def largest_fitting_chunk(limit: int, keys: Any) -> int:
-    """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes.
-
-    Measured, not guessed: NIP-44 pads, and two layers of base64 inflate the chunk."""
-    low, high = wire.MIN_CHUNK_BYTES, wire.MAX_CHUNK_BYTES
-    if _wrapped_size(high, keys) <= limit:
-        return high
-    while high - low > 256:
-        middle = (low + high) // 2
-        if _wrapped_size(middle, keys) <= limit:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def _wrapped_size(chunk: int, keys: Any) -> int:
-    body = {
-        "fid": "0" * 32,
-        "name": "n" * 300,
-        "size": 2**40,
-        "sha256": "0" * 64,
-        "index": 2**20,
-        "count": 2**20,
-        "data": bytes(chunk),
-        "chunk": chunk,
-    }
-    message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
-    me = keys.public_key().to_hex()
-    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
-    return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
-
-
-def largest_fitting_fragment(limit: int, keys: Any) -> int | None:
-    """The largest slice a `frag` carries so that its gift wrap fits ``limit`` bytes; None
-    if not even the smallest slice fits (no call message gets through such a relay)."""
-    low, high = frag.MIN_FRAGMENT_BYTES, frag.MAX_FRAGMENT_BYTES
-    if _fragment_wrap_size(low, keys) > limit:
-        return None
-    if _fragment_wrap_size(high, keys) <= limit:
-        return high
-    while high - low > 64:
-        middle = (low + high) // 2
-        if _fragment_wrap_size(middle, keys) <= limit:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def _fragment_wrap_size(piece: int, keys: Any) -> int:
-    body = {"i": 99, "n": 99, "size": frag.MAX_MESSAGE_BYTES, "data": bytes(piece)}
-    message = wire.WireMessage("frag", "0" * 32, 2**40, 0, body)
-    me = keys.public_key().to_hex()
-    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
-    return len(event.as_json()) + 64  # as RelayPool.publish measures it
 
 
 def _never_taken(result: PublishResult) -> bool:
@@ -148,12 +74,15 @@ class Outbound:
         self._ack_owed: dict[str, Call] = {}
         self._ack_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._chunk_for: dict[int, int] = {}
+        self.sizes = Sizes(lambda: self.pool, identity.keys)
         self._in_flight: set[tuple[str, int]] = set()
         self._reported: set[tuple[str, int]] = set()
         self._sent_later: list[tuple[str, int]] = []
+        self._mining = asyncio.Semaphore(1)
+        self.pow_seconds = 0.0  # recent mining time per wrap (moving average), for `status`
+        self.mined = 0
+        self._published_at: dict[tuple[str, int], float] = {}  # under PoW only
         self._fragmented: set[tuple[str, int]] = set()  # sent as `frag` pieces from now on
-        self._fragment_for: dict[int, int | None] = {}
         # Set by the daemon: how a message no relay will ever take reaches the agent.
         self.on_undeliverable: Callable[[Call, int, str], None] | None = None
 
@@ -164,29 +93,11 @@ class Outbound:
 
     def chunk_bytes(self, call: Call) -> int:
         """The largest file chunk whose wrap fits every inbox relay of the peer."""
-        limit = self.pool.health.smallest_limit(self.peer_relays(call))
-        if limit is None:
-            return wire.FILE_CHUNK_BYTES
-        if limit not in self._chunk_for:
-            self._chunk_for[limit] = self._largest_fitting_chunk(limit)
-        return self._chunk_for[limit]
+        return self.sizes.chunk_bytes(self.peer_relays(call))
 
     def text_part_bytes(self, call: Call) -> int:
         """Text parts that fit too, even if every character doubles when JSON-escaped."""
-        chunk = self.chunk_bytes(call)
-        if chunk >= wire.FILE_CHUNK_BYTES:
-            return wire.TEXT_PART_BYTES
-        return max(256, chunk * 4 // 3 // 2)
-
-    def _largest_fitting_chunk(self, limit: int) -> int:
-        chunk = largest_fitting_chunk(limit, self.identity.keys)
-        log.info("relay limit %d bytes: file chunks of %d bytes", limit, chunk)
-        return chunk
-
-    def _fragment_bytes(self, limit: int) -> int | None:
-        if limit not in self._fragment_for:
-            self._fragment_for[limit] = largest_fitting_fragment(limit, self.identity.keys)
-        return self._fragment_for[limit]
+        return self.sizes.text_part_bytes(self.peer_relays(call))
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
@@ -204,7 +115,7 @@ class Outbound:
         return self._publish(call, wrap, message.seq, content, int(now))
 
     def _pow(self, call: Call) -> int:
-        return self.pool.health.pow_for(self.peer_relays(call))
+        return self.pool.health.pow_needed(self.peer_relays(call))
 
     def _wrap(
         self, call: Call, content: str, rumor_at: int, pow_bits: int = 0, exact: bool = False
@@ -219,6 +130,9 @@ class Outbound:
     async def _republish(self, call: Call, seq: int) -> None:
         if (call.id, seq) in self._in_flight:
             return  # still waiting for a paced relay: a second copy would only queue too
+        last = self._published_at.get((call.id, seq))
+        if last is not None and time.monotonic() - last < self._resend_floor(call):
+            return  # the receipt may still be on its way (being mined at the peer)
         self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
@@ -233,6 +147,8 @@ class Outbound:
         if unsent:
             unsent.difference_update(seqs)
         self._fragmented.difference_update((call.id, seq) for seq in seqs)
+        for seq in seqs:
+            self._published_at.pop((call.id, seq), None)
 
     async def _publish(
         self,
@@ -256,7 +172,7 @@ class Outbound:
             result, event = await self._send(call, event, content, rumor_at)
             # Learned for every peer (later files are cut to fit); fragments only for peers
             # that join them.
-            too_large = self._learn_size(result, event) and not result.accepted
+            too_large = self.sizes.learn(result, event) and not result.accepted
             if (
                 too_large
                 and seq is not None
@@ -275,6 +191,8 @@ class Outbound:
         if seq is not None and not result.accepted and _never_taken(result):
             self._undeliverable(call, seq, result)
         if seq is not None and result.accepted:
+            if self._pow(call):
+                self._published_at[(call.id, seq)] = time.monotonic()
             self._sent(call, seq)
 
     async def _send(
@@ -288,9 +206,7 @@ class Outbound:
                 pow_bits = self._pow(call)
                 exact = attempt > 0
                 if pow_bits:
-                    event = await asyncio.to_thread(
-                        self._wrap, call, content, rumor_at, pow_bits, exact
-                    )
+                    event = await self._mine(call, content, rumor_at, pow_bits, exact)
                 else:
                     event = self._wrap(call, content, rumor_at, 0, exact)
             async with self._slots:
@@ -300,29 +216,35 @@ class Outbound:
             event = None
         return result, event
 
+    async def _mine(
+        self, call: Call, content: str, rumor_at: int, pow_bits: int, exact: bool
+    ) -> Any:
+        """A wrap with proof of work, mined in a thread, one at a time: each mining run
+        already uses every core, and a dozen at once only make each take a dozen times
+        longer (a receipt the peer waits for among them)."""
+        async with self._mining:
+            started = time.monotonic()
+            event = await asyncio.to_thread(self._wrap, call, content, rumor_at, pow_bits, exact)
+            spent = time.monotonic() - started
+        self.mined += 1
+        self.pow_seconds = spent if not self.pow_seconds else 0.8 * self.pow_seconds + 0.2 * spent
+        return event
+
+    def _resend_floor(self, call: Call) -> float:
+        """Under proof of work, the least time between two publications of one message.
+
+        The peer mines its receipt too: a re-send before it could have arrived costs
+        another mining run and helps nothing, and re-sends that each slow the next are
+        how a PoW relay turned a 20-message call into minutes of mining."""
+        if not self._pow(call):
+            return 0.0
+        return min(POW_RESEND_MAX, max(POW_RESEND_MIN, POW_RESEND_FACTOR * self.pow_seconds))
+
     def _sent(self, call: Call, seq: int) -> None:
         unsent = self.unsent.get(call.id)
         if unsent and seq in unsent:
             unsent.discard(seq)
             self._mark_sent(call.id, seq)
-
-    def _learn_size(self, result: PublishResult, event: Any) -> bool:
-        """Learn each relay's real limit from a refusal as too large; whether any relay
-        refused (or we did not send, by what we know of it) for size."""
-        refused = [url for url, why in result.failed.items() if refused_for_size(why)]
-        if refused:
-            size = len(event.as_json()) + 64  # as RelayPool.publish measures it
-            for url in refused:
-                limit = self.pool.health.refused_size(url, size)
-                log.warning(
-                    "relay %s refused a %d-byte event as too large: its limit is now taken "
-                    "as %d bytes (files and long texts are cut to fit)",
-                    url,
-                    size,
-                    limit,
-                )
-        skipped = any(why.startswith("too large") for why in result.failed.values())
-        return bool(refused) or skipped
 
     async def _publish_fragments(self, call: Call, seq: int, content: str, rumor_at: int) -> None:
         """Send message ``seq`` as `frag` pieces whose wraps fit the smallest limit among
@@ -332,7 +254,7 @@ class Outbound:
         relays = self.peer_relays(call)
         for _ in range(FRAGMENT_ROUNDS):
             limit = self.pool.health.smallest_limit(relays)
-            piece = self._fragment_bytes(limit) if limit else None
+            piece = self.sizes.fragment_bytes(limit) if limit else None
             try:
                 if piece is None:
                     raise ValueError(f"not even a {frag.MIN_FRAGMENT_BYTES}-byte piece fits")
@@ -347,7 +269,7 @@ class Outbound:
                 log.info("call %s seq %s sent in %d fragments", call.id[:8], seq, len(pieces))
                 self._sent(call, seq)
                 return
-            if not any([self._learn_size(result, event) for result, event in sent]):
+            if not any([self.sizes.learn(result, event) for result, event in sent]):
                 failed = {url: why for result, _ in sent for url, why in result.failed.items()}
                 log.info("call %s seq %s: fragments refused by %s", call.id[:8], seq, failed)
                 return  # not for size: the next retransmission tries again
@@ -400,7 +322,11 @@ class Outbound:
         if self._ack_handle is None:
             loop = asyncio.get_running_loop()
             # Under a relay's rate limit a bare receipt costs a message's slot: gather more.
-            paced = any(self.pool.health.of(url).pacer.rate for url in self.peer_relays(call))
+            # Under proof of work too: each receipt is a mining run.
+            relays = self.peer_relays(call)
+            paced = any(self.pool.health.of(url).pacer.rate for url in relays) or bool(
+                self.pool.health.pow_needed(relays)
+            )
             delay = PACED_ACK_DELAY if paced else ACK_DELAY
             self._ack_handle = loop.call_later(delay, self._flush_acks)
 

@@ -110,7 +110,7 @@ class OwnerChannels:
         inbox = self.presence.inbox_relays(owner)
         try:
             for _ in range(2):  # again at once if a relay just taught us its PoW demand
-                pow_bits = self.pool.health.pow_for(inbox or self.config.relays)
+                pow_bits = self.pool.health.pow_needed(inbox or self.config.relays)
                 wrap = await asyncio.to_thread(
                     nip17.private_message, self.identity.keys, owner, message, clock.now(), pow_bits
                 )

@@ -166,8 +166,16 @@ class RelayHealth:
         return health.max_message_length
 
     def pow_for(self, urls: tuple[str, ...]) -> int:
-        """The proof of work (bits) the most demanding of ``urls`` wants."""
+        """The proof of work (bits) the most demanding of ``urls`` wants: for what must be
+        on every relay (presence, inbox lists)."""
         return max((self.of(url).min_pow for url in urls), default=0)
+
+    def pow_needed(self, urls: tuple[str, ...]) -> int:
+        """The proof of work (bits) a wrap needs to reach at least one of ``urls``: none if
+        any of them takes it without. Mining costs in proportion to the event's size (each
+        try hashes it whole), minutes for a file chunk at 20 bits: it is worth skipping a
+        demanding relay when the peer reads another."""
+        return min((self.of(url).min_pow for url in urls), default=0)
 
     def targets(self, urls: tuple[str, ...], event_id: str, size: int, now: float) -> list[str]:
         """The relays worth sending this event to now (all of them rather than none)."""
