@@ -39,22 +39,37 @@ def gift_wrap(
 
 
 def largest_fitting_chunk(limit: int, keys: Any) -> int:
-    """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes.
-
-    Measured, not guessed: NIP-44 pads, and two layers of base64 inflate the chunk."""
+    """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes."""
     low, high = wire.MIN_CHUNK_BYTES, wire.MAX_CHUNK_BYTES
-    if _wrapped_size(high, keys) <= limit:
+    found = _largest(low, high, 256, lambda chunk: _wrapped_size(_file_chunk(chunk), keys), limit)
+    return found if found is not None else low
+
+
+def largest_fitting_fragment(limit: int, keys: Any) -> int | None:
+    """The largest slice a `frag` carries so that its gift wrap fits ``limit`` bytes; None
+    if not even the smallest slice fits (no call message gets through such a relay)."""
+    low, high = frag.MIN_FRAGMENT_BYTES, frag.MAX_FRAGMENT_BYTES
+    return _largest(low, high, 64, lambda piece: _wrapped_size(_fragment(piece), keys), limit)
+
+
+def _largest(low: int, high: int, step: int, size: Callable[[int], int], limit: int) -> int | None:
+    """The largest n in low..high (to within ``step``) with size(n) <= limit, by bisection;
+    None if not even ``low`` fits."""
+    if size(low) > limit:
+        return None
+    if size(high) <= limit:
         return high
-    while high - low > 256:
+    while high - low > step:
         middle = (low + high) // 2
-        if _wrapped_size(middle, keys) <= limit:
+        if size(middle) <= limit:
             low = middle
         else:
             high = middle
     return low
 
 
-def _wrapped_size(chunk: int, keys: Any) -> int:
+def _file_chunk(chunk: int) -> wire.WireMessage:
+    """The largest file message carrying ``chunk`` bytes (every other field at its widest)."""
     body = {
         "fid": "0" * 32,
         "name": "n" * 300,
@@ -65,35 +80,20 @@ def _wrapped_size(chunk: int, keys: Any) -> int:
         "data": bytes(chunk),
         "chunk": chunk,
     }
-    message = wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
-    me = keys.public_key().to_hex()
-    event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
-    return len(event.as_json()) + 64  # the ["EVENT", ...] framing and a margin
+    return wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
 
 
-def largest_fitting_fragment(limit: int, keys: Any) -> int | None:
-    """The largest slice a `frag` carries so that its gift wrap fits ``limit`` bytes; None
-    if not even the smallest slice fits (no call message gets through such a relay)."""
-    low, high = frag.MIN_FRAGMENT_BYTES, frag.MAX_FRAGMENT_BYTES
-    if _fragment_wrap_size(low, keys) > limit:
-        return None
-    if _fragment_wrap_size(high, keys) <= limit:
-        return high
-    while high - low > 64:
-        middle = (low + high) // 2
-        if _fragment_wrap_size(middle, keys) <= limit:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def _fragment_wrap_size(piece: int, keys: Any) -> int:
+def _fragment(piece: int) -> wire.WireMessage:
     body = {"i": 99, "n": 99, "size": frag.MAX_MESSAGE_BYTES, "data": bytes(piece)}
-    message = wire.WireMessage("frag", "0" * 32, 2**40, 0, body)
+    return wire.WireMessage("frag", "0" * 32, 2**40, 0, body)
+
+
+def _wrapped_size(message: wire.WireMessage, keys: Any) -> int:
+    """Bytes on the wire of ``message`` gift-wrapped: measured, not guessed (NIP-44 pads,
+    and two layers of base64 inflate it)."""
     me = keys.public_key().to_hex()
     event = gift_wrap(keys, me, me, message.encode(), int(clock.now()))
-    return len(event.as_json()) + 64  # as RelayPool.publish measures it
+    return len(event.as_json()) + 64  # the ["EVENT", ...] framing, as RelayPool.publish counts
 
 
 class Sizes:
