@@ -87,7 +87,7 @@ def story(policies: list[Policies], messages: int, file_bytes: int) -> StoryResu
                 alice.json("sendfile", "f.bin", "--path", handle.name, timeout=900)
                 _events(bob, "file", 1, 600)
             alice.json("end", "done")
-            _events(bob, "call_ended", 1, 120)
+            _events(bob, "call_ended", 1, 600)
             seconds = time.perf_counter() - started
             stats = [a.json("status")["calls"]["stats"] for a in (alice, bob)]
             mined = sum(int(s["mined_wraps"]) for s in stats)

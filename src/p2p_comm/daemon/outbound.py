@@ -10,9 +10,11 @@ inside its lookback window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nostr_sdk as ns
@@ -52,6 +54,46 @@ def _fresh_wrap_helps(result: PublishResult) -> bool:
     return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
 
 
+RECEIPT, FIRST_SEND, RETRANSMIT = 0, 1, 2  # turns in the mining lane, first to last
+
+
+class Lane:
+    """One at a time, the lowest priority number first (then in arrival order)."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, priority: int) -> AsyncIterator[None]:
+        if self._busy:
+            ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._arrivals += 1
+            heapq.heappush(self._waiting, (priority, self._arrivals, ticket))
+            try:
+                await ticket
+            except asyncio.CancelledError:
+                if ticket.done() and not ticket.cancelled():
+                    self._next()  # handed the turn just as we were cancelled: pass it on
+                else:
+                    ticket.cancel()  # skipped when its turn comes
+                raise
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        while self._waiting:
+            _, _, ticket = heapq.heappop(self._waiting)
+            if not ticket.done():
+                ticket.set_result(None)  # stays busy: the turn passes straight on
+                return
+        self._busy = False
+
+
 class Outbound:
     """Publishes for every call; remembers what no relay has taken yet."""
 
@@ -78,7 +120,7 @@ class Outbound:
         self._in_flight: set[tuple[str, int]] = set()
         self._reported: set[tuple[str, int]] = set()
         self._sent_later: list[tuple[str, int]] = []
-        self._mining = asyncio.Semaphore(1)
+        self._mining = Lane()
         self.pow_seconds = 0.0  # recent mining time per wrap (moving average), for `status`
         self.mined = 0
         self._published_at: dict[tuple[str, int], float] = {}  # under PoW only
@@ -136,7 +178,7 @@ class Outbound:
         self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            await self._publish(call, None, seq, content, int(rumor_at))
+            await self._publish(call, None, seq, content, int(rumor_at), RETRANSMIT)
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
             await self._publish(call, ns.Event.from_json(legacy), seq)
 
@@ -157,6 +199,7 @@ class Outbound:
         seq: int | None,
         content: str | None = None,
         rumor_at: int = 0,
+        priority: int = FIRST_SEND,
     ) -> None:
         """Publish ``event``, or a wrap of ``content`` built here. A relay's refusal that a
         fresh wrap avoids (proof of work it now asks for, a ``created_at`` it finds too
@@ -169,7 +212,7 @@ class Outbound:
             if seq is not None and content is not None and (call.id, seq) in self._fragmented:
                 await self._publish_fragments(call, seq, content, rumor_at)
                 return
-            result, event = await self._send(call, event, content, rumor_at)
+            result, event = await self._send(call, event, content, rumor_at, priority)
             # Learned for every peer (later files are cut to fit); fragments only for peers
             # that join them.
             too_large = self.sizes.learn(result, event) and not result.accepted
@@ -196,7 +239,7 @@ class Outbound:
             self._sent(call, seq)
 
     async def _send(
-        self, call: Call, event: Any, content: str | None, rumor_at: int
+        self, call: Call, event: Any, content: str | None, rumor_at: int, priority: int
     ) -> tuple[PublishResult, Any]:
         """One publication to the peer's relays, with one fresh wrap where that helps;
         returns the result and the event last published."""
@@ -206,7 +249,7 @@ class Outbound:
                 pow_bits = self._pow(call)
                 exact = attempt > 0
                 if pow_bits:
-                    event = await self._mine(call, content, rumor_at, pow_bits, exact)
+                    event = await self._mine(call, content, rumor_at, pow_bits, exact, priority)
                 else:
                     event = self._wrap(call, content, rumor_at, 0, exact)
             async with self._slots:
@@ -217,12 +260,13 @@ class Outbound:
         return result, event
 
     async def _mine(
-        self, call: Call, content: str, rumor_at: int, pow_bits: int, exact: bool
+        self, call: Call, content: str, rumor_at: int, pow_bits: int, exact: bool, priority: int
     ) -> Any:
         """A wrap with proof of work, mined in a thread, one at a time: each mining run
         already uses every core, and a dozen at once only make each take a dozen times
-        longer (a receipt the peer waits for among them)."""
-        async with self._mining:
+        longer. Receipts go first (the peer's re-sends wait on them), then first sends,
+        then re-sends."""
+        async with self._mining.turn(priority):
             started = time.monotonic()
             event = await asyncio.to_thread(self._wrap, call, content, rumor_at, pow_bits, exact)
             spent = time.monotonic() - started
@@ -263,7 +307,7 @@ class Outbound:
                 self._report(call, seq, f"too large for the peer's relays ({limit} B): {exc}")
                 return
             sent = await asyncio.gather(
-                *(self._send(call, None, p.encode(), rumor_at) for p in pieces)
+                *(self._send(call, None, p.encode(), rumor_at, FIRST_SEND) for p in pieces)
             )
             if all(result.accepted for result, _ in sent):
                 log.info("call %s seq %s sent in %d fragments", call.id[:8], seq, len(pieces))
@@ -336,7 +380,8 @@ class Outbound:
         for call in owed.values():
             ack = call.take_ack()
             if ack is not None:
-                self.run([self._publish(call, None, None, ack.encode(), int(clock.now()))])
+                receipt = self._publish(call, None, None, ack.encode(), int(clock.now()), RECEIPT)
+                self.run([receipt])
 
     def run(self, work: list[Awaitable[None]]) -> None:
         """Start publications in the background (their failures are logged, not raised)."""

@@ -176,24 +176,30 @@ class PresenceService:
     async def _publish_own(
         self, kind: int, content: str, tags: list[list[str]], created_at: int
     ) -> PublishResult:
-        """Sign (with NIP-13 proof of work where a relay wants it) and publish to the announce
-        relays; a relay that answers ``pow:`` teaches its difficulty, and gets one mined copy
-        right away."""
+        """Sign and publish to the announce relays: at once to those that ask no proof of
+        work, then mined (NIP-13) to those that do. A relay that answers ``pow:`` teaches
+        its difficulty and gets the mined copy; discovery on the others never waits for
+        the mining (seconds at 20 bits)."""
         relays = self._config.relays
         keys = self._identity.keys
-        for _ in range(2):
-            target = self._pool.health.pow_for(relays)
-            if target:
-                unsigned = _build_unsigned(kind, content, tags, created_at, keys)
-                started = time.monotonic()
-                event = await asyncio.to_thread(nip13.mine, keys, unsigned, target, target >= 18)
-                self.pow_seconds = round(time.monotonic() - started, 2)
-            else:
-                event = _build(kind, content, tags, created_at, keys)
-            result = await self._pool.publish(event, relays=relays)
-            wanted = self._pool.health.pow_for(relays)
-            if not any(r.startswith("pow") for r in result.failed.values()) or wanted <= target:
-                return result
+        health = self._pool.health
+        result = PublishResult("", [], {})
+        plain = tuple(url for url in relays if not health.of(url).min_pow)
+        if plain:
+            event = _build(kind, content, tags, created_at, keys)
+            result = await self._pool.publish(event, relays=plain)
+        demanding = tuple(url for url in relays if health.of(url).min_pow)  # some just learned
+        if demanding:
+            target = health.pow_for(demanding)
+            unsigned = _build_unsigned(kind, content, tags, created_at, keys)
+            started = time.monotonic()
+            event = await asyncio.to_thread(nip13.mine, keys, unsigned, target, target >= 18)
+            self.pow_seconds = round(time.monotonic() - started, 2)
+            mined = await self._pool.publish(event, relays=demanding)
+            failed = {u: why for u, why in result.failed.items() if u not in mined.accepted}
+            result = PublishResult(
+                mined.event_id, [*result.accepted, *mined.accepted], {**failed, **mined.failed}
+            )
         return result
 
     async def run(self) -> None:
