@@ -76,7 +76,7 @@ class Config:
     max_ringing: int = 10
     max_open_calls: int = 20
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
-    inbound_events_per_second: int = 300
+    inbound_events_per_second: int = 600
     # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
     loop_turns_per_minute: int = 20
     loop_max_turns: int = 200

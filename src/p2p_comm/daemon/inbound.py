@@ -280,7 +280,10 @@ class Inbound:
         Returns how many new wraps were found."""
         since = int(clock.now() - WRAP_LOOKBACK)
         me = ns.PublicKey.parse(self.pubkey)
-        found: dict[str, InboundEvent] = {}
+        # Only the wraps not yet processed are kept: a catch-up after a live burst pages
+        # through thousands we already have, and holding them all cost hundreds of MiB.
+        met: set[str] = set()
+        new: dict[str, InboundEvent] = {}
         until: int | None = None
         for _ in range(MAX_PAGES):
             query = ns.Filter().kind(ns.Kind(kinds.GIFT_WRAP)).pubkey(me)
@@ -292,27 +295,30 @@ class Inbound:
             except Exception as exc:
                 log.warning("catch-up query failed: %s", exc)
                 break
-            fresh = [e for e in page if e.id not in found]
-            for event in fresh:
-                found[event.id] = event
+            fresh = [e for e in page if e.id not in met]
+            met.update(e.id for e in fresh)
+            new.update((e.id, e) for e in fresh if not self.store.seen(e.id))
             if not fresh:
                 break
             oldest = min(e.created_at for e in page)
             if until is not None and oldest > until:
                 break  # the relay ignored `until`: paging would not progress
             until = oldest  # inclusive: several wraps may share the boundary second
-        new = [e for e in found.values() if not self.store.seen(e.id)]
         if not new:
             return 0
         log.info("catch-up: %d wraps not yet processed", len(new))
+        waiting = list(new.values())
+        count = len(waiting)
+        new.clear()
         items: list[Taken | str] = []
-        for start in range(0, len(new), BATCH):
-            items += self.unwrap_all(new[start : start + BATCH])
+        for start in range(0, len(waiting), BATCH):
+            items += self.unwrap_all(waiting[start : start + BATCH])
             await asyncio.sleep(0)
+        del waiting
         # In (call, seq) order across the whole catch-up, so nothing waits in the reorder
         # buffer; one transaction per slice keeps the event loop responsive.
         items.sort(key=lambda t: t.order() if isinstance(t, Taken) else ("", 0))
         for start in range(0, len(items), BATCH):
             self.take(items[start : start + BATCH])
             await asyncio.sleep(0)
-        return len(new)
+        return count
