@@ -31,6 +31,9 @@ def relay_b() -> Iterator[RelayProcess]:
 
 
 async def _query(url: str, query: ns.Filter) -> list[ns.Event]:
+    # The SDK keeps one event loop for its futures, process-wide: another test in this
+    # worker (NostrApp's thread) may have set its own.
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
     client = ns.Client()
     await client.add_relay(ns.RelayUrl.parse(url))
     await client.connect(and_wait=timedelta(seconds=5))
