@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from p2p_comm.harness import wait_until
 from tests.conftest import AgentFactory
-from tests.integration.calls_helpers import connect, events_of
+from tests.integration.calls_helpers import connect, events_of, start_agents
 from tests.relaysim import simulated_relay
 from tests.schema_check import check
 
@@ -121,10 +121,7 @@ def test_wraps_are_mined_only_when_every_relay_of_the_peer_demands_pow(
 
 def test_wraps_are_mined_when_the_only_relay_demands_pow(make_agent: AgentFactory) -> None:
     with simulated_relay(min_pow=8) as sim:
-        alice, bob = make_agent("alice", [sim.url]), make_agent("bob", [sim.url])
-        for agent in (alice, bob):
-            agent.run("daemon", "start")
-        wait_until(lambda: "bob" in alice.online_names(), 20, "alice to discover bob")
+        alice, bob = start_agents(sim.url, make_agent, "alice", "bob")
         connect(alice, bob, "pow only")
         alice.json("send", "mined")
         assert [e["text"] for e in events_of(bob, "message")] == ["mined"]
