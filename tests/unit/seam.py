@@ -20,9 +20,10 @@ from p2p_comm.daemon.calls import CallService
 from p2p_comm.daemon.directory import Directory
 from p2p_comm.daemon.inbound import Inbound
 from p2p_comm.daemon.inbox import AgentInbox
-from p2p_comm.daemon.nostr_io import InboundEvent, PublishResult, _to_inbound
+from p2p_comm.daemon.nostr_io import InboundEvent, _to_inbound
 from p2p_comm.daemon.outbound import Outbound
 from p2p_comm.daemon.relay_health import RelayHealth
+from p2p_comm.daemon.relay_publish import PublishResult
 from p2p_comm.identity import Identity, _from_keys
 from p2p_comm.paths import HomePaths
 from p2p_comm.protocol.limits import InboundGate, InboundLimits

@@ -16,7 +16,6 @@ import nostr_sdk as ns
 from .. import __version__, clock, sdk_speedups
 from ..config import Config, ConfigError, load_config
 from ..identity import Identity, IdentityError
-from ..nostr import nip17
 from ..paths import HomePaths, ensure_private_dir
 from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
 from ..protocol.events import AgentEvent
@@ -319,53 +318,11 @@ class Daemon:
 
     async def _doctor(self, params: dict[str, Any]) -> Any:
         """Probe each configured relay with a wrap to ourselves; one verdict per relay."""
-        me = self.identity.public_hex
-        text = f"p2p doctor probe {time.time():.3f}"
-
-        async def one(url: str) -> dict[str, Any]:
-            pow_bits = self.pool.health.pow_for((url,))
-            wrap = await asyncio.to_thread(
-                nip17.private_message, self.identity.keys, me, text, clock.now(), pow_bits
-            )
-            try:
-                result = await relay_watch.probe(self.pool, url, wrap, me)
-            except Exception as exc:
-                result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
-            states = {s["url"]: s for s in await self.pool.states()}
-            state = states.get(url, {})
-            result["roles"] = self.pool.roles(url)
-            result["announce"] = state.get("announce", "unknown")
-            result["problems"] = state.get("problems", [])
-            result["verdict"] = _verdict(result)
-            return result
-
-        relays = await asyncio.gather(*(one(url) for url in self.config.all_relays))
-        usable = sum(1 for r in relays if r["ok"])
-        return {"relays": list(relays), "usable": usable, "total": len(relays)}
+        return await relay_watch.doctor(self.pool, self.identity, self.config.all_relays)
 
     async def _shutdown(self, params: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(self.request_stop)
         return {"stopping": True, "pid": os.getpid()}
-
-
-def _verdict(probe: dict[str, Any]) -> str:
-    """One sentence per relay for `p2p doctor`, judged on what we use the relay for."""
-    inbox, announce = "inbox" in probe["roles"], "announce" in probe["roles"]
-    problems = f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
-    if inbox and not probe["send"].startswith("yes"):
-        return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
-    if inbox and not probe["receive"].startswith("yes"):
-        return "unusable for receiving: it accepts our messages but never hands them back"
-    if announce and not probe["announce"].startswith("yes"):
-        if not inbox:
-            return f"others cannot discover us here: announce {probe['announce']}"
-        return f"calls work, but others cannot discover us here: announce {probe['announce']}"
-    if not inbox:
-        dms = "it also carries DMs" if probe["ok"] else "it does not carry DMs back to us"
-        return f"works for announcing (not an inbox relay of ours; {dms}){problems}"
-    if not announce:
-        return f"works as an inbox relay: takes and hands back our messages{problems}"
-    return f"works: sends, receives and announces{problems}"
 
 
 async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:

@@ -26,8 +26,9 @@ from ..protocol import frag
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
-from .nostr_io import PublishResult, RelayPool, spawn
+from .nostr_io import RelayPool, spawn
 from .presence import PresenceService
+from .relay_publish import PublishResult
 from .sizing import Sizes, gift_wrap
 
 log = logging.getLogger("p2p.outbound")

@@ -1,5 +1,5 @@
 """Relay liveness and reachability: the watchdog that finds half-open connections, and
-the `doctor` probe (a self-addressed round trip through one relay)."""
+`p2p doctor` (a self-addressed round trip through each relay, and a verdict for each)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import nostr_sdk as ns
+
+from .. import clock
+from ..identity import Identity
+from ..nostr import nip17
 
 if TYPE_CHECKING:
     from .nostr_io import RelayPool
@@ -110,3 +114,50 @@ async def probe(
     elapsed = round((time.monotonic() - started) * 1000)
     receive = f"yes ({elapsed} ms round trip)" if back else "no (withholds DMs)"
     return {"url": url, "send": "yes", "receive": receive, "ok": bool(back)}
+
+
+async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -> dict[str, Any]:
+    """`p2p doctor`: probe each relay with a wrap to ourselves; one verdict per relay."""
+    me = identity.public_hex
+    text = f"p2p doctor probe {time.time():.3f}"
+
+    async def one(url: str) -> dict[str, Any]:
+        pow_bits = pool.health.pow_for((url,))
+        wrap = await asyncio.to_thread(
+            nip17.private_message, identity.keys, me, text, clock.now(), pow_bits
+        )
+        try:
+            result = await probe(pool, url, wrap, me)
+        except Exception as exc:
+            result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
+        states = {s["url"]: s for s in await pool.states()}
+        state = states.get(url, {})
+        result["roles"] = pool.roles(url)
+        result["announce"] = state.get("announce", "unknown")
+        result["problems"] = state.get("problems", [])
+        result["verdict"] = _verdict(result)
+        return result
+
+    found = await asyncio.gather(*(one(url) for url in relays))
+    usable = sum(1 for r in found if r["ok"])
+    return {"relays": list(found), "usable": usable, "total": len(found)}
+
+
+def _verdict(probe: dict[str, Any]) -> str:
+    """One sentence per relay for `p2p doctor`, judged on what we use the relay for."""
+    inbox, announce = "inbox" in probe["roles"], "announce" in probe["roles"]
+    problems = f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
+    if inbox and not probe["send"].startswith("yes"):
+        return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
+    if inbox and not probe["receive"].startswith("yes"):
+        return "unusable for receiving: it accepts our messages but never hands them back"
+    if announce and not probe["announce"].startswith("yes"):
+        if not inbox:
+            return f"others cannot discover us here: announce {probe['announce']}"
+        return f"calls work, but others cannot discover us here: announce {probe['announce']}"
+    if not inbox:
+        dms = "it also carries DMs" if probe["ok"] else "it does not carry DMs back to us"
+        return f"works for announcing (not an inbox relay of ours; {dms}){problems}"
+    if not announce:
+        return f"works as an inbox relay: takes and hands back our messages{problems}"
+    return f"works: sends, receives and announces{problems}"

@@ -15,8 +15,9 @@ from typing import Any
 from .. import clock
 from ..nostr import kinds, nip59
 from ..protocol import frag, wire
-from .nostr_io import PublishResult, RelayPool
+from .nostr_io import RelayPool
 from .relay_health import refused_for_size
+from .relay_publish import PublishResult
 
 log = logging.getLogger("p2p.outbound")
 
