@@ -208,7 +208,9 @@ def test_noisy_second_relay_does_not_stop_delivery(
         sent = [f"through the noise {index}" for index in range(10)]
         for text in sent:
             alice.json("send", text)
-        assert texts_of(events_of(bob, "message", len(sent), timeout=20)) == sent
+        # Wraps the noise crowded out come with a catch-up once the noisy relay is muted:
+        # seconds alone, more with the whole suite on two cores (seen once at 20 s).
+        assert texts_of(events_of(bob, "message", len(sent), timeout=45)) == sent
     finally:
         bob.stop()
         noisy.stop()
