@@ -141,7 +141,8 @@ class RelayPool(Publishing):
         # The stream only carries what arrives after it exists: open it before any REQ.
         stream = self.reader.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
-        self.writer_task = spawn(self._pump_writer(self.writer.notifications()), "relay-writer")
+        writer_notes = self.writer.notifications()
+        self.writer_task = spawn(self._pump(writer_notes, reader=False), "relay-writer")
         await self.reader.connect(and_wait=timedelta(seconds=0))
         await self.writer.connect(and_wait=timedelta(seconds=0))
         self._watch_task = spawn(relay_watch.watch(self), "relay-watch")
@@ -311,19 +312,6 @@ class RelayPool(Publishing):
                 health.auth = f"failed: {message.message}"
                 log.warning("AUTH at %s failed: %s", url, message.message)
 
-    async def _pump_writer(self, stream: Any) -> None:
-        while True:
-            note = await stream.next()
-            if note is None or note.is_shutdown():
-                return
-            if note.is_message():
-                try:
-                    message = note.message.as_enum()
-                    if message.is_notice() or message.is_auth():
-                        self._relay_message(str(note.relay_url), message, reader=False)
-                except Exception:
-                    log.exception("reading a relay message failed")
-
     def mute(self, url: str, seconds: float) -> None:
         """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
         it held meanwhile comes with the catch-up that a reconnection starts. Never our only
@@ -342,7 +330,9 @@ class RelayPool(Publishing):
         except Exception as exc:
             log.warning("muting %s failed: %s", url, exc)
 
-    async def _pump(self, stream: Any) -> None:
+    async def _pump(self, stream: Any, reader: bool = True) -> None:
+        """Read one client's notifications: events go to the handler (only the reader
+        subscribes), everything else a relay says teaches the relay model."""
         while True:
             note = await stream.next()
             if note is None or note.is_shutdown():
@@ -350,12 +340,13 @@ class RelayPool(Publishing):
             if note.is_message():
                 try:
                     message = note.message.as_enum()
-                    if not message.is_event_msg():
-                        self._relay_message(str(note.relay_url), message, reader=True)
+                    # The writer hears an OK per publish: publish() reads those itself.
+                    if not message.is_event_msg() and (reader or not message.is_ok()):
+                        self._relay_message(str(note.relay_url), message, reader)
                 except Exception:
                     log.exception("reading a relay message failed")
                 continue
-            if not note.is_new_event():
+            if not reader or not note.is_new_event():
                 continue
             try:
                 await self._handler(_to_inbound(note.event, str(note.relay_url)))

@@ -14,7 +14,7 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from .relay_health import RelayHealth
+from .relay_health import NOT_SENT_TOO_LARGE, RelayHealth
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Publishing:
     def _why_not(self, url: str, event_id: str, size: int) -> str:
         if not self.health.fits(url, size):
             limit = self.health.of(url).max_message_length
-            return f"too large for this relay ({size} > {limit} bytes)"
+            return f"{NOT_SENT_TOO_LARGE} ({size} > {limit} bytes)"
         return f"refused earlier: {self.health.of(url).last_error}"
 
     async def _pace(self, urls: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from .. import clock
 from ..nostr import kinds, nip59
 from ..protocol import frag, wire
 from .nostr_io import RelayPool
-from .relay_health import refused_for_size
+from .relay_health import NOT_SENT_TOO_LARGE, refused_for_size
 from .relay_publish import PublishResult
 
 log = logging.getLogger("p2p.outbound")
@@ -143,5 +143,5 @@ class Sizes:
                     size,
                     limit,
                 )
-        skipped = any(why.startswith("too large") for why in result.failed.values())
+        skipped = any(why.startswith(NOT_SENT_TOO_LARGE) for why in result.failed.values())
         return bool(refused) or skipped
