@@ -1,5 +1,5 @@
 """Fault injection for the integration tests: a freezing TCP proxy, a noisy relay, a full
-disk, a raw Nostr peer, and small probes of a daemon process.
+disk, a raw Nostr peer, a CPU throttle, and small probes of a daemon process.
 
 Every helper here owns what it starts (threads, sockets, mounts) and undoes it in
 ``stop``/``close``; the tests use them through fixtures or ``try``/``finally``.
@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -120,6 +121,38 @@ class TcpProxy:
                 end.close()
 
 
+# CPU throttle ---------------------------------------------------------------------------
+
+
+class Throttle:
+    """Let a process run only ``share`` of every ``period`` (SIGSTOP, then SIGCONT): the
+    daemon of an agent on a crowded machine, made repeatable. It costs no CPU itself."""
+
+    def __init__(self, pid: int, share: float = 0.1, period: float = 0.1) -> None:
+        self.pid = pid
+        self.share = share
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="throttle", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                os.kill(self.pid, signal.SIGCONT)
+                self._stop.wait(self.period * self.share)
+                os.kill(self.pid, signal.SIGSTOP)
+                self._stop.wait(self.period * (1 - self.share))
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+
+
 # Noisy relay ------------------------------------------------------------------------------
 
 
@@ -139,13 +172,19 @@ class NoisyRelay:
 
     ``mode="repeat"`` sends one event on that subscription again and again;
     ``mode="junk"`` floods fresh, validly signed but undecryptable kind-1059 events for
-    ``receiver_hex``. Other REQs get an EOSE, every EVENT an OK, so the daemon treats it
-    as a working relay. ``rate`` bounds the events per second (the machine is shared).
+    ``receiver_hex``; ``mode="query"`` does that only to one-off queries (a REQ with a
+    `limit`, never ending in EOSE) and leaves live subscriptions quiet. Other REQs get an
+    EOSE, every EVENT an OK, so the daemon treats it as a working relay. ``rate`` bounds the
+    events per second (the machine is shared).
+    Unless ``armed``, the noise waits for `arm` (so a test can set the scene first).
     """
 
-    def __init__(self, mode: str, receiver_hex: str, rate: int = 3000) -> None:
-        assert mode in ("repeat", "junk")
+    def __init__(self, mode: str, receiver_hex: str, rate: int = 3000, armed: bool = True) -> None:
+        assert mode in ("repeat", "junk", "query")
         self.mode = mode
+        self._armed = threading.Event()
+        if armed:
+            self._armed.set()
         self.receiver_hex = receiver_hex
         self.rate = rate
         self.sent = 0
@@ -158,6 +197,10 @@ class NoisyRelay:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the noisy relay did not start")
+
+    def arm(self) -> None:
+        """Start the noise on every gift-wrap subscription, open or to come."""
+        self._armed.set()
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
@@ -189,7 +232,8 @@ class NoisyRelay:
                     await connection.send(json.dumps(["OK", message[1]["id"], True, ""]))
                 elif message[0] == "REQ":
                     sub_id, filters = message[1], message[2:]
-                    if any(1059 in f.get("kinds", []) for f in filters):
+                    wraps = any(1059 in f.get("kinds", []) for f in filters)
+                    if wraps and (self.mode != "query" or any("limit" in f for f in filters)):
                         floods.append(asyncio.create_task(self._flood(connection, sub_id)))
                     else:
                         await connection.send(json.dumps(["EOSE", sub_id]))
@@ -205,6 +249,8 @@ class NoisyRelay:
         repeated = json.loads(junk_wrap(self.receiver_hex).as_json())
         batch = max(1, self.rate // 50)
         with contextlib.suppress(Exception):
+            while not self._armed.is_set():
+                await asyncio.sleep(0.02)
             while True:
                 for _ in range(batch):
                     event = (

@@ -78,6 +78,19 @@ class FakePool:
     async def fetch(self, filters: list[Any], timeout: float) -> list[InboundEvent]:
         return self.network.query(filters)
 
+    inbox = ("fake",)
+
+    def muted(self, url: str) -> bool:
+        return False
+
+    def mute(self, url: str, seconds: float) -> bool:
+        return False
+
+    async def fetch_from(
+        self, url: str, filters: list[Any], timeout: float, max_events: int
+    ) -> list[InboundEvent]:
+        return self.network.query(filters)[:max_events]
+
 
 class FakePresence:
     """No announcements: peers are called by key."""

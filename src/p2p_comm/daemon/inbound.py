@@ -34,8 +34,14 @@ BATCH = 200  # wraps per transaction: bounds how long one batch holds the event 
 PAGE = 500  # events asked for per catch-up query (relays cap lower or equal)
 MAX_PAGES = 200
 CATCH_UP_DELAY = 3.0
-FLOOD_WINDOW = 10.0  # seconds over which shed wraps are counted per relay
-FLOOD_LIMIT = 2000  # shed in that window: the relay is muted
+FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
+# A relay's wasted wraps are counted over a window: each shed one counts 1, each that
+# turns out to be junk (undecryptable, malformed, not our kind) counts JUNK_WEIGHT, since
+# it cost an unwrap. Over the limit, the relay is muted. Junk decides on a slow machine:
+# there the daemon reads a flood slower than the gate's rate, and nothing is shed.
+FLOOD_WINDOW = 10.0
+FLOOD_LIMIT = 2000  # 2000 shed or 200 junk in the window
+JUNK_WEIGHT = 10
 MUTE_SECONDS = 60.0
 
 
@@ -90,7 +96,7 @@ class Inbound:
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
         self._catch_up_task: asyncio.Task[Any] | None = None
-        self._shed_window: dict[str, tuple[float, int]] = {}
+        self._waste: dict[str, tuple[float, int]] = {}  # relay -> (since, count)
         self._catch_up_again = False
         # Pieces of messages too large for a relay (`frag`), until each message is whole.
         self.fragments = frag.Reassembler()
@@ -109,29 +115,35 @@ class Inbound:
         now = clock.now()
         if not self.gate.admit_wrap(len(event.content), now, event.relay):
             self.schedule_catch_up()
-            self._flooding(event.relay, now)
+            self._wasted(event.relay, now, 1)
             return
         self._queues.setdefault(event.relay, collections.deque()).append(event)
         self._ready.set()
 
-    def _flooding(self, relay: str, now: float) -> None:
-        """A relay that keeps sending far over the inbound rate is muted for a while: even
-        shed, its flood costs the CPU that wraps from the good relays need."""
-        start, count = self._shed_window.get(relay, (now, 0))
+    def _wasted(self, relay: str, now: float, weight: int) -> None:
+        """A relay that keeps sending far over the inbound rate, or sends us junk, is muted
+        for a while: even shed, its flood costs the CPU that wraps from good relays need."""
+        if not relay:
+            return
+        start, count = self._waste.get(relay, (now, 0))
         if now - start > FLOOD_WINDOW:
             start, count = now, 0
-        count += 1
-        self._shed_window[relay] = (start, count)
-        if count >= FLOOD_LIMIT and relay:
-            del self._shed_window[relay]
+        count += weight
+        self._waste[relay] = (start, count)
+        if count < FLOOD_LIMIT:
+            return
+        del self._waste[relay]
+        if self.pool.mute(relay, MUTE_SECONDS):
             log.warning(
-                "relay %s floods us (%d shed in %ss); muted for %ss",
+                "relay %s floods us (over %d shed, or %d junk, in %ss); muted for %ss",
                 relay,
-                count,
+                FLOOD_LIMIT,
+                FLOOD_LIMIT // JUNK_WEIGHT,
                 FLOOD_WINDOW,
                 MUTE_SECONDS,
             )
-            self.pool.mute(relay, MUTE_SECONDS)
+            # What the flood crowded out of the SDK's channel, from the other relays.
+            self.schedule_catch_up()
 
     def _next_batch(self) -> list[InboundEvent]:
         """Up to BATCH queued wraps, taken from each relay's queue in turn."""
@@ -166,6 +178,10 @@ class Inbound:
         dropped = self.stats["dropped"]
         dropped[reason] = dropped.get(reason, 0) + 1
 
+    def _junk(self, event: InboundEvent, reason: str, now: float) -> None:
+        self._drop(reason)
+        self._wasted(event.relay, now, JUNK_WEIGHT)
+
     def unwrap_all(self, events: list[InboundEvent]) -> list[Taken | str]:
         """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
         without effect (junk, forged, not for us). Passing refusals leave nothing."""
@@ -180,7 +196,7 @@ class Inbound:
                 gift = nip59.unwrap(self.keys, event.event)
             except nip59.UnwrapError as exc:
                 log.info("dropped wrap %s: %s", event.id[:12], exc)
-                self._drop("unwrap_failed")
+                self._junk(event, "unwrap_failed", now)
                 out.append(event.id)
                 continue
             sender, kind = gift.sender, gift.kind
@@ -194,14 +210,14 @@ class Inbound:
                 out.append(Taken(event.id, sender, None, 0, gift.content))
                 continue
             if kind != kinds.CALL:
-                self._drop("not_our_kind")
+                self._junk(event, "not_our_kind", now)
                 out.append(event.id)
                 continue
             try:
                 message = wire.decode(gift.content)
             except wire.WireError as exc:
                 log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
-                self._drop("malformed")
+                self._junk(event, "malformed", now)
                 out.append(event.id)
                 continue
             if message.type == "frag":
@@ -276,49 +292,56 @@ class Inbound:
                 return
 
     async def catch_up(self) -> int:
-        """Page back through the lookback window and take every wrap not yet processed.
-        Returns how many new wraps were found."""
+        """Page back through the lookback window at each inbox relay we read, all at once,
+        and take every wrap not yet processed. Returns how many new wraps were found."""
+        relays = [url for url in self.pool.inbox if not self.pool.muted(url)]
+        claimed: set[str] = set()  # taken by one relay's catch-up: the others skip it
+        counts = await asyncio.gather(*(self._catch_up_from(url, claimed) for url in relays))
+        return sum(counts)
+
+    async def _catch_up_from(self, relay: str, claimed: set[str]) -> int:
+        """One relay's catch-up. Each page is unwrapped as it comes, so a relay that
+        answers with junk is muted (see `_wasted`) and stops being asked; its wraps are
+        taken only once it is done, in (call, seq) order."""
         since = int(clock.now() - WRAP_LOOKBACK)
         me = ns.PublicKey.parse(self.pubkey)
-        # Only the wraps not yet processed are kept: a catch-up after a live burst pages
-        # through thousands we already have, and holding them all cost hundreds of MiB.
         met: set[str] = set()
-        new: dict[str, InboundEvent] = {}
+        items: list[Taken | str] = []
         until: int | None = None
         for _ in range(MAX_PAGES):
+            if self.pool.muted(relay):
+                break
             query = ns.Filter().kind(ns.Kind(kinds.GIFT_WRAP)).pubkey(me)
             query = query.since(ns.Timestamp.from_secs(since)).limit(PAGE)
             if until is not None:
                 query = query.until(ns.Timestamp.from_secs(until))
             try:
-                page = await self.pool.fetch([query], timeout=10)
+                page = await self.pool.fetch_from(relay, [query], FETCH_TIMEOUT, PAGE)
             except Exception as exc:
-                log.warning("catch-up query failed: %s", exc)
+                log.warning("catch-up query to %s failed: %s", relay, exc)
                 break
+            # Only the wraps not yet processed are kept: a catch-up after a live burst
+            # pages through thousands we already have.
             fresh = [e for e in page if e.id not in met]
             met.update(e.id for e in fresh)
-            new.update((e.id, e) for e in fresh if not self.store.seen(e.id))
+            new = [e for e in fresh if e.id not in claimed and not self.store.seen(e.id)]
+            claimed.update(e.id for e in new)
+            for start in range(0, len(new), BATCH):
+                items += self.unwrap_all(new[start : start + BATCH])
+                await asyncio.sleep(0)
             if not fresh:
                 break
             oldest = min(e.created_at for e in page)
             if until is not None and oldest > until:
                 break  # the relay ignored `until`: paging would not progress
             until = oldest  # inclusive: several wraps may share the boundary second
-        if not new:
+        if not items:
             return 0
-        log.info("catch-up: %d wraps not yet processed", len(new))
-        waiting = list(new.values())
-        count = len(waiting)
-        new.clear()
-        items: list[Taken | str] = []
-        for start in range(0, len(waiting), BATCH):
-            items += self.unwrap_all(waiting[start : start + BATCH])
-            await asyncio.sleep(0)
-        del waiting
+        log.info("catch-up at %s: %d wraps not yet processed", relay, len(items))
         # In (call, seq) order across the whole catch-up, so nothing waits in the reorder
         # buffer; one transaction per slice keeps the event loop responsive.
         items.sort(key=lambda t: t.order() if isinstance(t, Taken) else ("", 0))
         for start in range(0, len(items), BATCH):
             self.take(items[start : start + BATCH])
             await asyncio.sleep(0)
-        return count
+        return len(items)

@@ -126,6 +126,7 @@ class RelayPool(Publishing):
         self.writer_task: asyncio.Task[Any] | None = None
         self._connected: tuple[float, tuple[int, int]] | None = None
         self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
+        self._muted: dict[str, float] = {}  # url -> when its mute ends (monotonic)
 
     async def start(self) -> None:
         opts = (
@@ -227,6 +228,18 @@ class RelayPool(Publishing):
         events = await self.reader.fetch_events(target, timeout=timedelta(seconds=timeout))
         return [_to_inbound(event, "") for event in events]
 
+    async def fetch_from(
+        self, url: str, filters: list[Any], timeout: float, max_events: int
+    ) -> list[InboundEvent]:
+        """A one-off query to one relay, ending at EOSE, after ``timeout`` or after
+        ``max_events`` events: a relay that ignores `limit` and never says EOSE (a junk
+        flood) costs one page, not an unbounded pile."""
+        target = ns.ReqTarget.single(ns.RelayUrl.parse(url), filters)
+        events = await self.reader.fetch_events(
+            target, timeout=timedelta(seconds=timeout), max_events=max_events
+        )
+        return [_to_inbound(event, url) for event in events]
+
     async def connected(self, max_age: float = 0.0) -> tuple[int, int]:
         """(connected, configured) relays for reading; an answer up to ``max_age`` seconds
         old will do (every command asks, and asking the SDK crosses into Rust per relay)."""
@@ -312,23 +325,41 @@ class RelayPool(Publishing):
                 health.auth = f"failed: {message.message}"
                 log.warning("AUTH at %s failed: %s", url, message.message)
 
-    def mute(self, url: str, seconds: float) -> None:
+    def muted(self, url: str) -> bool:
+        """Whether ``url`` is muted right now (see `mute`)."""
+        until = self._muted.get(url)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._muted[url]
+        return False
+
+    def mute(self, url: str, seconds: float) -> bool:
         """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
-        it held meanwhile comes with the catch-up that a reconnection starts. Never our only
-        inbox relay: a flood aimed at us would then silence us altogether."""
-        if not [other for other in self.inbox if other != url]:
-            return
+        it held meanwhile comes with the catch-up that the reconnection starts. Never our
+        last inbox relay still read: a flood aimed at us would then silence us altogether.
+        Returns whether it was muted now."""
+        others = [other for other in self.inbox if other != url and not self.muted(other)]
+        if not others or self.muted(url):
+            return False
+        self._muted[url] = time.monotonic() + seconds
         self.health.of(url).last_error = f"flooding: muted for {seconds:.0f} s"
         spawn(self._mute(url, seconds), "mute-relay")
+        return True
 
     async def _mute(self, url: str, seconds: float) -> None:
         try:
             relay = await self.reader.relay(ns.RelayUrl.parse(url))
-            await relay.disconnect()
+            relay.disconnect()  # not awaitable in this SDK: it only asks the relay task
             await asyncio.sleep(seconds)
-            await relay.connect()
+            self._muted.pop(url, None)
+            relay.connect()
         except Exception as exc:
             log.warning("muting %s failed: %s", url, exc)
+            return
+        if self.on_reconnect:
+            self.on_reconnect()
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader
@@ -348,7 +379,10 @@ class RelayPool(Publishing):
                 continue
             if not reader or not note.is_new_event():
                 continue
+            url = str(note.relay_url)
+            if self._muted and url in self._muted:
+                continue  # the backlog of a flood, still queued in the SDK's channel
             try:
-                await self._handler(_to_inbound(note.event, str(note.relay_url)))
+                await self._handler(_to_inbound(note.event, url))
             except Exception:
                 log.exception("handling an inbound event failed; event dropped")

@@ -37,6 +37,9 @@ async def watch(pool: RelayPool) -> None:
             except Exception:
                 continue
             for url, relay in relays.items():
+                if client is pool.reader and pool.muted(str(url)):
+                    was_connected[str(url)] = False  # it is read again when the mute ends
+                    continue
                 status = relay.status()
                 up = status == ns.RelayStatus.CONNECTED
                 if status in _WAITING:
@@ -82,8 +85,8 @@ async def _answers(relay: Any) -> bool:
 
 async def _reconnect(relay: Any) -> None:
     try:
-        await relay.disconnect()
-        await relay.connect()
+        relay.disconnect()  # neither is awaitable in this SDK: each asks the relay task
+        relay.connect()
     except Exception as exc:
         log.warning("reconnecting %s failed: %s", relay.url(), exc)
 
