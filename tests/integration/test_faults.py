@@ -273,8 +273,9 @@ def test_catch_up_is_not_held_by_a_relay_that_floods_its_queries(
         alice.run("daemon", "stop")
         bob.run("daemon", "start")
         # The catch-up starts 3 s after the first shed wrap; one page from the good relay
-        # takes well under a second. Waiting out the flooding relay took 10 s per page.
-        assert texts_of(events_of(bob, "message", len(sent), timeout=20)) == sent
+        # takes well under a second. Waiting out the flooding relay took 10 s per page, and
+        # unwrapping what it sent meanwhile longer still (over 30 s here).
+        assert texts_of(events_of(bob, "message", len(sent), timeout=30)) == sent
         assert bob.json("status")["security"]["shed"] > 0, "the gate sent them to a catch-up"
 
         def noisy_muted() -> bool:

@@ -351,9 +351,13 @@ class RelayPool(Publishing):
     async def _mute(self, url: str, seconds: float) -> None:
         try:
             relay = await self.reader.relay(ns.RelayUrl.parse(url))
-            relay.disconnect()  # not awaitable in this SDK: it only asks the relay task
-            await asyncio.sleep(seconds)
-            self._muted.pop(url, None)
+            # Checked all along, not once: a connection attempt already under way can
+            # complete after the disconnect (seen on a loaded machine).
+            while self.muted(url):
+                if relay.status() != ns.RelayStatus.TERMINATED:
+                    relay.disconnect()  # not awaitable in this SDK: it asks the relay task
+                left = self._muted.get(url, 0.0) - time.monotonic()
+                await asyncio.sleep(min(0.5, max(left, 0.0)))
             relay.connect()
         except Exception as exc:
             log.warning("muting %s failed: %s", url, exc)
