@@ -352,6 +352,10 @@ def test_half_open_connection_is_noticed_and_delivery_resumes(
         alice.json("send", "across the outage")
         proxy.thaw()
         assert texts_of(events_of(bob, "message", timeout=45)) == ["across the outage"]
+        # And the live subscription works again: reconnected within a second of dropping
+        # it, a relay in nostr-sdk 0.45 looked connected and never delivered again.
+        alice.json("send", "after the outage")
+        assert texts_of(events_of(bob, "message", timeout=30)) == ["after the outage"]
     finally:
         proxy.stop()
 

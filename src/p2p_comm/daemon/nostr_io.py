@@ -197,6 +197,10 @@ class RelayPool(Publishing):
         self._subs[sub_id] = filters
         return sub_id
 
+    def resubscribe_soon(self, url: str) -> None:
+        """Send our REQs to ``url`` again now, then catch up (after a reconnection)."""
+        self._resubscribe_soon(url, 0.0)
+
     def _resubscribe_soon(self, url: str, delay: float) -> None:
         """Send our REQs to ``url`` again after a moment: strfry closes a REQ refused for
         lack of AUTH ("ERROR: auth-required: ..."), which the SDK does not retry, and
@@ -211,6 +215,8 @@ class RelayPool(Publishing):
             await asyncio.sleep(delay)
         finally:
             self._resubscribing.discard(url)
+        if self.muted(url):
+            return  # the mute sends them again when it ends
         relay_url = ns.RelayUrl.parse(url)
         for sub_id, filters in list(self._subs.items()):
             if url not in self.read_relays(filters):
@@ -337,9 +343,9 @@ class RelayPool(Publishing):
 
     def mute(self, url: str, seconds: float) -> bool:
         """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
-        it held meanwhile comes with the catch-up that the reconnection starts. Never our
-        last inbox relay still read: a flood aimed at us would then silence us altogether.
-        Returns whether it was muted now."""
+        it held meanwhile comes with the catch-up that follows. Never our last inbox relay
+        still read: a flood aimed at us would then silence us altogether. Returns whether
+        it was muted now."""
         others = [other for other in self.inbox if other != url and not self.muted(other)]
         if not others or self.muted(url):
             return False
@@ -349,21 +355,20 @@ class RelayPool(Publishing):
         return True
 
     async def _mute(self, url: str, seconds: float) -> None:
+        """Close our subscriptions there (what it still sends, or had queued in the SDK's
+        channel, the pump drops), and send them again when the mute ends. The connection
+        stays: in nostr-sdk 0.45 a relay connected again within about a second of
+        `Relay.disconnect()` looks connected but never delivers to the client again."""
         try:
             relay = await self.reader.relay(ns.RelayUrl.parse(url))
-            # Checked all along, not once: a connection attempt already under way can
-            # complete after the disconnect (seen on a loaded machine).
-            while self.muted(url):
-                if relay.status() != ns.RelayStatus.TERMINATED:
-                    relay.disconnect()  # not awaitable in this SDK: it asks the relay task
-                left = self._muted.get(url, 0.0) - time.monotonic()
-                await asyncio.sleep(min(0.5, max(left, 0.0)))
-            relay.connect()
-        except Exception as exc:
-            log.warning("muting %s failed: %s", url, exc)
-            return
-        if self.on_reconnect:
-            self.on_reconnect()
+            for sub_id, filters in list(self._subs.items()):
+                if url in self.read_relays(filters):
+                    await relay.unsubscribe(sub_id)
+        except Exception as exc:  # still muted: the pump drops what it sends
+            log.warning("closing our subscriptions at muted %s failed: %s", url, exc)
+        await asyncio.sleep(seconds)
+        self._muted.pop(url, None)
+        await self._resubscribe(url, 0.0)  # and a catch-up
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader

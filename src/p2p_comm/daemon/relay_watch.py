@@ -22,6 +22,7 @@ log = logging.getLogger("p2p.relays")
 
 WATCH_INTERVAL = 10.0  # seconds between liveness probes of each connected relay
 PROBE_TIMEOUT = 5.0
+RECONNECT_GAP = 2.0  # seconds between dropping a connection and opening a new one
 
 
 async def watch(pool: RelayPool) -> None:
@@ -37,9 +38,6 @@ async def watch(pool: RelayPool) -> None:
             except Exception:
                 continue
             for url, relay in relays.items():
-                if client is pool.reader and pool.muted(str(url)):
-                    was_connected[str(url)] = False  # it is read again when the mute ends
-                    continue
                 status = relay.status()
                 up = status == ns.RelayStatus.CONNECTED
                 if status in _WAITING:
@@ -49,7 +47,7 @@ async def watch(pool: RelayPool) -> None:
                 if up and not await _answers(relay):
                     log.warning("relay %s does not answer; reconnecting", url)
                     pool.health.of(str(url)).last_error = "no answer (connection half-open?)"
-                    await _reconnect(relay)
+                    await _reconnect(pool, relay, reader=client is pool.reader)
                     up = False
                 if client is pool.reader:
                     if up and was_connected.get(str(url)) is False and pool.on_reconnect:
@@ -83,12 +81,24 @@ async def _answers(relay: Any) -> bool:
     return time.monotonic() - started < PROBE_TIMEOUT
 
 
-async def _reconnect(relay: Any) -> None:
+async def _reconnect(pool: RelayPool, relay: Any, reader: bool) -> None:
+    """Drop the connection and open a new one; on the reading client, then send our REQs
+    there again (and catch up)."""
+    url = str(relay.url())
     try:
-        relay.disconnect()  # neither is awaitable in this SDK: each asks the relay task
+        relay.disconnect()  # not awaitable in this SDK
+        # Connected again within about a second of `disconnect()`, a relay of nostr-sdk
+        # 0.45 looks connected but never delivers to the client again (measured).
+        await asyncio.sleep(RECONNECT_GAP)
         relay.connect()
     except Exception as exc:
-        log.warning("reconnecting %s failed: %s", relay.url(), exc)
+        log.warning("reconnecting %s failed: %s", url, exc)
+        return
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    while relay.status() != ns.RelayStatus.CONNECTED and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if reader:
+        pool.resubscribe_soon(url)
 
 
 async def probe(
