@@ -134,6 +134,9 @@ class RelayPool(Publishing):
             .reconnect(True)
             .retry_interval(timedelta(seconds=2))
             .adjust_retry_interval(True)
+            # Events for a subscription we closed (a muted relay that ignores CLOSE) or never
+            # made are dropped in Rust: measured, 62% of a core while muted went to 9%.
+            .verify_subscriptions(True)
         )
         for url in self.all:
             await self.reader.add_relay(ns.RelayUrl.parse(url), opts=opts)
