@@ -1,6 +1,6 @@
 """Muting a flooding relay, on the real SDK against real relays: nothing from it reaches
 the daemon while muted, it is read again when the mute ends (with what it held meanwhile,
-and a catch-up), and the last inbox relay we read is never muted.
+and a catch-up), and the last inbox relay we read (or the last one up) is never muted.
 
 The first version awaited `Relay.disconnect()` and `connect()`, which are plain calls in
 nostr-sdk 0.45: the relay was let go and never taken back by the mute. Taking it back with
@@ -78,6 +78,17 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
             assert "during" in [event.content for event in held]
             await post(noisy.url, "after")
             await _until(lambda: (noisy.url, "after") in got, 10)
+
+            # The other inbox relay goes away: the one left is never muted, even if it
+            # floods, or we would read nothing at all.
+            good.stop()
+
+            async def good_down() -> None:
+                while (await pool.connected())[0] != 1:
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(good_down(), 15)
+            assert not pool.mute(noisy.url, 3)
         finally:
             await pool.stop()
             await poster.shutdown()

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from p2p_comm import clock
+from p2p_comm.daemon import inbound
+from p2p_comm.daemon.inbound import Taken
 from p2p_comm.protocol.call import ACTIVE
 
 from .seam import FakeNetwork, SeamAgent, until
@@ -153,5 +155,56 @@ def test_a_peer_over_its_byte_budget_is_deferred_not_dropped(
         assert [t.split()[0] for t in got] == [str(i) for i in range(30)]
         for agent in (alice, bob):
             await agent.go_offline()
+
+    run(scenario())
+
+
+def test_a_wrap_taken_by_two_paths_is_handed_over_once(tmp_path: Path) -> None:
+    """A catch-up unwraps a page as it arrives and takes it after its last page; the live
+    path may take the same wrap in between. Call messages had a second guard (their seq),
+    an owner's reply had none: it reached the agent twice."""
+
+    async def scenario() -> None:
+        bob = SeamAgent(tmp_path / "bob", FakeNetwork())
+        bob.calls.owner = "ab" * 32
+        reply = Taken("cd" * 32, bob.calls.owner, None, 0, "yes, go ahead")
+        bob.inbound.take([reply])  # the live path
+        bob.inbound.take([reply])  # the catch-up, which unwrapped it before
+        assert [e["type"] for e in bob.take()] == ["owner_reply"]
+
+    run(scenario())
+
+
+def test_a_catch_up_that_fails_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction failing in a catch-up ended it, and nothing asked for another: what it
+    had found waited for some later shed wrap or reconnection."""
+    monkeypatch.setattr(inbound, "CATCH_UP_DELAY", 0.05)
+
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        await bob.go_offline()
+        before = alice.pool.published
+        for i in range(2):
+            send(alice, call_id, f"while away {i}")
+        await until(lambda: alice.pool.published >= before + 2)
+        await alice.go_offline()  # no re-sends: only a catch-up can bring them
+        real_take = bob.inbound.take
+        failures: list[int] = []
+
+        def failing_take(items: list[Any]) -> None:
+            messages = [i for i in items if isinstance(i, Taken) and i.message is not None]
+            if not failures and any(i.message.type == "message" for i in messages):
+                failures.append(1)
+                raise RuntimeError("disk I/O error")
+            real_take(items)
+
+        monkeypatch.setattr(bob.inbound, "take", failing_take)
+        await bob.go_online(catch_up=False)
+        assert await bob.inbound.catch_up() == 0  # it failed, and said so in the log
+        got: list[str] = []
+        await until(lambda: got.extend(texts(bob)) or len(got) == 2)
+        assert got == ["while away 0", "while away 1"]
 
     run(scenario())

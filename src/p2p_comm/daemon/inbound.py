@@ -253,6 +253,10 @@ class Inbound:
                     if isinstance(item, str):
                         self.store.mark_seen(item, now)
                 for item in taken:
+                    # Unwrapped a while ago (a catch-up unwraps page by page, the live path
+                    # meanwhile goes on): handed over since by another path, not twice.
+                    if self.store.seen(item.wrap_id):
+                        continue
                     self.store.mark_seen(item.wrap_id, now)
                     if item.message is None:
                         self.sink.owner_reply(item.owner_text, now)
@@ -296,8 +300,18 @@ class Inbound:
         and take every wrap not yet processed. Returns how many new wraps were found."""
         relays = [url for url in self.pool.inbox if not self.pool.muted(url)]
         claimed: set[str] = set()  # taken by one relay's catch-up: the others skip it
-        counts = await asyncio.gather(*(self._catch_up_from(url, claimed) for url in relays))
-        return sum(counts)
+        results = await asyncio.gather(
+            *(self._catch_up_from(url, claimed) for url in relays), return_exceptions=True
+        )
+        count = 0
+        for url, result in zip(relays, results, strict=True):
+            if isinstance(result, BaseException):
+                # Nothing it found was marked processed: the next catch-up finds it again.
+                log.error("catch-up at %s failed; again later", url, exc_info=result)
+                self.schedule_catch_up()
+            else:
+                count += result
+        return count
 
     async def _catch_up_from(self, relay: str, claimed: set[str]) -> int:
         """One relay's catch-up. Each page is unwrapped as it comes, so a relay that

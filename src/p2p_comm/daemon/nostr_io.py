@@ -28,6 +28,7 @@ log = logging.getLogger("p2p.relays")
 # Wraps lost to an overflow are fetched again by the next catch-up, so the channel need
 # not hold a whole flood (65,536 slots cost about 9 MiB).
 NOTIFICATION_BUFFER = 8_192
+RESUBSCRIBE_RETRY = 5.0  # seconds before sending our REQs again where that failed
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class RelayPool(Publishing):
         self._connected: tuple[float, tuple[int, int]] | None = None
         self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
         self._muted: dict[str, float] = {}  # url -> when its mute ends (monotonic)
+        # url -> connected for reading, as last seen (by a command or the watchdog)
+        self._up: dict[str, bool] = {}
 
     async def start(self) -> None:
         opts = (
@@ -221,6 +224,7 @@ class RelayPool(Publishing):
         if self.muted(url):
             return  # the mute sends them again when it ends
         relay_url = ns.RelayUrl.parse(url)
+        failed = False
         for sub_id, filters in list(self._subs.items()):
             if url not in self.read_relays(filters):
                 continue  # not a REQ this relay serves us (announce vs inbox)
@@ -228,6 +232,10 @@ class RelayPool(Publishing):
                 await self.reader.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
             except Exception as exc:
                 log.info("re-subscribing %s at %s failed: %s", sub_id, url, exc)
+                failed = True
+        if failed:
+            # The SDK sends again on reconnection only what it once sent: try until it took.
+            self._resubscribe_soon(url, RESUBSCRIBE_RETRY)
         if self.on_reconnect:
             self.on_reconnect()  # what was withheld so far comes with a catch-up
 
@@ -256,9 +264,15 @@ class RelayPool(Publishing):
         if self._connected is not None and now - self._connected[0] < max_age:
             return self._connected[1]
         relays = await self.reader.relays()
-        up = sum(1 for relay in relays.values() if relay.status() == ns.RelayStatus.CONNECTED)
+        for url, relay in relays.items():
+            self.note_up(str(url), relay.status() == ns.RelayStatus.CONNECTED)
+        up = sum(self._up.get(str(url), False) for url in relays)
         self._connected = (now, (up, len(relays)))
         return up, len(relays)
+
+    def note_up(self, url: str, up: bool) -> None:
+        """Whether ``url`` is connected for reading, as just seen (`mute` consults it)."""
+        self._up[url] = up
 
     async def states(self) -> list[dict[str, Any]]:
         relays = await self.reader.relays()
@@ -349,15 +363,20 @@ class RelayPool(Publishing):
         it held meanwhile comes with the catch-up that follows. Never our last inbox relay
         still read: a flood aimed at us would then silence us altogether. Returns whether
         it was muted now."""
-        others = [other for other in self.inbox if other != url and not self.muted(other)]
+        others = [
+            other
+            for other in self.inbox
+            if other != url and not self.muted(other) and self._up.get(other, True)
+        ]
         if not others or self.muted(url):
             return False
-        self._muted[url] = time.monotonic() + seconds
+        until = time.monotonic() + seconds
+        self._muted[url] = until
         self.health.of(url).last_error = f"flooding: muted for {seconds:.0f} s"
-        spawn(self._mute(url, seconds), "mute-relay")
+        spawn(self._mute(url, seconds, until), "mute-relay")
         return True
 
-    async def _mute(self, url: str, seconds: float) -> None:
+    async def _mute(self, url: str, seconds: float, until: float) -> None:
         """Close our subscriptions there (what it still sends, or had queued in the SDK's
         channel, the pump drops), and send them again when the mute ends. The connection
         stays: in nostr-sdk 0.45 a relay connected again within about a second of
@@ -370,8 +389,9 @@ class RelayPool(Publishing):
         except Exception as exc:  # still muted: the pump drops what it sends
             log.warning("closing our subscriptions at muted %s failed: %s", url, exc)
         await asyncio.sleep(seconds)
-        self._muted.pop(url, None)
-        await self._resubscribe(url, 0.0)  # and a catch-up
+        if self._muted.get(url) == until:  # not muted again meanwhile
+            del self._muted[url]
+        await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader

@@ -50,8 +50,11 @@ async def watch(pool: RelayPool) -> None:
                     await _reconnect(pool, relay, reader=client is pool.reader)
                     up = False
                 if client is pool.reader:
-                    if up and was_connected.get(str(url)) is False and pool.on_reconnect:
-                        pool.on_reconnect()
+                    pool.note_up(str(url), up)
+                    if up and was_connected.get(str(url)) is False:
+                        # Our REQs again (one that failed while it was away is not sent
+                        # by the SDK's reconnection), then a catch-up.
+                        pool.resubscribe_soon(str(url))
                     was_connected[str(url)] = up
 
 
