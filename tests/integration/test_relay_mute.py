@@ -68,6 +68,8 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
             assert pool.muted(noisy.url), "the test was too slow to prove anything"
             assert (noisy.url, "during") not in got, "read while muted"
             assert not reconnected
+            shown = {state["url"]: state for state in await pool.states()}[noisy.url]
+            assert shown["health"] == "muted" and shown["receive"].startswith("no (muted")
 
             # The mute ends: our REQs go there again, and a catch-up is asked for; what the
             # relay held meanwhile comes with it (the SDK never hands an event id to the
@@ -78,6 +80,8 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
             assert "during" in [event.content for event in held]
             await post(noisy.url, "after")
             await _until(lambda: (noisy.url, "after") in got, 10)
+            shown = {state["url"]: state for state in await pool.states()}[noisy.url]
+            assert (shown["health"], shown["receive"], shown["last_error"]) == ("ok", "yes", "")
 
             # The other inbox relay goes away: the one left is never muted, even if it
             # floods, or we would read nothing at all.

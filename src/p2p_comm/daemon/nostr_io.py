@@ -127,7 +127,6 @@ class RelayPool(Publishing):
         self.writer_task: asyncio.Task[Any] | None = None
         self._connected: tuple[float, tuple[int, int]] | None = None
         self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
-        self._muted: dict[str, float] = {}  # url -> when its mute ends (monotonic)
         # url -> connected for reading, as last seen (by a command or the watchdog)
         self._up: dict[str, bool] = {}
 
@@ -349,14 +348,9 @@ class RelayPool(Publishing):
                 log.warning("AUTH at %s failed: %s", url, message.message)
 
     def muted(self, url: str) -> bool:
-        """Whether ``url`` is muted right now (see `mute`)."""
-        until = self._muted.get(url)
-        if until is None:
-            return False
-        if time.monotonic() < until:
-            return True
-        del self._muted[url]
-        return False
+        """Whether ``url`` is muted right now (see `mute`); cheap: the pump asks per event."""
+        health = self.health.relays.get(url)
+        return health is not None and health.muted()
 
     def mute(self, url: str, seconds: float) -> bool:
         """Stop reading from ``url`` for ``seconds`` (it floods us), then read again; what
@@ -370,9 +364,9 @@ class RelayPool(Publishing):
         ]
         if not others or self.muted(url):
             return False
-        until = time.monotonic() + seconds
-        self._muted[url] = until
-        self.health.of(url).last_error = f"flooding: muted for {seconds:.0f} s"
+        health = self.health.of(url)
+        until = health.muted_until = time.monotonic() + seconds
+        health.last_error = f"flooding: muted for {seconds:.0f} s"
         spawn(self._mute(url, seconds, until), "mute-relay")
         return True
 
@@ -389,8 +383,11 @@ class RelayPool(Publishing):
         except Exception as exc:  # still muted: the pump drops what it sends
             log.warning("closing our subscriptions at muted %s failed: %s", url, exc)
         await asyncio.sleep(seconds)
-        if self._muted.get(url) == until:  # not muted again meanwhile
-            del self._muted[url]
+        health = self.health.of(url)
+        if health.muted_until == until:  # not muted again meanwhile
+            health.muted_until = 0.0
+            if health.last_error.startswith("flooding"):
+                health.last_error = ""
         await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
@@ -412,7 +409,7 @@ class RelayPool(Publishing):
             if not reader or not note.is_new_event():
                 continue
             url = str(note.relay_url)
-            if self._muted and url in self._muted:
+            if self.muted(url):
                 continue  # the backlog of a flood, still queued in the SDK's channel
             try:
                 await self._handler(_to_inbound(note.event, url))

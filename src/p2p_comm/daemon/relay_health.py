@@ -9,6 +9,7 @@ for lack of proof of work wants it on the next one too.
 from __future__ import annotations
 
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -110,6 +111,10 @@ class Health:
     pacer: Pacer = field(default_factory=Pacer)
     withholds_dms: bool | None = None  # from the self-addressed probe (`doctor`)
     size_refused: int | None = None  # the smallest event (bytes) it refused as too large
+    muted_until: float = 0.0  # time.monotonic() until which we do not read it (it flooded us)
+
+    def muted(self) -> bool:
+        return self.muted_until > time.monotonic()
 
     def learn(self, limits: RelayLimits) -> None:
         """Take what the relay's NIP-11 document says."""
@@ -227,6 +232,8 @@ class RelayHealth:
             return "down"
         if health.auth.startswith("failed"):
             return "auth failed"
+        if health.muted():
+            return "muted"
         if health.skip_until > now or health.failures:
             return "degraded"
         return "ok"
@@ -239,6 +246,9 @@ class RelayHealth:
             return {"receive": down, "send": down, "announce": down}
         auth_failed = f"no (AUTH {health.auth})" if health.auth.startswith("failed") else ""
         receive = auth_failed or ("no (withholds DMs)" if health.withholds_dms else "yes")
+        if health.muted():
+            left = health.muted_until - time.monotonic()
+            receive = f"no (muted for {left:.0f} s more: it flooded us)"
         send = auth_failed or "yes"
         if GIFT_WRAP_KIND in health.refused_kinds:
             send = f"no (refuses kind {GIFT_WRAP_KIND}: {health.refused_kinds[GIFT_WRAP_KIND]})"

@@ -47,8 +47,7 @@ async def watch(pool: RelayPool) -> None:
                 if up and not await _answers(relay):
                     log.warning("relay %s does not answer; reconnecting", url)
                     pool.health.of(str(url)).last_error = "no answer (connection half-open?)"
-                    await _reconnect(pool, relay, reader=client is pool.reader)
-                    up = False
+                    up = await _reconnect(pool, relay, reader=client is pool.reader)
                 if client is pool.reader:
                     pool.note_up(str(url), up)
                     if up and was_connected.get(str(url)) is False:
@@ -84,9 +83,9 @@ async def _answers(relay: Any) -> bool:
     return time.monotonic() - started < PROBE_TIMEOUT
 
 
-async def _reconnect(pool: RelayPool, relay: Any, reader: bool) -> None:
+async def _reconnect(pool: RelayPool, relay: Any, reader: bool) -> bool:
     """Drop the connection and open a new one; on the reading client, then send our REQs
-    there again (and catch up)."""
+    there again (and catch up). Returns whether it is connected again."""
     url = str(relay.url())
     try:
         relay.disconnect()  # not awaitable in this SDK
@@ -96,12 +95,15 @@ async def _reconnect(pool: RelayPool, relay: Any, reader: bool) -> None:
         relay.connect()
     except Exception as exc:
         log.warning("reconnecting %s failed: %s", url, exc)
-        return
+        return False
     deadline = time.monotonic() + PROBE_TIMEOUT
     while relay.status() != ns.RelayStatus.CONNECTED and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
+    if relay.status() != ns.RelayStatus.CONNECTED:
+        return False  # the watch sends our REQs when it sees the relay back
     if reader:
         pool.resubscribe_soon(url)
+    return True
 
 
 async def probe(
