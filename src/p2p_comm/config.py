@@ -77,6 +77,7 @@ class Config:
     max_open_calls: int = 20
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
     inbound_events_per_second: int = 600
+    relay_mute_seconds: float = 60.0
     # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
     loop_turns_per_minute: int = 20
     loop_max_turns: int = 200
@@ -120,6 +121,7 @@ ENV_VARS = {
     "P2P_MAX_OPEN_CALLS": "max_open_calls",
     "P2P_BYTES_PER_PEER_PER_MINUTE": "bytes_per_peer_per_minute",
     "P2P_INBOUND_EVENTS_PER_SECOND": "inbound_events_per_second",
+    "P2P_RELAY_MUTE_SECONDS": "relay_mute_seconds",
     "P2P_LOOP_TURNS_PER_MINUTE": "loop_turns_per_minute",
     "P2P_LOOP_MAX_TURNS": "loop_max_turns",
     "P2P_LOOP_REPEATS": "loop_repeats",
@@ -159,6 +161,7 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "max_open_calls": (1, 10_000, ""),
     "bytes_per_peer_per_minute": (1 * KIB, 4 * GIB, "bytes per minute"),
     "inbound_events_per_second": (1, 100_000, "per second"),
+    "relay_mute_seconds": (1, 3600, "seconds"),
     # 0 turns each loop check off (see _ZERO_MEANS_OFF).
     "loop_turns_per_minute": (0, 10_000, "turns per minute"),
     "loop_max_turns": (0, 1_000_000, "turns"),

@@ -301,6 +301,13 @@ class Store:
     def release(self, call_id: str, below: int) -> None:
         self._db.execute("DELETE FROM held WHERE call_id = ? AND seq < ?", (call_id, below))
 
+    def drop_held_except(self, calls: set[str]) -> None:
+        """Delete what is held for any call not in ``calls``."""
+        rows = self._db.execute("SELECT DISTINCT call_id FROM held").fetchall()
+        for (call_id,) in rows:
+            if call_id not in calls:
+                self._db.execute("DELETE FROM held WHERE call_id = ?", (call_id,))
+
     def held(self) -> list[tuple[str, int, str]]:
         rows = self._db.execute("SELECT call_id, seq, content FROM held ORDER BY call_id, seq")
         return [(row["call_id"], row["seq"], row["content"]) for row in rows]

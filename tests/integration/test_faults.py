@@ -188,7 +188,6 @@ def start_agents_pair(alice: Agent, bob: Agent) -> tuple[Agent, Agent]:
 @pytest.mark.parametrize(
     ("mode", "cpu_share"),
     [
-        # Not reproduced here: the SDK drops a repeated id before the daemon sees it.
         ("repeat", None),
         ("junk", None),
         # Seen in CI: on a busy machine bob's daemon read the flood slower than the inbound
@@ -223,14 +222,20 @@ def test_noisy_second_relay_does_not_stop_delivery(
             alice.json("send", text)
         # Wraps the noise crowded out come with a catch-up once the noisy relay is muted.
         assert texts_of(events_of(bob, "message", len(sent), timeout=45)) == sent
-        if mode == "junk":
-            noisy_state = {r["url"]: r for r in bob.json("status")["relays"]}[noisy.url]
-            assert "flood" in noisy_state["last_error"], noisy_state
-            # Said in the text status too: the connection stays up while muted, and a
-            # relay that looked "ok, receive yes" hid it.
-            status = bob.run("status").stdout.splitlines()
-            (line,) = [x for x in status if f"relay {noisy.url}" in x]
-            assert "muted" in line and "receive no (muted" in line and "flood" in line, line
+        # A relay repeating one event was never muted: the SDK passes on only the first
+        # copy, but reads every one (daemons at 11 s of CPU each, and alice's messages
+        # through the good relay waited behind the repeats for 25 s and more).
+
+        def noisy_muted() -> bool:
+            state = {r["url"]: r for r in bob.json("status")["relays"]}[noisy.url]
+            return "flood" in state["last_error"]
+
+        wait_until(noisy_muted, 20, f"the relay sending {mode} to be muted")
+        # Said in the text status too: the connection stays up while muted, and a relay
+        # that looked "ok, receive yes" hid it.
+        status = bob.run("status").stdout.splitlines()
+        (line,) = [x for x in status if f"relay {noisy.url}" in x]
+        assert "muted" in line and "receive no (muted" in line and "flood" in line, line
     finally:
         if throttle is not None:
             throttle.stop()
@@ -265,11 +270,12 @@ def test_catch_up_is_not_held_by_a_relay_that_floods_its_queries(
         assert texts_of(events_of(bob, "message", len(sent), timeout=30)) == sent
         assert bob.json("status")["security"]["shed"] > 0, "the gate sent them to a catch-up"
 
-        def noisy_muted() -> bool:
-            state = {r["url"]: r for r in bob.json("status")["relays"]}[noisy.url]
-            return "flood" in state["last_error"]
-
-        wait_until(noisy_muted, 20, "the flooding relay to be muted (its page was junk)")
+        # A catch-up leaves the flooding relay after its first page of junk (it was muted
+        # for it before; but a catch-up also reads back junk a relay stored while muted,
+        # and that re-muted it for minutes after the attacker stopped: see
+        # test_strangers.py). Paging on through its noise unwrapped thousands.
+        junk = bob.json("status")["security"]["dropped"].get("unwrap_failed", 0)
+        assert junk <= 2 * 500, junk
     finally:
         bob.stop()
         noisy.stop()

@@ -1,4 +1,6 @@
-from p2p_comm.protocol.limits import InboundGate, InboundLimits, TokenBucket
+from p2p_comm.protocol.limits import InboundGate, InboundLimits, RingCounts, TokenBucket
+
+NOTHING = RingCounts(stranger=False, ringing=0, open=0)
 
 
 def test_token_bucket_refills_over_time() -> None:
@@ -10,18 +12,38 @@ def test_token_bucket_refills_over_time() -> None:
 
 def test_call_requests_per_peer_per_minute() -> None:
     gate = InboundGate(InboundLimits(call_requests_per_peer_per_minute=3))
-    results = [gate.admit_request("stranger", 0, 0, now=0.0) for _ in range(5)]
+    results = [gate.admit_request("stranger", NOTHING, now=0.0) for _ in range(5)]
     assert results == [None, None, None, "peer_call_rate", "peer_call_rate"]
-    assert gate.admit_request("someone-else", 0, 0, now=0.0) is None, "per peer"
-    assert gate.admit_request("stranger", 0, 0, now=20.0) is None, "refilled after 20 s"
+    assert gate.admit_request("someone-else", NOTHING, now=0.0) is None, "per peer"
+    assert gate.admit_request("stranger", NOTHING, now=20.0) is None, "refilled after 20 s"
     assert gate.refused == {"peer_call_rate": 2}
 
 
 def test_ringing_and_open_call_caps() -> None:
     gate = InboundGate(InboundLimits(max_ringing=2, max_open_calls=4))
-    assert gate.admit_request("a", ringing=2, open_calls=0, now=0) == "too_many_ringing"
-    assert gate.admit_request("b", ringing=0, open_calls=4, now=0) == "too_many_open_calls"
-    assert gate.admit_request("c", ringing=1, open_calls=3, now=0) is None
+    assert gate.admit_request("a", RingCounts(False, 2, 0), now=0) == "too_many_ringing"
+    assert gate.admit_request("b", RingCounts(False, 0, 4), now=0) == "too_many_open_calls"
+    assert gate.admit_request("c", RingCounts(False, 1, 3), now=0) is None
+
+
+def test_strangers_ring_in_a_share_of_their_own_one_call_per_key() -> None:
+    gate = InboundGate(InboundLimits(max_ringing=10))
+    assert gate.stranger_ringing == 5
+    full = RingCounts(stranger=True, ringing=5, open=5, ringing_strangers=5)
+    assert gate.admit_request("fresh", full, now=0) == "too_many_ringing"
+    again = RingCounts(stranger=True, ringing=1, open=1, ringing_strangers=1, ringing_from_peer=1)
+    assert gate.admit_request("same", again, now=0) == "too_many_ringing"
+    # A known caller counts neither: its own ringing and open calls only.
+    assert gate.admit_request("contact", RingCounts(False, 0, 0), now=0) is None
+
+
+def test_strangers_together_ring_at_a_bounded_pace() -> None:
+    gate = InboundGate(InboundLimits())
+    fresh = RingCounts(stranger=True, ringing=0, open=0)
+    results = [gate.admit_request(f"key{i}", fresh, now=0.0) for i in range(12)]
+    assert results.count(None) == 10 and results[-1] == "stranger_call_rate"
+    assert gate.admit_request("contact", RingCounts(False, 0, 0), now=0.0) is None
+    assert gate.admit_request("key99", fresh, now=3.0) is None, "20 a minute: one per 3 s"
 
 
 def test_bytes_per_peer_per_minute() -> None:

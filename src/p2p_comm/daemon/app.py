@@ -89,6 +89,7 @@ class Daemon:
                 max_open_calls=config.max_open_calls,
                 bytes_per_peer_per_minute=config.bytes_per_peer_per_minute,
                 inbound_events_per_second=config.inbound_events_per_second,
+                relay_mute_seconds=config.relay_mute_seconds,
             )
         )
         self.outbound = Outbound(config, identity, self.pool, self.presence, store)

@@ -20,6 +20,8 @@ from ..paths import HomePaths
 from ..protocol import wire
 from ..protocol.call import (
     ENDED,
+    INCOMING,
+    OUTGOING,
     RINGING,
     Call,
     CallError,
@@ -38,7 +40,7 @@ from ..protocol.events import (
     Transmit,
     WriteChunk,
 )
-from ..protocol.limits import InboundGate
+from ..protocol.limits import InboundGate, RingCounts
 from ..sanitize import clean_text
 from ..schema import esc_id
 from ..store import Store
@@ -103,6 +105,8 @@ class CallService(LocalActions):
         self.contacts: set[str] = {pubkey for pubkey, _ in store.contacts()}
         self.dropped: dict[str, int] = {}  # inbound messages refused here, by reason
         self._timed: set[str] = set()  # calls with a ring timer or unreceipted messages
+        self._held: dict[str, dict[int, int]] = {}  # call -> seq -> bytes held for a gap
+        self._known: set[str] = set()  # peers of calls we placed or answered
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
 
@@ -125,11 +129,17 @@ class CallService(LocalActions):
             if call_id in self.calls:
                 self.calls[call_id].restore_pending(seqs, now)
         self.outbound.load({call_id: queued for call_id, (_, queued) in unacked.items()})
+        self._held = {}
         for call_id, seq, content in self.store.held():
             holder = self.calls.get(call_id)
-            if holder is not None and seq >= holder.recv_next:
+            if holder is not None and seq >= holder.recv_next and holder.holds_out_of_order:
                 with contextlib.suppress(wire.WireError):
                     holder.reorder[seq] = wire.decode(content)
+                    self._held.setdefault(call_id, {})[seq] = len(content)
+        try:  # rows of calls that hold nothing now (after a failed transaction: next time)
+            self.store.drop_held_except(set(self._held))
+        except Exception as exc:
+            log.warning("could not drop held rows of ended calls: %s", exc)
         for call in self.calls.values():
             self._track(call)
 
@@ -139,7 +149,26 @@ class CallService(LocalActions):
         if self.hooks is not None:
             self.hooks.load()
 
+    @property
+    def held_bytes(self) -> int:
+        """What every call holds for its gaps, in bytes (bounded by ``max_held_bytes``)."""
+        return sum(sum(seqs.values()) for seqs in self._held.values())
+
+    def _release(self, call: Call) -> None:
+        """Forget the held messages the call has taken (all of them once it ended)."""
+        seqs = self._held.get(call.id)
+        if not seqs:
+            return
+        below = call.recv_next if call.holds_out_of_order else 2**62
+        self.store.release(call.id, below)
+        for seq in [s for s in seqs if s < below]:
+            del seqs[seq]
+        if not seqs:
+            del self._held[call.id]
+
     def _track(self, call: Call) -> None:
+        if call.direction == OUTGOING or call.answered_at is not None:
+            self._known.add(call.peer)
         if call.pending or call.state == RINGING:
             self._timed.add(call.id)
         else:
@@ -208,11 +237,14 @@ class CallService(LocalActions):
             self._count("not_in_call")
             return []
         held_before = bool(call.reorder)
-        effects = call.receive(message, now)
+        content = message.encode() if message.seq > call.recv_next else ""
+        may_hold = self.held_bytes + len(content) <= self.gate.limits.max_held_bytes
+        effects = call.receive(message, now, may_hold)
         if message.seq in call.reorder:  # out of order: held durably until the gap fills
-            self.store.hold(call.id, message.seq, message.encode())
+            self.store.hold(call.id, message.seq, content)
+            self._held.setdefault(call.id, {})[message.seq] = len(content)
         elif held_before:
-            self.store.release(call.id, call.recv_next)
+            self._release(call)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self._apply(call, effects, now)
@@ -224,9 +256,7 @@ class CallService(LocalActions):
             log.info("dropped %s for unknown call %s", message.type, message.call[:8])
             self._count("unknown_call")
             return []
-        ringing = sum(1 for c in self.calls.values() if c.state == RINGING)
-        open_calls = sum(1 for c in self.calls.values() if c.state != ENDED)
-        refused = self.gate.admit_request(sender, ringing, open_calls, now)
+        refused = self.gate.admit_request(sender, self._ring_counts(sender), now)
         if refused:
             log.info("dropped call request from %s: %s", sender[:12], refused)
             return []
@@ -248,6 +278,31 @@ class CallService(LocalActions):
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self._apply(call, effects, now)
+
+    def peer_of(self, call_id: str) -> str | None:
+        """The peer of call ``call_id``, None if we have no such call."""
+        call = self.calls.get(call_id)
+        return call.peer if call is not None else None
+
+    def known(self, pubkey: str) -> bool:
+        """A contact, or a peer of a call we placed or answered."""
+        return pubkey in self.contacts or pubkey in self._known
+
+    def _ring_counts(self, caller: str) -> RingCounts:
+        stranger = not self.known(caller)
+        ringing = strangers = from_caller = open_calls = 0
+        for call in self.calls.values():
+            if call.state == ENDED:
+                continue
+            rung_by_stranger = (
+                call.state == RINGING and call.direction == INCOMING and not self.known(call.peer)
+            )
+            strangers += rung_by_stranger
+            from_caller += rung_by_stranger and call.peer == caller
+            if stranger or not rung_by_stranger:  # a known caller does not count them
+                ringing += call.state == RINGING
+                open_calls += 1
+        return RingCounts(stranger, ringing, open_calls, strangers, from_caller)
 
     def receive_from_blocked(self, sender: str, message: wire.WireMessage) -> None:
         """A blocked peer's receipts still end our re-sends of the `end` that told it."""
@@ -306,6 +361,8 @@ class CallService(LocalActions):
                 log.info("call %s: %s", call.id[:8], effect.reason)
             elif isinstance(effect, Roster) and self.hooks is not None:
                 publishing += self.hooks.roster(call, effect.body, now)
+        if call.state == ENDED:
+            self._release(call)
         self.store.save_call(call.to_dict(), self.peer_names.get(call.id, ""), now)
         grouped = self.hooks is not None and self.hooks.hidden(call)  # its group writes one
         if (

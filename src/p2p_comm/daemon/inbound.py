@@ -22,7 +22,7 @@ import nostr_sdk as ns
 from .. import clock
 from ..nostr import kinds, nip59
 from ..protocol import frag, wire
-from ..protocol.limits import InboundGate
+from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
 from .nostr_io import InboundEvent, RelayPool, spawn
 
@@ -42,7 +42,15 @@ FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
 FLOOD_WINDOW = 10.0
 FLOOD_LIMIT = 2000  # 2000 shed or 200 junk in the window
 JUNK_WEIGHT = 10
-MUTE_SECONDS = 60.0
+# Junk (and wraps that lead nowhere) is remembered in memory, not in the database: a
+# stranger can send it without end, and rows would grow the disk with it. 100,000 ids
+# are about 15 MiB; past that the oldest are forgotten (and unwrapped again if a catch-up
+# brings them back).
+JUNK_MEMORY = 100_000
+# A catch-up page that is junk at least this much stops the catch-up at that relay: it
+# answers our query with noise (stored or made up on the spot), and paging on would only
+# unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
+JUNK_PAGE_STOP = 100
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class CallSink(Protocol):
 
     blocked: set[str]
     owner: str | None
+
+    def peer_of(self, call_id: str) -> str | None: ...
 
     def receive(
         self, sender: str, message: wire.WireMessage, sent_at: int, now: float
@@ -100,6 +110,16 @@ class Inbound:
         self._catch_up_again = False
         # Pieces of messages too large for a relay (`frag`), until each message is whole.
         self.fragments = frag.Reassembler()
+        self.junk = RecentIds(JUNK_MEMORY)  # wraps that led nowhere, skipped by id
+        # (sender, call) of requests unwrapped lately: a message of a call whose request
+        # is in the same batch or catch-up leads somewhere, though the call is not made yet.
+        self._requested = RecentIds(4096)
+        self._junk_found = 0
+        pool.on_waste = self._wasted
+
+    def known(self, event_id: str) -> bool:
+        """Processed already, or known junk: skipped without unwrapping."""
+        return event_id in self.junk or self.store.seen(event_id)
 
     def wrap_filter(self) -> Any:
         since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
@@ -110,21 +130,23 @@ class Inbound:
 
     def submit(self, event: InboundEvent) -> None:
         """A live wrap from a subscription: gate it and queue it."""
-        if self.store.seen(event.id):
+        if self.known(event.id):
             return
         now = clock.now()
         if not self.gate.admit_wrap(len(event.content), now, event.relay):
             self.schedule_catch_up()
-            self._wasted(event.relay, now, 1)
+            if not event.stored:
+                self._wasted(event.relay, 1, now)
             return
         self._queues.setdefault(event.relay, collections.deque()).append(event)
         self._ready.set()
 
-    def _wasted(self, relay: str, now: float, weight: int) -> None:
+    def _wasted(self, relay: str, weight: int, now: float | None = None) -> None:
         """A relay that keeps sending far over the inbound rate, or sends us junk, is muted
         for a while: even shed, its flood costs the CPU that wraps from good relays need."""
         if not relay:
             return
+        now = clock.now() if now is None else now
         start, count = self._waste.get(relay, (now, 0))
         if now - start > FLOOD_WINDOW:
             start, count = now, 0
@@ -133,14 +155,15 @@ class Inbound:
         if count < FLOOD_LIMIT:
             return
         del self._waste[relay]
-        if self.pool.mute(relay, MUTE_SECONDS):
+        seconds = self.gate.limits.relay_mute_seconds
+        if self.pool.mute(relay, seconds):
             log.warning(
                 "relay %s floods us (over %d shed, or %d junk, in %ss); muted for %ss",
                 relay,
                 FLOOD_LIMIT,
                 FLOOD_LIMIT // JUNK_WEIGHT,
                 FLOOD_WINDOW,
-                MUTE_SECONDS,
+                seconds,
             )
             # What the flood crowded out of the SDK's channel, from the other relays.
             self.schedule_catch_up()
@@ -166,7 +189,7 @@ class Inbound:
             if not self._queues:
                 self._ready.clear()
             try:
-                self.take(self.unwrap_all(batch))
+                self.take(self.unwrap_all(batch, live=True))
             except Exception:
                 log.exception("an inbound batch failed; its wraps will be fetched again")
                 self.schedule_catch_up()
@@ -178,26 +201,45 @@ class Inbound:
         dropped = self.stats["dropped"]
         dropped[reason] = dropped.get(reason, 0) + 1
 
-    def _junk(self, event: InboundEvent, reason: str, now: float) -> None:
+    def _junk(self, event: InboundEvent, reason: str, now: float, live: bool) -> None:
+        """A wrap that leads nowhere: remembered in memory only, and counted against its
+        relay when it came live (a catch-up, or the replay after a mute, reads back what
+        a relay stored, maybe while it was muted for this very junk: no new flood)."""
         self._drop(reason)
-        self._wasted(event.relay, now, JUNK_WEIGHT)
+        self.junk.add(event.id)
+        self._junk_found += 1
+        if live and not event.stored:
+            self._wasted(event.relay, JUNK_WEIGHT, now)
 
-    def unwrap_all(self, events: list[InboundEvent]) -> list[Taken | str]:
+    def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
+        """None if ``message`` belongs to a call we have with ``sender`` (or rings one);
+        else why not. Asked before any work for it: a stranger's wraps for calls that do
+        not exist cost an unwrap each, and nothing else."""
+        assert self.sink is not None
+        if message.type == "request":
+            self._requested.add(f"{sender}:{message.call}")
+            return None
+        peer = self.sink.peer_of(message.call)
+        if peer is None:
+            return None if f"{sender}:{message.call}" in self._requested else "unknown_call"
+        return None if peer == sender else "not_in_call"
+
+    def unwrap_all(self, events: list[InboundEvent], live: bool = False) -> list[Taken | str]:
         """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
-        without effect (junk, forged, not for us). Passing refusals leave nothing."""
+        without effect (a fragment kept, a forged wrap of a known peer). Junk is
+        remembered in memory (`junk`); passing refusals leave nothing."""
         assert self.sink is not None
         out: list[Taken | str] = []
         now = clock.now()
         for event in events:
-            if self.store.seen(event.id):
+            if self.known(event.id):
                 continue
             self.stats["unwrapped"] += 1
             try:
                 gift = nip59.unwrap(self.keys, event.event)
             except nip59.UnwrapError as exc:
                 log.info("dropped wrap %s: %s", event.id[:12], exc)
-                self._junk(event, "unwrap_failed", now)
-                out.append(event.id)
+                self._junk(event, "unwrap_failed", now, live)
                 continue
             sender, kind = gift.sender, gift.kind
             if sender not in self.sink.blocked and not self.gate.admit_bytes(
@@ -210,15 +252,18 @@ class Inbound:
                 out.append(Taken(event.id, sender, None, 0, gift.content))
                 continue
             if kind != kinds.CALL:
-                self._junk(event, "not_our_kind", now)
-                out.append(event.id)
+                self._junk(event, "not_our_kind", now, live)
                 continue
             try:
                 message = wire.decode(gift.content)
             except wire.WireError as exc:
                 log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
-                self._junk(event, "malformed", now)
-                out.append(event.id)
+                self._junk(event, "malformed", now, live)
+                continue
+            nowhere = self._leads_somewhere(sender, message)
+            if nowhere is not None:
+                log.info("dropped %s from %s: %s", message.type, sender[:12], nowhere)
+                self._junk(event, nowhere, now, live)
                 continue
             if message.type == "frag":
                 whole = self._reassemble(event.id, sender, message, now)
@@ -315,8 +360,8 @@ class Inbound:
 
     async def _catch_up_from(self, relay: str, claimed: set[str]) -> int:
         """One relay's catch-up. Each page is unwrapped as it comes, so a relay that
-        answers with junk is muted (see `_wasted`) and stops being asked; its wraps are
-        taken only once it is done, in (call, seq) order."""
+        answers with junk is left after one page (`JUNK_PAGE_STOP`); its wraps are taken
+        only once it is done, in (call, seq) order."""
         since = int(clock.now() - WRAP_LOOKBACK)
         me = ns.PublicKey.parse(self.pubkey)
         met: set[str] = set()
@@ -338,12 +383,17 @@ class Inbound:
             # pages through thousands we already have.
             fresh = [e for e in page if e.id not in met]
             met.update(e.id for e in fresh)
-            new = [e for e in fresh if e.id not in claimed and not self.store.seen(e.id)]
+            new = [e for e in fresh if e.id not in claimed and not self.known(e.id)]
             claimed.update(e.id for e in new)
+            junk_before = self._junk_found
             for start in range(0, len(new), BATCH):
                 items += self.unwrap_all(new[start : start + BATCH])
                 await asyncio.sleep(0)
             if not fresh:
+                break
+            junk = self._junk_found - junk_before
+            if junk >= JUNK_PAGE_STOP and junk * 10 >= len(new) * 9:
+                log.warning("catch-up at %s: a page of %d junk wraps; stopped there", relay, junk)
                 break
             oldest = min(e.created_at for e in page)
             if until is not None and oldest > until:

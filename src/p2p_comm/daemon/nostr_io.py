@@ -19,6 +19,7 @@ from typing import Any
 import nostr_sdk as ns
 
 from ..nostr import kinds, nip11
+from ..protocol.limits import RepeatCounter
 from . import relay_watch
 from .relay_health import RelayHealth
 from .relay_publish import Publishing
@@ -29,6 +30,8 @@ log = logging.getLogger("p2p.relays")
 # not hold a whole flood (65,536 slots cost about 9 MiB).
 NOTIFICATION_BUFFER = 8_192
 RESUBSCRIBE_RETRY = 5.0  # seconds before sending our REQs again where that failed
+REPLAY_SECONDS = 10.0  # at most this long after a mute, a relay's events count as stored
+REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay are counted
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class InboundEvent:
     content: str
     tags: list[list[str]]
     relay: str
+    # Sent while the relay replays what it stored for us after a mute: history, not a
+    # flood (junk among it was stored while we were not reading, maybe for the mute).
+    stored: bool = False
 
 
 Handler = Callable[[InboundEvent], Awaitable[None]]
@@ -60,7 +66,7 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
     return task
 
 
-def _to_inbound(event: Any, relay: str) -> InboundEvent:
+def _to_inbound(event: Any, relay: str, stored: bool = False) -> InboundEvent:
     return InboundEvent(
         event=event,
         id=event.id().to_hex(),
@@ -70,6 +76,7 @@ def _to_inbound(event: Any, relay: str) -> InboundEvent:
         content=event.content(),
         tags=[tag.to_vec() for tag in event.tags()],
         relay=relay,
+        stored=stored,
     )
 
 
@@ -123,6 +130,11 @@ class RelayPool(Publishing):
         self._extra: set[str] = set()
         self.health = RelayHealth()
         self.on_reconnect: Callable[[], None] | None = None
+        # Told of waste a relay causes before any event reaches the handler: the same
+        # event sent again and again on a subscription (relay url, weight).
+        self.on_waste: Callable[[str, int], None] | None = None
+        self._repeats = RepeatCounter(REPEAT_WINDOW)
+        self._replaying: dict[str, float] = {}  # url -> until when (monotonic), after a mute
         self._watch_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
         self._connected: tuple[float, tuple[int, int]] | None = None
@@ -333,6 +345,8 @@ class RelayPool(Publishing):
             log.info("relay %s closed subscription %s: %s", url, message.subscription_id, reason)
             if "auth-required" in reason:
                 self._resubscribe_soon(url, 0.5)
+        elif message.is_end_of_stored_events():
+            self._replaying.pop(url, None)
         elif message.is_notice():
             health.notice = str(message.message)
             log.info("relay %s says: %s", url, health.notice)
@@ -388,7 +402,18 @@ class RelayPool(Publishing):
             health.muted_until = 0.0
             if health.last_error.startswith("flooding"):
                 health.last_error = ""
+            # Until its EOSE (or a while, for a relay that never says it), what it sends
+            # is what it stored meanwhile.
+            self._replaying[url] = time.monotonic() + REPLAY_SECONDS
         await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
+
+    def _count_repeat(self, url: str, event: Any) -> None:
+        """Every event a relay sends comes here, new or not (the SDK passes on only the
+        first copy of an id): a relay repeating one is wasting our CPU on purpose."""
+        if self.on_waste is not None and self._repeats.repeated(
+            url, event.id().to_hex(), time.monotonic()
+        ):
+            self.on_waste(url, 1)
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader
@@ -400,8 +425,11 @@ class RelayPool(Publishing):
             if note.is_message():
                 try:
                     message = note.message.as_enum()
+                    if message.is_event_msg():
+                        if reader:
+                            self._count_repeat(str(note.relay_url), message.event)
                     # The writer hears an OK per publish: publish() reads those itself.
-                    if not message.is_event_msg() and (reader or not message.is_ok()):
+                    elif reader or not message.is_ok():
                         self._relay_message(str(note.relay_url), message, reader)
                 except Exception:
                     log.exception("reading a relay message failed")
@@ -411,7 +439,9 @@ class RelayPool(Publishing):
             url = str(note.relay_url)
             if self.muted(url):
                 continue  # the backlog of a flood, still queued in the SDK's channel
+            replaying = self._replaying.get(url)
+            stored = replaying is not None and time.monotonic() < replaying
             try:
-                await self._handler(_to_inbound(note.event, url))
+                await self._handler(_to_inbound(note.event, url, stored))
             except Exception:
                 log.exception("handling an inbound event failed; event dropped")

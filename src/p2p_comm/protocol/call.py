@@ -333,8 +333,17 @@ class Call:
 
     # Inbound ------------------------------------------------------------------------
 
-    def receive(self, message: WireMessage, now: float) -> list[Effect]:
-        """Take one message from the peer (already verified to come from it)."""
+    @property
+    def holds_out_of_order(self) -> bool:
+        """Whether a message that arrives before its predecessors is kept for them: only
+        in a call we placed or answered, and only until it ends. A stranger's ringing call
+        has no gap worth waiting for (its caller sends nothing but `end` before our answer),
+        and holding for it let any key fill our disk."""
+        return self.state != ENDED and (self.direction == OUTGOING or self.answered_at is not None)
+
+    def receive(self, message: WireMessage, now: float, may_hold: bool = True) -> list[Effect]:
+        """Take one message from the peer (already verified to come from it). ``may_hold``:
+        whether the shell has room to hold it, should it come before its predecessors."""
         effects: list[Effect] = self._take_ack(message.ack)
         if message.type == "ack":
             return effects
@@ -343,6 +352,9 @@ class Call:
             return effects
         if message.seq - self.recv_next >= REORDER_WINDOW:
             return [*effects, Dropped(f"seq {message.seq} is too far ahead of {self.recv_next}")]
+        if message.seq != self.recv_next and not (may_hold and self.holds_out_of_order):
+            # Not receipted: the peer re-sends it, and it is taken once the gap has filled.
+            return [*effects, Dropped(f"seq {message.seq} came before {self.recv_next}; not held")]
         self.reorder[message.seq] = message
         self.ack_due = True
         while self.recv_next in self.reorder:
@@ -424,6 +436,7 @@ class Call:
         return [Acked(done)]
 
     def _finish(self, outcome: Outcome, by: EndedBy, now: float, reason: str) -> None:
+        self.reorder.clear()  # nothing is held for an ended call (`holds_out_of_order`)
         self.state = State.ENDED
         self.ended_at = now
         self.outcome = outcome

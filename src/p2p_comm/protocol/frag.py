@@ -17,7 +17,7 @@ Pure: the clock is passed in; nothing here touches the network or the disk.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from . import wire
@@ -154,13 +154,17 @@ class Reassembler:
             del self._partials[key]
 
     def _make_room(self, sender: str) -> None:
-        """Before a new partial: the sender's oldest goes past its share, the oldest of all
-        past the total (a retransmission brings an evicted message again)."""
+        """Before a new partial: the sender's oldest goes past its share; past the total,
+        the oldest of whichever sender holds the most, so a sender within its share is
+        never pushed out by others (a retransmission brings an evicted message again).
+        Only peers in a call with us get here (`Inbound` checks first)."""
         mine = [key for key in self._partials if key[0] == sender]
         if len(mine) >= self.per_sender:
             del self._partials[mine[0]]
         while len(self._partials) >= self.max_partial:
-            self._partials.popitem(last=False)
+            held = Counter(key[0] for key in self._partials)
+            heaviest = max(held, key=lambda s: (held[s], s == sender))
+            del self._partials[next(k for k in self._partials if k[0] == heaviest)]
 
 
 def _join(fragment: wire.WireMessage, partial: _Partial) -> wire.WireMessage:

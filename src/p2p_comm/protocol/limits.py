@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 MAX_TRACKED_PEERS = 10_000
+STRANGER_REQUESTS_PER_MINUTE = 20
 
 
 @dataclass
@@ -46,6 +47,23 @@ class InboundLimits:
     # hundreds of MiB.
     inbound_events_per_second: int = 600
     max_wrap_bytes: int = 131_072
+    relay_mute_seconds: float = 60.0  # how long a flooding relay goes unread
+    # Messages held for a gap before them, over all calls (only calls we placed or
+    # answered hold any: a stranger's share is nothing). Past it, an early message is
+    # dropped unreceipted, and taken when its sender re-sends it after the gap.
+    max_held_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RingCounts:
+    """What a call request would join, counted by the shell: for a known caller its
+    ``ringing`` and ``open`` leave strangers' ringing calls out (they cannot crowd it out)."""
+
+    stranger: bool
+    ringing: int
+    open: int
+    ringing_strangers: int = 0
+    ringing_from_peer: int = 0
 
 
 @dataclass
@@ -58,6 +76,11 @@ class InboundGate:
     _events: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     _bytes: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     _requests: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
+    # Call requests from all strangers together: a request and an `end` right after it
+    # free the slot at once, and each rang-in call is a row in the history.
+    _strangers: TokenBucket = field(
+        default_factory=lambda: TokenBucket(STRANGER_REQUESTS_PER_MINUTE / 60.0, 10.0)
+    )
 
     def _count(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
@@ -84,16 +107,31 @@ class InboundGate:
             return False
         return True
 
-    def admit_request(self, peer: str, ringing: int, open_calls: int, now: float) -> str | None:
-        """None if a call request may ring; otherwise why it is dropped."""
+    @property
+    def stranger_ringing(self) -> int:
+        """How many of the ringing slots strangers may hold at once, all keys together."""
+        return max(1, self.limits.max_ringing // 2)
+
+    def admit_request(self, peer: str, calls: RingCounts, now: float) -> str | None:
+        """None if a call request may ring; otherwise why it is dropped.
+
+        A key we do not know (no contact, no call we placed or answered) costs nothing
+        to make, so strangers ring in a share of the slots of their own (`stranger_ringing`),
+        one call per key at a time, and at a pace over all of them together: fresh keys by
+        the hundred then fill only their share, and a known peer's call still rings."""
         per_minute = self.limits.call_requests_per_peer_per_minute
         bucket = _bucket(self._requests, peer, per_minute / 60.0, float(per_minute))
         if not bucket.allow(now):
             reason = "peer_call_rate"
-        elif ringing >= self.limits.max_ringing:
+        elif (
+            calls.stranger
+            and (calls.ringing_from_peer > 0 or calls.ringing_strangers >= self.stranger_ringing)
+        ) or calls.ringing >= self.limits.max_ringing:
             reason = "too_many_ringing"
-        elif open_calls >= self.limits.max_open_calls:
+        elif calls.open >= self.limits.max_open_calls:
             reason = "too_many_open_calls"
+        elif calls.stranger and not self._strangers.allow(now):
+            reason = "stranger_call_rate"
         else:
             return None
         self._count(reason)
@@ -110,3 +148,47 @@ def _bucket(
             table.popitem(last=False)
     table.move_to_end(key)
     return bucket
+
+
+class RecentIds:
+    """A bounded set of event ids, oldest forgotten first: what we know to skip without a
+    database row (junk a stranger can send without end must not grow the disk)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, event_id: str) -> None:
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+class RepeatCounter:
+    """Counts, per relay, how often the same event id arrives within a window. A relay
+    sends each stored event once per subscription (again after a reconnect, and once more
+    per catch-up query), so anything past ``allowance`` in a window is a relay repeating
+    itself on purpose, and each such copy is waste."""
+
+    def __init__(self, window: float, allowance: int = 3, max_ids: int = 50_000) -> None:
+        self.window = window
+        self.allowance = allowance
+        self.max_ids = max_ids
+        self._counts: dict[str, tuple[float, dict[str, int]]] = {}
+
+    def repeated(self, relay: str, event_id: str, now: float) -> bool:
+        """Note one arrival; True if it is one too many."""
+        start, counts = self._counts.get(relay, (now, {}))
+        if now - start > self.window or len(counts) >= self.max_ids:
+            start, counts = now, {}
+            self._counts[relay] = (start, counts)
+        elif relay not in self._counts:
+            self._counts[relay] = (start, counts)
+        seen = counts[event_id] = counts.get(event_id, 0) + 1
+        return seen > self.allowance

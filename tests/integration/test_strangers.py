@@ -1,0 +1,219 @@
+"""What a key we do not know can make an agent keep: held messages, ring slots, fragments.
+
+The stranger is a bare nostr-sdk client speaking the call protocol from docs/PROTOCOL.md
+(`RawPeer`): the agent cannot tell its wraps from a real peer's. Each test counts what the
+victim keeps (rows in its database, ring slots, reassembly room) rather than trusting it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from p2p_comm.harness import Agent, RelayProcess, wait_until
+from p2p_comm.protocol import frag
+from p2p_comm.protocol.wire import WireMessage
+from tests.conftest import AgentFactory
+from tests.faults import RawPeer, junk_wrap
+from tests.integration.calls_helpers import events_of, start_agents
+
+FAST = {"announce_interval": "1", "liveness_window": "4"}
+
+
+def _held_rows(agent: Agent) -> tuple[int, int]:
+    """(rows, bytes) the agent holds for gaps to fill, read from its database."""
+    with sqlite3.connect(f"file:{agent.paths.database}?mode=ro", uri=True) as db:
+        query = "SELECT count(*), coalesce(sum(length(content)), 0) FROM held"
+        rows, size = db.execute(query).fetchone()
+    return int(rows), int(size)
+
+
+def _unwrapped(agent: Agent) -> int:
+    return int(agent.json("status")["security"]["unwrapped"])
+
+
+def _request(call_id: str, name: str = "stranger") -> WireMessage:
+    return WireMessage("request", call_id, 1, body={"topic": "hello", "name": name, "pv": 4})
+
+
+def _message(call_id: str, seq: int, text: str) -> WireMessage:
+    return WireMessage("message", call_id, seq, body={"text": text, "part": 1, "parts": 1})
+
+
+def test_a_strangers_out_of_order_messages_are_never_held(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
+    """A key nobody knows rings and then sends seq 3..N+2 (seq 2 never comes) on the call
+    the agent never answers: every one was held on disk and in memory, and reloaded at
+    each start (1,200 of ~25 KB: 30 MB of rows, RSS 51 -> 146 MB after a restart)."""
+    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST, ring_timeout="5")
+    bob_hex = bob.json("whoami")["pubkey"]
+    stranger = RawPeer(relay.url)
+    call_id = os.urandom(16).hex()
+    before = _unwrapped(bob)
+    count = 30
+    filler = "x" * 12_000
+    stranger.publish(
+        stranger.wrap(bob_hex, _request(call_id)),
+        *(stranger.wrap(bob_hex, _message(call_id, seq, filler)) for seq in range(3, count + 3)),
+    )
+    (request,) = events_of(bob, "call_request")
+    assert request["call_id"] == call_id
+    wait_until(lambda: _unwrapped(bob) - before >= count + 1, 30, "bob to take every wrap")
+    assert _held_rows(bob) == (0, 0), "a stranger's unanswered call holds nothing"
+    # Nor after it rang out, nor for messages to the ended call.
+    events_of(bob, "call_missed", timeout=20)
+    stranger.publish(
+        *(stranger.wrap(bob_hex, _message(call_id, seq, filler)) for seq in range(40, 50))
+    )
+    wait_until(lambda: _unwrapped(bob) - before >= count + 11, 30, "bob to take the rest")
+    assert _held_rows(bob) == (0, 0)
+
+
+def test_held_messages_of_an_answered_call_go_when_it_ends(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
+    """Out-of-order messages of an answered call are held for the gap to fill, and only
+    until the call ends: the rows outlived the call before."""
+    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+    bob_hex = bob.json("whoami")["pubkey"]
+    peer = RawPeer(relay.url)
+    call_id = os.urandom(16).hex()
+    peer.publish(peer.wrap(bob_hex, _request(call_id, "peer")))
+    events_of(bob, "call_request")
+    bob.json("answer", "accept", "--call", call_id[:8])
+    # seq 2 is lost; 3..7 wait for it.
+    peer.publish(*(peer.wrap(bob_hex, _message(call_id, seq, f"m{seq}")) for seq in range(3, 8)))
+    wait_until(lambda: _held_rows(bob)[0] == 5, 30, "bob to hold the five for the gap")
+    bob.json("end", "--call", call_id[:8], "done")
+    assert _held_rows(bob) == (0, 0), "held rows go with the call"
+    bob.run("daemon", "restart")
+    assert _held_rows(bob) == (0, 0)
+
+
+def test_strangers_cannot_crowd_out_a_contacts_call(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
+    """Call requests from fresh keys kept every ringing slot full: a contact's call never
+    rang and ended "missed" on both sides. Strangers now ring in a share of the slots of
+    their own, one call per key."""
+    alice, bob = start_agents(
+        relay.url, make_agent, "alice", "bob", **FAST, max_ringing="4", ring_timeout="120"
+    )
+    bob.json("contacts", "add", alice.npub())
+    bob_hex = bob.json("whoami")["pubkey"]
+    strangers = [RawPeer(relay.url) for _ in range(6)]
+    flood = [s.wrap(bob_hex, _request(os.urandom(16).hex())) for s in strangers]
+    # One key ringing twice at once takes no second slot either.
+    flood.append(strangers[0].wrap(bob_hex, _request(os.urandom(16).hex())))
+    strangers[0].publish(*flood)
+
+    def settled() -> bool:
+        status = bob.json("status")
+        refused = status["security"]["dropped"].get("too_many_ringing", 0)
+        return len(status["calls"]["ringing_in"]) + refused >= len(flood)
+
+    wait_until(settled, 30, "bob to take every request")
+    call_id = alice.json("call", "bob", "real work")["call_id"]
+    wait_until(
+        lambda: call_id in {c["call_id"] for c in bob.json("status")["calls"]["ringing_in"]},
+        30,
+        "alice's call to ring at bob",
+    )
+    ringing = bob.json("status")["calls"]["ringing_in"]
+    assert len(ringing) == 3, ringing  # the strangers' share of max_ringing=4, and alice
+    bob.json("answer", "accept", "--call", call_id[:8])
+    events_of(alice, "call_accepted")
+
+
+def test_strangers_fragments_cannot_evict_a_call_partners(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
+    """One-piece `frag` wraps from fresh keys, sent between the pieces of a real call
+    partner's fragmented message, pushed its partial reassembly out: the message was
+    never delivered. Fragments are now taken only from peers in a call, each in its own
+    share."""
+    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+    bob_hex = bob.json("whoami")["pubkey"]
+    peer = RawPeer(relay.url)
+    call_id = os.urandom(16).hex()
+    peer.publish(peer.wrap(bob_hex, _request(call_id, "peer")))
+    events_of(bob, "call_request")
+    bob.json("answer", "accept", "--call", call_id[:8])
+    text = "fragmented " * 400
+    first, *rest = frag.split(_message(call_id, 2, text), 1024)
+    peer.publish(peer.wrap(bob_hex, first))
+    before = _unwrapped(bob)
+    noise = []
+    for _ in range(frag.MAX_PARTIAL + 8):
+        stranger = RawPeer(relay.url)
+        (piece, _) = frag.split(_message(os.urandom(16).hex(), 2, "y" * 600), 512)
+        noise.append(stranger.wrap(bob_hex, piece))
+    peer.publish(*noise)
+    wait_until(lambda: _unwrapped(bob) - before >= len(noise), 30, "bob to take the noise")
+    peer.publish(*(peer.wrap(bob_hex, piece) for piece in rest))
+    (message,) = events_of(bob, "message", timeout=30)
+    assert message["text"] == text
+
+
+def _relay_state(agent: Agent, url: str) -> dict[str, object]:
+    return {r["url"]: r for r in agent.json("status")["relays"]}[url]
+
+
+def _muted(agent: Agent, url: str) -> bool:
+    return "flood" in str(_relay_state(agent, url)["last_error"])
+
+
+def _seen_rows(agent: Agent) -> int:
+    with sqlite3.connect(f"file:{agent.paths.database}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT count(*) FROM seen").fetchone()[0])
+
+
+def test_wraps_for_calls_that_do_not_exist_mute_their_relay_and_leave_no_rows(
+    relay, make_agent: AgentFactory
+) -> None:  # type: ignore[no-untyped-def]
+    """Well-formed wraps from fresh keys for calls the agent does not have were not junk:
+    300 a second cost a quarter of a core, left a `seen` row each for 49 h, and never
+    muted their relay."""
+    second = RelayProcess().start()
+    try:
+        (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+        bob.env["P2P_RELAYS"] = f"{relay.url},{second.url}"
+        bob.run("daemon", "restart")
+        bob_hex = bob.json("whoami")["pubkey"]
+        wait_until(lambda: _relay_state(bob, second.url)["state"] == "connected", 20, "up")
+        rows_before = _seen_rows(bob)
+        wraps = []
+        for seq in range(400):
+            stranger = RawPeer(second.url)
+            wraps.append(stranger.wrap(bob_hex, _message(os.urandom(16).hex(), seq + 2, "hi")))
+        RawPeer(second.url).publish(*wraps)
+        wait_until(lambda: _muted(bob, second.url), 30, "the relay sending them to be muted")
+        assert bob.json("status")["security"]["dropped"].get("unknown_call", 0) >= 200
+        assert _seen_rows(bob) - rows_before < 10, "junk is remembered in memory, not on disk"
+    finally:
+        second.stop()
+
+
+def test_junk_a_relay_stored_while_muted_does_not_mute_it_again(
+    relay, make_agent: AgentFactory
+) -> None:  # type: ignore[no-untyped-def]
+    """What a relay stored during its mute came back with the catch-up when the mute
+    ended, and muted it again: one 3,000-wrap burst kept a relay muted for three minutes
+    after the attacker stopped."""
+    second = RelayProcess().start()
+    try:
+        (bob,) = start_agents(relay.url, make_agent, "bob", **FAST, relay_mute_seconds="3")
+        bob.env["P2P_RELAYS"] = f"{relay.url},{second.url}"
+        bob.run("daemon", "restart")
+        bob_hex = bob.json("whoami")["pubkey"]
+        wait_until(lambda: _relay_state(bob, second.url)["state"] == "connected", 20, "up")
+        attacker = RawPeer(second.url)
+        attacker.publish(*(junk_wrap(bob_hex) for _ in range(300)))
+        wait_until(lambda: _muted(bob, second.url), 30, "the live flood to mute the relay")
+        # While muted: a burst the relay keeps for us.
+        attacker.publish(*(junk_wrap(bob_hex) for _ in range(1500)))
+
+        def read_back() -> int:
+            return int(bob.json("status")["security"]["dropped"].get("unwrap_failed", 0))
+
+        before = read_back()
+        wait_until(lambda: read_back() - before >= 400, 60, "the stored junk to be read back")
+        assert not _muted(bob, second.url), "muted again by junk stored while it was muted"
+        # And a real flood after that is still muted.
+        attacker.publish(*(junk_wrap(bob_hex) for _ in range(300)))
+        wait_until(lambda: _muted(bob, second.url), 30, "a new live flood to mute it")
+    finally:
+        second.stop()
