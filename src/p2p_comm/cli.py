@@ -199,15 +199,15 @@ def cmd_skill(args: argparse.Namespace, home: Home) -> Any:
 
     target = args.dir or os.path.join(home.dir, "skills", "p2p-comm")
     text = resources.files("p2p_comm").joinpath("skill/SKILL.md").read_text(encoding="utf-8")
+    from .atomicfile import replace_file
+
     os.umask(0o077)  # like every file we write under the home: the owner's alone
     try:
         os.makedirs(target, exist_ok=True)
         path = os.path.join(target, "SKILL.md")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)  # an older, looser copy is replaced by this one
-        os.replace(tmp, path)
+        # --dir may be a shared directory: no fixed temporary name another user could plant
+        # as a symlink, and an older, looser copy is replaced by an owner-only one.
+        replace_file(path, text.encode("utf-8"), 0o600)
     except OSError as exc:
         raise CliError(f"cannot write the skill to {target}: {exc.strerror}.") from None
     return {"installed": path}

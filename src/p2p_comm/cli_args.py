@@ -142,7 +142,7 @@ def _build(only: str | None, parser_class: type[_Parser]) -> tuple[argparse.Argu
     sendfile = add_in_call("sendfile", "send a file: base64 content, '-', or --path")
     sendfile.add_argument("name", nargs="?", help="file name (default with --path: the file's)")
     sendfile.add_argument("base64", nargs="?", help="file content as base64, or '-' for stdin")
-    sendfile.add_argument("--path", help="read the file from this path instead")
+    sendfile.add_argument("--path", help="read the file from this path instead (a regular file)")
     escalate = add_in_call("escalate", "tell the peer and the owner: a human is needed")
     escalate.add_argument("message")
     end = add_in_call("end", "end the call and print its transcript")

@@ -109,7 +109,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "send_file": (
         "Send a file in the active call: a local path, or the content as base64 with a name.",
         _schema(
-            path=_string("a file on this machine"),
+            path=_string("a regular file on this machine, not one of the agent's own home files"),
             base64=_string("the file content, base64-encoded"),
             name=_string("file name for the peer (default: the path's file name)"),
             call_id=_CALL_ID,

@@ -9,7 +9,6 @@ import hashlib
 import math
 import secrets
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from .. import clock
@@ -22,6 +21,7 @@ from .directory import npub_of
 from .errors import CommandError
 from .inbox import AgentInbox
 from .owner import OwnerChannels
+from .sendpath import read_for_sending
 from .server import report_progress
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -132,7 +132,7 @@ class CallCommands:
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         limit = self.service.limits.max_file_bytes
         if isinstance(params.get("path"), str):
-            data = _read_file(Path(params["path"]), limit)
+            data = await read_for_sending(params["path"], limit, self.service.files.paths)
         else:
             data = decode_base64(_text(params, "data", required=False))
         if len(data) > limit:
@@ -300,13 +300,3 @@ async def tell_owner(
     with store.transaction():
         store.add_escalation(bare_esc_id(outcome["escalation_id"]), call_id, text, clock.now())
     return {"call_id": call_id, "peer_notified": True, **outcome}
-
-
-def _read_file(path: Path, limit: int) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise CommandError("too_large", f"{path} is {size} bytes, over the limit of {limit}.")
-        return path.read_bytes()
-    except OSError as exc:
-        raise CommandError("bad_request", f"cannot read {path}: {exc.strerror}.") from None

@@ -12,7 +12,6 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from .. import clock
@@ -21,11 +20,12 @@ from ..protocol.events import Effect
 from ..protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ..protocol.group import session_id as group_session_id
 from ..schema import peer
-from .commands import _hand_to_relays, _read_file, _text, decode_base64, tell_owner
+from .commands import _hand_to_relays, _text, decode_base64, tell_owner
 from .directory import npub_of
 from .errors import CommandError
 from .groups import GroupService
 from .owner import OwnerChannels
+from .sendpath import read_for_sending
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 Target = Group | Call
@@ -175,7 +175,7 @@ class GroupCommands:
         name = _text(params, "name")
         limit = self.service.limits.max_file_bytes
         if isinstance(params.get("path"), str):
-            data = _read_file(Path(params["path"]), limit)
+            data = await read_for_sending(params["path"], limit, self.service.files.paths)
         else:
             data = decode_base64(_text(params, "data", required=False))
         if len(data) > limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..atomicfile import replace_file
 from ..paths import HomePaths, ensure_private_dir
 from ..protocol.call import Call
 from ..schema import peer
@@ -64,8 +65,5 @@ class Records:
         ensure_private_dir(folder)
         for suffix, text in ((".md", markdown), (".json", json_text)):
             target = folder / f"{call_id}{suffix}"
-            tmp = target.with_name(f".{target.name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
+            # No fixed temporary name that a planted symlink could redirect.
+            replace_file(os.fspath(target), text.encode("utf-8"), 0o600)
