@@ -17,7 +17,7 @@ from p2p_comm.harness import wait_until
 from p2p_comm.protocol.group import session_id
 from p2p_comm.protocol.wire import WireMessage
 from tests.faults import RawPeer, identity_keys
-from tests.integration.calls_helpers import events_of, start_agents
+from tests.integration.calls_helpers import connect, events_of, start_agents
 
 
 def _outbox_rows(database: Any, call_ids: list[str]) -> int:
@@ -95,3 +95,37 @@ def test_a_hostile_inviter_cannot_fake_the_starter_or_the_members(
     described = vic.json("status")["calls"]["active"][0]
     assert {p["state"] for p in described["participants"][1:]} == {"in", "unconfirmed"}
     assert json.dumps(described).count("carol") == 0
+
+
+def test_where_anyone_may_invite_the_starter_is_believed_from_its_own_greeting(
+    relay: Any, make_agent: Any
+) -> None:
+    """cat (not the starter) invites dan: dan shows cat as the starter until ann, named
+    starter by cat's invitation, greets dan herself; each member is in once it greeted."""
+    a, b, c, d = start_agents(relay.url, make_agent, "ann", "ben", "cat", "dan")
+    call_id = connect(a, b, "open invitations")
+    a.json("invite", "cat", "--call", call_id[:8], "--anyone-may-invite")
+    events_of(c, "call_request")
+    c.json("answer", "accept", "--call", call_id[:8])
+    events_of(c, "participant_joined")  # ben greeted cat
+    c.json("invite", "dan", "--call", call_id[:8])
+    (request,) = events_of(d, "call_request")
+    assert request["starter"]["name"] == "cat"  # the inviter, until ann says otherwise
+    d.json("answer", "accept", "--call", call_id[:8])
+    joined = {e["peer"]["name"] for e in events_of(d, "participant_joined", 2)}
+    assert joined == {"ann", "ben"}
+    (group,) = d.json("status")["calls"]["active"]
+    assert group["starter"]["name"] == "ann"
+    assert {p["name"]: p["state"] for p in group["participants"]} == {
+        "dan": "me",
+        "cat": "in",
+        "ann": "in",
+        "ben": "in",
+    }
+    for agent in (a, b):  # ben (a 1:1 callee) heard of dan from the starter, then from dan
+        names = {e["peer"]["name"] for e in events_of(agent, "participant_joined", 2)}
+        assert names == {"cat", "dan"}
+    d.json("send", "hello from dan", "--call", call_id[:8])
+    for agent in (a, b, c):
+        (got,) = events_of(agent, "message")
+        assert got["text"] == "hello from dan" and got["peer"]["name"] == "dan"
