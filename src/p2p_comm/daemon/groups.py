@@ -157,7 +157,8 @@ class GroupService:
         elif kind == AgentEvent.CALL_ENDED:
             work += self._ended(group, call, name, fields, now)
         elif kind in _RELAYED:
-            if member is not None and member.session == call.id:
+            spoke = kind != AgentEvent.DELIVERY_FAILED  # that one is ours, not the peer's
+            if spoke and member is not None and member.session == call.id:
                 work += self._confirm(group, call, False, now)  # its own word on its session
                 name = member.name
             self._emit(group, kind, call.peer, name, fields, now)
