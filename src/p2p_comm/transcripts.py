@@ -76,7 +76,8 @@ def _peer_label(call: dict[str, Any]) -> str:
     if call.get("peer"):
         return f"{code_span(call['peer']['name'] or 'unknown', 64)} ({call['peer']['npub']})"
     others = [
-        f"{code_span(p['name'] or 'unknown', 64)} ({p['npub']})"
+        f"{code_span(p['name'] or 'unknown', 64)} ({p['npub']}"
+        + (f", {p['state']})" if p.get("state") not in (None, "in") else ")")
         for p in call.get("participants", [])[1:]
     ]
     return "group call with " + (", ".join(others) or "nobody")

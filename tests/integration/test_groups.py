@@ -34,9 +34,15 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
     # The starter sees both newcomers join; the first peer hears of both from the roster.
     assert {e["peer"]["name"] for e in events_of(a, "participant_joined", 2)} == {"cat", "dan"}
     assert {e["peer"]["name"] for e in events_of(b, "participant_joined", 2)} == {"cat", "dan"}
-    status = a.json("status")["calls"]["active"]
-    (group,) = status
-    assert group["group"] and {p["name"] for p in group["participants"]} >= {"ben", "cat", "dan"}
+    # A member the starter announced is in for the others once it greeted them itself: each
+    # newcomer sees the earlier members join as they confirm, and they see it.
+    assert {e["peer"]["name"] for e in events_of(c, "participant_joined", 2)} == {"ben", "dan"}
+    assert {e["peer"]["name"] for e in events_of(d, "participant_joined", 2)} == {"ben", "cat"}
+    for agent in (a, b, c, d):
+        (group,) = agent.json("status")["calls"]["active"]
+        states = {p["name"]: p["state"] for p in group["participants"]}
+        assert states == {"ann": "in", "ben": "in", "cat": "in", "dan": "in", agent.name: "me"}
+        assert group["starter"]["name"] == "ann"
 
     everyone = (a, b, c, d)
     for n in range(1, 4):

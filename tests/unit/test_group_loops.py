@@ -9,6 +9,7 @@ from p2p_comm.protocol.group import (
     MAX_PARTICIPANTS,
     Group,
     GroupError,
+    GroupState,
     InvitePolicy,
     Member,
     session_id,
@@ -53,6 +54,57 @@ def test_group_round_trips() -> None:
     group.leave(B, 3.0)
     assert Group.from_dict(group.to_dict()) == group
     assert group.others() == []
+
+
+def _invitation(inviter: str, starter: str, invite: str = "starter") -> Group:
+    body = {"group": G, "starter": starter, "invite": invite}
+    body["roster"] = [[B, "carol"], [inviter, "inv"], [D, "dave"], [C, "me"], [B, "twice"]]
+    return Group.invitation(G, C, inviter, "inv", session_id(G, inviter, C), body, "t", 0.0)
+
+
+def test_an_invitation_is_believed_only_about_the_inviter() -> None:
+    group = _invitation(A, B)  # A invites C, claiming B started it
+    assert group.state == GroupState.INVITED and group.starter == A
+    assert [m.state for m in group.members.values()] == ["in"]
+    assert group.offered == [[B, ""], [D, ""]]  # keys only: the inviter's names are dropped
+    assert group.accepted() == [B, D] and group.state == GroupState.ACTIVE
+    group.join(B, "bob", session_id(G, B, C), 1.0, confirmed=False)
+    group.join(D, "npub1...", session_id(G, D, C), 1.0, confirmed=False)
+    assert [(m.pubkey, m.state) for m in group.others()] == [
+        (A, "in"),
+        (B, "unconfirmed"),
+        (D, "unconfirmed"),
+    ]
+    assert [m.pubkey for m in group.confirmed()] == [A]
+    assert group.roster("me") == [[C, "me"], [A, "inv"]]  # we vouch only for the confirmed
+    # B speaks on its own session, saying it started the call: in, but not the starter,
+    # since only the starter may invite here (so A's claim was false anyway).
+    assert group.confirm(B, claims_starter=True) and group.starter == A
+    assert not group.confirm(B)
+    assert group.members[B].state == "in" and group.members[B].greeted is False
+
+
+def test_the_starter_is_believed_from_its_own_word_where_anyone_may_invite() -> None:
+    group = _invitation(A, B, "any")
+    group.accepted()
+    group.join(B, "bob", session_id(G, B, C), 1.0, confirmed=False)
+    group.join(D, "dan", session_id(G, D, C), 1.0, confirmed=False)
+    assert group.confirm(D, claims_starter=True) and group.starter == A  # not the one named
+    assert group.confirm(B, claims_starter=True) and group.starter == B
+    ended = _invitation(A, B, "any")
+    ended.finish("over", 2.0)
+    assert not ended.confirm(A)
+
+
+def test_group_state_of_an_older_version_reads_as_confirmed() -> None:
+    group = Group(G, A, A, "t", 1.0)
+    group.join(B, "ben", "s", 2.0)
+    data = group.to_dict()
+    for member in data["members"].values():
+        del member["confirmed"], member["greeted"]
+    del data["claimed_starter"]
+    assert Group.from_dict(data) == group
+    assert Group.from_dict(data).members[B].state == "in"
 
 
 def test_wire_roster_and_end_all() -> None:

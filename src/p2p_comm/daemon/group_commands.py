@@ -221,7 +221,8 @@ class GroupCommands:
 
         work = self._fan(group, hang_up, record, (State.ACTIVE, State.RINGING))
         with self.service.store.transaction():
-            group.finish(reason or ("ended for everyone" if everyone else "left"), clock.now())
+            why = reason or ("ended for everyone" if everyone else "left")
+            work += self.groups.finish(group, why, clock.now())
             self.groups.save(group, clock.now())
         self.service.publish(work)
         self.groups.write_transcript(group)
@@ -352,7 +353,7 @@ class GroupCommands:
             if state == ENDED:
                 continue
             if isinstance(target, Group):
-                for member in target.others():
+                for member in target.confirmed():
                     in_call.setdefault(member.pubkey, []).append(target.id)
             else:
                 in_call.setdefault(target.peer, []).append(target.id)

@@ -20,8 +20,7 @@ from ..protocol.group import (
     GROUP_LEVEL,
     Group,
     GroupState,
-    InvitePolicy,
-    Member,
+    close_unconfirmed,
     member_session,
     session_id,
 )
@@ -86,12 +85,35 @@ class GroupService:
         return self.groups.get(gid) if gid else None
 
     def sessions(self, group: Group, states: tuple[State, ...] = (State.ACTIVE,)) -> list[Call]:
+        """Our sessions with the participants we send to: those that confirmed, and those
+        we invited ourselves. Never a member only someone else named (docs/PROTOCOL.md 3.10)."""
         calls = self.service.calls
-        ids = [m.session for m in group.others()] + list(group.invited.values())
+        ids = [m.session for m in group.confirmed()] + list(group.invited.values())
         return [calls[s] for s in ids if s in calls and calls[s].state in states]
 
     def names(self, group: Group) -> list[tuple[str, str]]:
-        return [(npub_of(m.pubkey), m.name) for m in group.others()]
+        return [(npub_of(m.pubkey), m.name) for m in group.confirmed()]
+
+    def label(self, pubkey: str) -> str:
+        """An agent's name as it announces itself, else the start of its npub: never what
+        someone else's roster calls it."""
+        known = self.service.directory.presence.lookup(pubkey)
+        return known.presence.name if known else npub_of(pubkey)[:16]
+
+    def finish(self, group: Group, reason: str, now: float) -> list[Awaitable[None]]:
+        """The group ended here: sessions with members that never confirmed are closed
+        without a word (inside the caller's transaction)."""
+        group.finish(reason, now)
+        return self._close_unconfirmed(group, reason, now)
+
+    def _close_unconfirmed(self, group: Group, reason: str, now: float) -> list[Awaitable[None]]:
+        work: list[Awaitable[None]] = []
+        for member in group.unconfirmed():
+            session = self.service.calls.get(member.session)
+            if session is not None and session.state != State.ENDED:
+                close_unconfirmed(session, reason, now)
+                work += self.service._apply(session, [], now)
+        return work
 
     # Hooks (inside the calls service's transaction) -----------------------------------
 
@@ -104,12 +126,8 @@ class GroupService:
         if gid in self.groups or call.id != session_id(gid, call.peer, self.me):
             log.info("call %s: group invitation ignored (known or wrong id)", call.id[:8])
             return
-        invite = InvitePolicy(body.get("invite", "starter"))
-        group = Group(gid, self.me, body.get("starter", call.peer), call.topic, now, invite)
-        group.state = GroupState.INVITED
         name = self.service.peer_names.get(call.id, "")
-        group.members[call.peer] = Member(call.peer, name, call.id, now)
-        group.offered = [e for e in body.get("roster", []) if e[0] not in (self.me, call.peer)]
+        group = Group.invitation(gid, self.me, call.peer, name, call.id, body, call.topic, now)
         self.save(group, now)
 
     def deliver(
@@ -126,7 +144,7 @@ class GroupService:
         name = member.name if member else self.service.peer_names.get(call.id, "")
         work: list[Awaitable[None]] = []
         if kind == AgentEvent.CALL_REQUEST:
-            participants = [peer(npub_of(pk), n) for pk, n in group.offered]
+            participants = [peer(npub_of(pk), self.label(pk)) for pk, _ in group.offered]
             extra = {"group": True, "participants": participants, "starter": self._starter(group)}
             self._emit(group, kind, call.peer, name, {**fields, **extra}, now, record=False)
         elif kind == AgentEvent.CALL_ACCEPTED:
@@ -139,6 +157,10 @@ class GroupService:
         elif kind == AgentEvent.CALL_ENDED:
             work += self._ended(group, call, name, fields, now)
         elif kind in _RELAYED:
+            spoke = kind != AgentEvent.DELIVERY_FAILED  # that one is ours, not the peer's
+            if spoke and member is not None and member.session == call.id:
+                work += self._confirm(group, call, False, now)  # its own word on its session
+                name = member.name
             self._emit(group, kind, call.peer, name, fields, now)
             if kind == AgentEvent.MESSAGE:
                 peers = self.names(group)
@@ -157,45 +179,75 @@ class GroupService:
                 return []
             group = Group(gid, self.me, call.peer, call.topic, call.created_at)
             name = self.service.peer_names.get(call.id, "")
-            group.members[call.peer] = Member(call.peer, name, call.id, call.answered_at or now)
+            group.join(call.peer, name, call.id, call.answered_at or now)
         member = group.members.get(call.peer)
         if member is None or member.session != call.id or not member.present:
             log.info("call %s: roster from a non-participant dropped", call.id[:8])
             return []
-        work: list[Awaitable[None]] = []
-        for pubkey, name in group.newcomers(body["roster"], call.peer):
-            work += self._open_session(group, pubkey, name, now, announce=True)
+        # Its own roster on its own session: the member confirms it is in (and, if the
+        # invitation named it starter, that it started the call).
+        work = self._confirm(group, call, body["starter"] == call.peer, now)
+        for pubkey, _ in group.newcomers(body["roster"], call.peer):
+            work += self._open_session(group, pubkey, now, greet=True)
         self.save(group, now)
         return work
+
+    def _confirm(
+        self, group: Group, call: Call, claims_starter: bool, now: float
+    ) -> list[Awaitable[None]]:
+        """``call.peer`` spoke on its session: it is in. We tell the agent, and greet it
+        (a `roster`) if we have not yet, so that it believes us too."""
+        if not group.confirm(call.peer, claims_starter):
+            return []
+        member = group.members[call.peer]
+        member.name = self.label(call.peer)
+        self.service.peer_names[call.id] = member.name
+        self._emit(group, AgentEvent.PARTICIPANT_JOINED, call.peer, member.name, {}, now)
+        if group.starter == self.me:
+            # Another participant invited it (anyone may invite): members who take rosters
+            # from the starter only (a 1:1 call's callee) hear of it from us.
+            return self.announce(group, now)
+        if member.greeted:
+            return []
+        member.greeted = True
+        return self.service._apply(call, call.send_roster(self._roster_body(group), now), now)
+
+    def _roster_body(self, group: Group) -> dict[str, Any]:
+        return {"group": group.id, "starter": group.starter, "roster": group.roster(self.my_name)}
 
     # Changes --------------------------------------------------------------------------
 
     def joined(self, group: Group, now: float) -> list[Awaitable[None]]:
-        """We accepted an invitation: sessions with everyone the invitation named."""
+        """We accepted an invitation: sessions, unconfirmed and silent, with everyone else
+        the invitation named. Each becomes a participant when it greets us itself."""
         work: list[Awaitable[None]] = []
-        group.state = GroupState.ACTIVE
-        for pubkey, name in group.offered:
-            work += self._open_session(group, pubkey, name, now, announce=False)
-        group.offered = []
+        for pubkey in group.accepted():
+            work += self._open_session(group, pubkey, now, greet=False)
         self.save(group, now)
         return work
 
     def _open_session(
-        self, group: Group, pubkey: str, name: str, now: float, announce: bool
+        self, group: Group, pubkey: str, now: float, greet: bool
     ) -> list[Awaitable[None]]:
+        """A session with a member someone else named: unconfirmed until it speaks on it.
+        ``greet``: the starter (or an inviter) announced it to us in a roster after it
+        accepted, so we greet it with our roster, the one thing sent before it confirms."""
         if pubkey in self.service.blocked or pubkey == self.me:
             return []
         sid = session_id(group.id, self.me, pubkey)
         if sid in self.service.calls:  # a participant that left cannot come back on it
             return []
         call = member_session(group.id, self.me, pubkey, group.topic, now, self.service.limits)
+        name = self.label(pubkey)
         self.service.calls[call.id] = call
         self.service.peer_names[call.id] = name
-        group.join(pubkey, name, sid, now)
+        group.join(pubkey, name, sid, now, confirmed=False)
         self.by_session[sid] = group.id
-        if announce:
-            self._emit(group, AgentEvent.PARTICIPANT_JOINED, pubkey, name, {}, now)
-        return self.service._apply(call, [], now)
+        effects = []
+        if greet:
+            group.members[pubkey].greeted = True
+            effects = call.send_roster(self._roster_body(group), now)
+        return self.service._apply(call, effects, now)
 
     def _accepted(self, group: Group, call: Call, name: str, now: float) -> list[Awaitable[None]]:
         """Our invitation was accepted: the newcomer joins and everyone hears the roster."""
@@ -212,7 +264,7 @@ class GroupService:
 
     def announce(self, group: Group, now: float) -> list[Awaitable[None]]:
         """Send the roster to every participant (newcomers learn of earlier joiners too)."""
-        body = {"group": group.id, "starter": group.starter, "roster": group.roster(self.my_name)}
+        body = self._roster_body(group)
         work: list[Awaitable[None]] = []
         for session in self.sessions(group):
             if session.peer_level >= GROUP_LEVEL:
@@ -229,16 +281,20 @@ class GroupService:
         if fields.get("all") and call.peer == group.starter:
             for session in self.sessions(group, (State.ACTIVE, State.RINGING)):
                 work += self.service._apply(session, session.end(reason, now), now)
-            group.finish(reason, now)
+            work += self.finish(group, reason, now)
             self._emit(group, AgentEvent.CALL_ENDED, call.peer, name, fields, now)
             return work
+        member = group.members.get(call.peer)
+        was_in = member is not None and member.confirmed and member.present
         group.leave(call.peer, now)
-        self._emit(group, AgentEvent.PARTICIPANT_LEFT, call.peer, name, {"reason": reason}, now)
+        if was_in:  # one never shown as in is not shown leaving either
+            left = {"reason": reason}
+            self._emit(group, AgentEvent.PARTICIPANT_LEFT, call.peer, name, left, now)
         if group.state == GroupState.INVITED:
             group.finish(reason or "the inviter left", now)
             self._emit(group, AgentEvent.CALL_MISSED, call.peer, name, {"reason": reason}, now)
-        elif not group.others() and not group.invited:
-            group.finish("everyone else left", now)
+        elif not group.confirmed() and not group.invited:
+            work += self.finish(group, "everyone else left", now)
             self._emit(group, AgentEvent.CALL_ENDED, call.peer, name, fields, now)
         return work
 
@@ -287,7 +343,7 @@ class GroupService:
             for key in totals:
                 totals[key] += delivery.get(key, 0)
             by_whom[member.name or npub_of(member.pubkey)] = delivery.get("delivered", 0)
-            state = "in" if member.present else "left"
+            state = member.state
             participants.append({**peer(npub_of(member.pubkey), member.name), "state": state})
         for pubkey, sid in group.invited.items():
             invited = self.service.peer_names.get(sid, "")

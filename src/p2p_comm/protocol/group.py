@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .call import Call, Direction, Limits, State
+from .call import Call, Direction, EndedBy, Limits, Outcome, State
 
 # Group calls need this feature level from every participant (wire.FEATURE_LEVEL).
 GROUP_LEVEL = 3
@@ -64,19 +64,45 @@ def member_session(group: str, me: str, peer: str, topic: str, now: float, limit
     return call
 
 
+def close_unconfirmed(call: Call, reason: str, now: float) -> None:
+    """End our session with a member that never confirmed, without a word on the wire: it
+    may not exist, and we send nothing to what we do not believe."""
+    if call.state != State.ENDED:
+        call.state = State.ENDED
+        call.ended_at = now
+        call.outcome = Outcome.COMPLETED
+        call.ended_by = EndedBy.LOCAL
+        call.end_reason = reason
+
+
 @dataclass
 class Member:
-    """One participant other than us, and our session with it."""
+    """One participant other than us, and our session with it.
+
+    ``confirmed``: the member itself said it is in the call, in a message it signed on its
+    own session with us (its `accept` of our invitation, its invitation to us, or any
+    message on the session). A member only someone else named (an invitation's or a
+    roster's entry) is unconfirmed: shown as such, sent nothing. ``greeted``: we sent it a
+    `roster` on the session, which confirms us to it."""
 
     pubkey: str
     name: str
     session: str
     joined_at: float
     left_at: float | None = None
+    confirmed: bool = True
+    greeted: bool = True
 
     @property
     def present(self) -> bool:
         return self.left_at is None
+
+    @property
+    def state(self) -> str:
+        """As the agent sees it: ``in``, ``unconfirmed`` or ``left``."""
+        if not self.present:
+            return "left"
+        return "in" if self.confirmed else "unconfirmed"
 
 
 @dataclass
@@ -95,12 +121,48 @@ class Group:
     offered: list[list[str]] = field(default_factory=list)  # an invitation's other members
     ended_at: float | None = None
     end_reason: str = ""
+    # The starter an invitation named when it was not the inviter: believed only when that
+    # agent says so itself (`confirm`), and only in a group where anyone may invite.
+    claimed_starter: str = ""
+
+    @classmethod
+    def invitation(
+        cls,
+        group: str,
+        me: str,
+        inviter: str,
+        inviter_name: str,
+        session: str,
+        body: dict[str, Any],
+        topic: str,
+        now: float,
+    ) -> Group:
+        """A group we are invited into, as far as the invitation can be believed: the
+        inviter is in (its own signed request says so) and is the starter unless the
+        starter itself says otherwise; everyone else it lists is only ``offered``: keys,
+        whose names and presence the inviter cannot vouch for."""
+        invite = InvitePolicy(body.get("invite", "starter"))
+        claimed = body.get("starter", inviter)
+        made = cls(group, me, inviter, topic, now, invite, GroupState.INVITED)
+        made.claimed_starter = claimed if claimed != inviter else ""
+        made.members[inviter] = Member(inviter, inviter_name, session, now)
+        listed = [entry[0] for entry in body.get("roster", [])]
+        offered = [pk for pk in dict.fromkeys(listed) if pk not in (me, inviter)]
+        made.offered = [[pk, ""] for pk in offered[: MAX_PARTICIPANTS - 2]]
+        return made
 
     # Queries -------------------------------------------------------------------------
 
     def others(self) -> list[Member]:
-        """Participants still in the call, besides us."""
+        """Participants still in the call, besides us, confirmed or not."""
         return [m for m in self.members.values() if m.present]
+
+    def confirmed(self) -> list[Member]:
+        """Participants still in the call that confirmed it themselves: the ones we send to."""
+        return [m for m in self.others() if m.confirmed]
+
+    def unconfirmed(self) -> list[Member]:
+        return [m for m in self.others() if not m.confirmed]
 
     def by_session(self, call_id: str) -> Member | None:
         return next((m for m in self.members.values() if m.session == call_id), None)
@@ -109,8 +171,9 @@ class Group:
         return {m.session for m in self.members.values()} | set(self.invited.values())
 
     def roster(self, my_name: str) -> list[list[str]]:
-        """Every participant present, us included, as ``[hex, name]`` pairs (the wire form)."""
-        return [[self.me, my_name], *([m.pubkey, m.name] for m in self.others())]
+        """Every participant present that we can vouch for (it confirmed to us), us
+        included, as ``[hex, name]`` pairs (the wire form)."""
+        return [[self.me, my_name], *([m.pubkey, m.name] for m in self.confirmed())]
 
     def may_invite(self, who: str) -> bool:
         return self.invite == InvitePolicy.ANY or who == self.starter
@@ -138,13 +201,43 @@ class Group:
                 f"a group call holds at most {MAX_PARTICIPANTS} participants.", "too_large"
             )
 
-    def join(self, pubkey: str, name: str, session: str, now: float) -> bool:
-        """``pubkey`` is in the call with us over ``session``; False if it already was."""
+    def join(
+        self, pubkey: str, name: str, session: str, now: float, confirmed: bool = True
+    ) -> bool:
+        """``pubkey`` is in the call with us over ``session`` (``confirmed``: by its own
+        word; otherwise someone else named it and we wait for its own); False if it
+        already was."""
         self.invited.pop(pubkey, None)
         known = self.members.get(pubkey)
         if known is not None and known.present:
             return False
-        self.members[pubkey] = Member(pubkey, name, session, now)
+        self.members[pubkey] = Member(
+            pubkey, name, session, now, confirmed=confirmed, greeted=confirmed
+        )
+        return True
+
+    def accepted(self) -> list[str]:
+        """We accepted the invitation: the keys it offered, to open (unconfirmed) sessions
+        with."""
+        self.state = GroupState.ACTIVE
+        offered = [entry[0] for entry in self.offered]
+        self.offered = []
+        return offered
+
+    def confirm(self, pubkey: str, claims_starter: bool = False) -> bool:
+        """``pubkey`` spoke on its own session with us: it is in. ``claims_starter``: its
+        message said it started the call; believed when the invitation named it starter and
+        anyone may invite (so someone else could have invited us). True if it was not
+        confirmed before."""
+        member = self.members.get(pubkey)
+        if self.state == GroupState.ENDED or member is None or not member.present:
+            return False
+        if claims_starter and self.claimed_starter == pubkey and self.invite == InvitePolicy.ANY:
+            self.starter = pubkey
+            self.claimed_starter = ""
+        if member.confirmed:
+            return False
+        member.confirmed = True
         return True
 
     def leave(self, pubkey: str, now: float) -> bool:
