@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, relays
+from bench import baseline, hostile, relays
 from p2p_comm import rpc
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
 
@@ -709,7 +709,17 @@ class Bench:
         "relay_pacing",
         "relay_file_sizes",
         "relay_pow_story",
+        "hostile_floods",
     )
+
+    def hostile_floods(self) -> None:
+        """Issue 18: victim CPU and a real peer's latency under junk and unknown-call floods
+        on its only inbox relay; held bytes a stranger can cause."""
+
+        def add(name: str, unit: str, value: float) -> None:
+            self.add(Figure(name, unit, value))
+
+        hostile.floods(add, self.sizes is SMOKE)
 
     def relay_pacing(self) -> None:
         """Issue 11: the story under relays' rate limits (seconds; refusals per accepted)."""
