@@ -42,9 +42,7 @@ def test_a_refuse_counts_only_for_a_message_we_sent(relay, make_agent: AgentFact
     events_of(bob, "call_request")
     bob.json("answer", "accept")  # bob's seq 1: an accept, nothing a peer can refuse
     bob.json("send", "the one message bob sends")  # bob's seq 2
-    wait_until(
-        lambda: any(d["type"] == "message" for d in peer.received()), 20, "bob's message"
-    )
+    wait_until(lambda: any(d["type"] == "message" for d in peer.received()), 20, "bob's message")
     after = WireMessage("message", call_id, 6, ack=2, body={"text": "after", "part": 1, "parts": 1})
     peer.publish(
         peer.wrap(bob_hex, _refuse(call_id, 2, 1)),  # bob's accept
@@ -85,9 +83,7 @@ def test_a_presence_from_the_future_is_not_online_and_holds_no_name(
     assert sorted(names) == ["alice", "bob", "carol"]
 
 
-def test_an_unannounced_callers_name_is_flagged_unverified(
-    relay, make_agent: AgentFactory
-) -> None:  # type: ignore[no-untyped-def]
+def test_an_unannounced_callers_name_is_flagged_unverified(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     (bob,) = start_agents(relay.url, make_agent, "bob")
     bob_hex = bob.json("whoami")["pubkey"]
     stranger = RawPeer(relay.url)  # never announces; claims a name in its request
