@@ -152,7 +152,9 @@ def test_mcp_client_drives_a_whole_call_and_is_told_of_events(relay: Any, make_a
                     )
                     and any(
                         isinstance(n, types.LoggingMessageNotification)
-                        and str(n.params.data.get("message")).startswith('message from agent "bob" (')
+                        and str(n.params.data.get("message")).startswith(
+                            'message from agent "bob" ('
+                        )
                         for n in seen
                     )
                 )
