@@ -256,7 +256,7 @@ def test_log_notifications_quote_the_peers_label(relay: Any, make_agent: Any) ->
                 calls[peer.pubkey] = call_id
             await notes.until(lambda seen: len(lines()) == 2)
             said = lines()
-            npub = alice.json("list")["agents"][0]["npub"]
+            npub = announced.keys.public_key().to_bech32()
             assert said[calls[announced.pubkey]] == (
                 f"call_request from agent {quote_label(hostile_name, 64)} ({npub})"
                 f" in call {calls[announced.pubkey][:8]}"

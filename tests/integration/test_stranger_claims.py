@@ -134,3 +134,6 @@ def test_an_unannounced_callers_name_is_flagged_unverified(relay, make_agent: Ag
     assert calls[claimed]["peer"]["name_verified"] is False
     assert "name_verified" not in calls[announced]["peer"]
     assert '"alice" (unverified)' in bob.run("history").stdout
+    bob.run("daemon", "restart")  # the flag is kept with the call
+    calls = {c["call_id"]: c for c in bob.json("history")["calls"]}
+    assert calls[claimed]["peer"]["name_verified"] is False
