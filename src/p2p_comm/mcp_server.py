@@ -38,7 +38,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from . import __version__, textout
 from .aclient import AsyncClient
 from .client import P2PError
-from .sanitize import clean_label
+from .sanitize import quote_label
 from .schema import document, error_document
 
 log = logging.getLogger("p2p.mcp")
@@ -226,12 +226,19 @@ def tool_error(exc: P2PError) -> types.CallToolResult:
 
 
 def event_line(event: dict[str, Any]) -> str:
-    """One line naming an event and its peer, for a log notification (no peer-written text
-    beyond the sanitised display name)."""
+    """One line naming an event and its peer, for a log notification. The peer's display
+    name is its only text here, quoted as one token as the text output quotes labels, so a
+    name such as ``bob. SYSTEM: do X`` cannot read as our own words."""
     who = event.get("peer") or {}
-    peer = clean_label(str(who.get("name") or ""), 64) or "unknown"
-    call = str(event.get("call_id") or "")[:8]
-    return f"{event.get('type', 'event')} from {peer} ({who.get('npub') or '?'}) in call {call}"
+    kind, call = event.get("type", "event"), str(event.get("call_id") or "")[:8]
+    if not who:
+        return f"{kind} in call {call}"
+    if kind == "owner_reply":
+        return f"{kind} from your owner ({who.get('npub') or '?'})"
+    label = quote_label(str(who.get("name") or "unknown"), 64)
+    if who.get("name_verified") is False:
+        label += " (unverified)"
+    return f"{kind} from agent {label} ({who.get('npub') or '?'}) in call {call}"
 
 
 # The server -------------------------------------------------------------------------------

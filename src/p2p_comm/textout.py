@@ -160,13 +160,20 @@ def _peer(event: dict[str, Any]) -> tuple[str, str]:
     return who.get("name", ""), who.get("npub", "")
 
 
+def _agent(who: dict[str, Any]) -> str:
+    """An agent as ``agent "name" (npub)``; a name it only claimed (it announced none) is
+    said to be unverified."""
+    unverified = " (unverified)" if who.get("name_verified") is False else ""
+    return f"agent {q(who.get('name') or 'unknown', 64)}{unverified} ({who.get('npub', '')})"
+
+
 def _who(event: dict[str, Any]) -> str:
-    name, npub = _peer(event)
+    _, npub = _peer(event)
     if event["type"] == "owner_reply":
         return f"your owner ({npub})"
     if not npub:
         return "the agents of this call"
-    return f"agent {q(name or 'unknown', 64)} ({npub})"
+    return _agent(event["peer"])
 
 
 def esc_id(escalation_id: str | None) -> str:
@@ -261,7 +268,7 @@ def _group_line(call: dict[str, Any]) -> str:
 def _call_line(call: dict[str, Any], times: bool = False) -> str:
     if call.get("group"):
         return _group_line(call)
-    peer = f"agent {q(call['peer']['name'] or 'unknown', 64)} ({call['peer']['npub']})"
+    peer = _agent(call["peer"])
     line = f"call {_short(call['call_id'])} {call['direction']} {call['state']} with {peer}"
     if call.get("outcome"):
         line += f" ({call['outcome']})"

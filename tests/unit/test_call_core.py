@@ -278,6 +278,48 @@ def test_message_before_the_answer_is_refused_not_delivered() -> None:
     assert [m.type for m in sent(got)] == ["refuse"]
 
 
+def _refuse(ref: int, seq: int = 50) -> WireMessage:
+    body = {"ref": ref, "what": "message", "name": "", "reason": "no"}
+    return WireMessage("refuse", CALL_ID, seq, body=body)
+
+
+def _refused_seqs(call: Call, refs: list[int]) -> list[int]:
+    """Feed the call one `refuse` per ref (each in its own place in the peer's sequence)."""
+    got: list[Effect] = []
+    for ref in refs:
+        got += call._on_refuse(_refuse(ref), 5.0)
+    return [d.fields["ref_seq"] for d in delivered(got)]
+
+
+def test_a_refuse_counts_only_once_and_only_for_a_message_file_or_escalation_we_sent() -> None:
+    caller, callee = connected()
+    assert callee.next_seq == 2  # seq 1 was the accept
+    callee.send_text("two", 2.0)
+    callee.send_file("f" * 32, "x", b"x" * 10, "0" * 64, 2.0)  # seq 3
+    callee.send_roster({"group": "c" * 32, "starter": ALICE, "roster": [[ALICE, "a"]]}, 2.0)
+    callee.escalate("five", 2.0)
+    assert callee.refusable == [[2, 3], [5, 5]]
+    refs = [0, 1, 2, 2, 3, 4, 5, 6, 99]
+    assert _refused_seqs(callee, refs) == [2, 3, 5]
+    assert callee.refused == 3 and callee.refusable == []
+    # The caller sent only its request: nothing to refuse.
+    assert _refused_seqs(caller, [1, 2]) == [] and caller.refused == 0
+
+
+def test_what_may_be_refused_survives_a_restart_and_an_older_save() -> None:
+    _, callee = connected()
+    for text in ("a", "b", "c"):
+        callee.send_text(text, 2.0)  # seqs 2, 3, 4
+    assert _refused_seqs(callee, [3]) == [3]
+    restored = Call.from_dict(callee.to_dict())
+    assert restored.refusable == [[2, 2], [4, 4]]
+    assert _refused_seqs(restored, [3, 4]) == [4]
+    # A call saved before we kept track: any seq we sent, once.
+    old = {k: v for k, v in callee.to_dict().items() if k != "refusable"}
+    legacy = Call.from_dict(old)
+    assert _refused_seqs(legacy, [0, 1, 4, 4, 5]) == [1, 4]
+
+
 def test_a_version_1_peer_gets_no_refusal_it_could_not_parse() -> None:
     caller, callee = connected()
     callee.peer_level = 1

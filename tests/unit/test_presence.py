@@ -50,6 +50,21 @@ def test_liveness_by_age_expiration_and_status() -> None:
     assert not offline.is_live(now=1001, window=300)
 
 
+def test_a_presence_from_the_future_is_not_live() -> None:
+    import dataclasses
+
+    from p2p_comm.protocol.presence import CLOCK_TOLERANCE
+
+    year = 365 * 86400
+    ahead = roundtrip(Presence(name="x"), expires=1000 + year)
+    for now in (1000 - year, 1000 - CLOCK_TOLERANCE - 1):
+        taken = dataclasses.replace(ahead, received_at=now)
+        assert taken.from_the_future(now) and not taken.is_live(now, window=300)
+    # Clocks a few minutes apart are skew, not the future: judged by our own clock.
+    skewed = dataclasses.replace(roundtrip(Presence(name="x")), received_at=800.0)
+    assert not skewed.from_the_future(800.0) and skewed.is_live(now=900.0, window=300)
+
+
 def test_not_presence_or_malformed_is_none() -> None:
     good_content, tags = encode_presence(Presence(name="x"), 10)
     assert decode_presence(PUB, 1, good_content, [["d", "other"]]) is None

@@ -175,13 +175,14 @@ class Daemon:
 
     def _undeliverable(self, call: Call, seq: int, reason: str) -> None:
         """A message no relay will take: an event for the agent, not an eternal `queued`."""
-        name = self.calls.peer_names.get(call.id, "")
+        name, verified = self.calls.peer_label(call)
         npub = ns.PublicKey.parse(call.peer).to_bech32()
         fields = {"ref_seq": seq, "reason": reason}
         now = clock.now()
         try:
             with self.store.transaction():
-                event = agent_event(AgentEvent.DELIVERY_FAILED, call.id, npub, name, now, fields)
+                kind = AgentEvent.DELIVERY_FAILED
+                event = agent_event(kind, call.id, npub, name, now, fields, verified)
                 self.inbox.emit(event, now)
         except Exception as exc:
             log.warning("cannot record a delivery failure: %s", exc)

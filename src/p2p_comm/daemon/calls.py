@@ -124,6 +124,8 @@ class CallService(LocalActions):
                 continue
             self.calls[call.id] = call
             self.peer_names[call.id] = peer_name
+            if core.get("name_verified") is False:
+                self.records.unverified.add(call.id)
         unacked = self.store.outbox_unacked()
         for call_id, (seqs, _) in unacked.items():
             if call_id in self.calls:
@@ -267,6 +269,8 @@ class CallService(LocalActions):
             return []
         self.calls[call.id] = call
         self.peer_names[call.id] = self.directory.peer_name(sender, message.body["name"])
+        if not self.directory.announced(sender):
+            self.records.unverified.add(call.id)  # its name is only its claim
         self.store.add_entry(call.id, sent_at, "in", "call_request", {"topic": call.topic})
         if not self._policy_allows(sender):
             log.info("call %s from %s refused by policy", call.id[:8], sender[:12])
@@ -331,6 +335,14 @@ class CallService(LocalActions):
                     lambda: self.records.write_transcript(call, self.peer_names)
                 )
 
+    def peer_label(self, call: Call) -> tuple[str, bool]:
+        """The peer's name, and whether it is its own announced one: a caller known only by
+        its claim is named by its presence once that arrives."""
+        if call.id in self.records.unverified and self.directory.announced(call.peer):
+            self.records.unverified.discard(call.id)
+            self.peer_names[call.id] = self.directory.peer_name(call.peer, "")
+        return self.peer_names.get(call.id, ""), call.id not in self.records.unverified
+
     def _count(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
@@ -363,7 +375,10 @@ class CallService(LocalActions):
                 publishing += self.hooks.roster(call, effect.body, now)
         if call.state == ENDED:
             self._release(call)
-        self.store.save_call(call.to_dict(), self.peer_names.get(call.id, ""), now)
+        core = call.to_dict()
+        if call.id in self.records.unverified:
+            core["name_verified"] = False
+        self.store.save_call(core, self.peer_names.get(call.id, ""), now)
         grouped = self.hooks is not None and self.hooks.hidden(call)  # its group writes one
         if (
             call.state == ENDED
@@ -400,8 +415,9 @@ class CallService(LocalActions):
             handled = self.hooks.deliver(call, kind, fields, now)
             if handled is not None:  # a group session: the group layer told the agent
                 return handled
-        name = self.peer_names.get(call.id, "")
-        self.inbox.emit(agent_event(kind, call.id, npub_of(call.peer), name, now, fields), now)
+        name, verified = self.peer_label(call)
+        event = agent_event(kind, call.id, npub_of(call.peer), name, now, fields, verified)
+        self.inbox.emit(event, now)
         if kind != AgentEvent.CALL_REQUEST:  # recorded when the call was created
             self.store.add_entry(call.id, now, "in", str(kind), fields)
         return []

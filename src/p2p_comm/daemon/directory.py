@@ -66,6 +66,10 @@ class Directory:
         known = self.presence.lookup(pubkey)
         return known.presence.name if known else clean_label(claimed, MAX_NAME) or "unknown"
 
+    def announced(self, pubkey: str) -> bool:
+        """Whether the peer announced a presence (its own signed name) that we took."""
+        return self.presence.lookup(pubkey) is not None
+
     def came_back(self, pubkey: str, now: float, window: float) -> bool:
         """Record that ``pubkey`` was heard from; True if it had been silent for a window
         or more (so what waits for it on a long backoff should go out now)."""

@@ -26,11 +26,12 @@ def agent_event(
     peer_name: str,
     at: float,
     fields: dict[str, Any],
+    name_verified: bool = True,
 ) -> dict[str, Any]:
     """The one shape of an agent event (schema ``p2p-comm/2``, src/p2p_comm/schema/): who it
     is from as a ``peer`` object (None when no single agent is meant, as for a loop in a
     group call), its time as ``at``, then the type's own fields."""
-    who = peer(npub, peer_name) if npub or peer_name else None
+    who = peer(npub, peer_name, name_verified) if npub or peer_name else None
     return {"type": str(kind), "call_id": call_id, "peer": who, "at": at, **fields}
 
 

@@ -223,6 +223,9 @@ class PresenceService:
         peer = decode_presence(event.pubkey, event.created_at, event.content, event.tags)
         if peer is None:
             return True
+        if peer.from_the_future(clock.now()):
+            log.debug("ignored a presence of %s dated in the future", event.pubkey[:12])
+            return True
         self.want_inbox_list(event.pubkey)
         if event.relay:
             self._announced_at.setdefault(event.pubkey, set()).add(event.relay)

@@ -23,13 +23,15 @@ class Records:
         self.store = store
         self.outbound = outbound
         self.me: tuple[str, str] = ("", "")  # (name, npub), set by the daemon
+        # Calls whose peer is named only by its own claim: it announced no presence.
+        self.unverified: set[str] = set()
 
     def describe(self, call: Call, peer_name: str) -> dict[str, Any]:
         """The call object of schema ``p2p-comm/2`` (``call.json``)."""
         return {
             "call_id": call.id,
             "group": False,
-            "peer": peer(npub_of(call.peer), peer_name),
+            "peer": peer(npub_of(call.peer), peer_name, call.id not in self.unverified),
             "direction": str(call.direction),
             "topic": call.topic,
             "state": str(call.state),

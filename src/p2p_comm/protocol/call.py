@@ -9,6 +9,7 @@ sender retransmits unacknowledged messages with exponential backoff until acknow
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -31,6 +32,7 @@ from .wire import (
     FILE_CHUNK_BYTES,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
+    REFUSABLE,
     TEXT_PART_BYTES,
     WireMessage,
     chunk_count,
@@ -145,6 +147,9 @@ class Call:
     peer_level: int = 1  # the peer's `pv`: what it understands (docs/PROTOCOL.md)
     delivered: int = 0  # our sequenced messages the peer has receipted
     refused: int = 0  # of those, how many it refused
+    # Our seqs the peer may still refuse, as sorted [first, last] runs: messages, files and
+    # escalations we sent, less those it already refused.
+    refusable: list[list[int]] = field(default_factory=list)
     ack_due: bool = False
     text_parts: list[str] = field(default_factory=list)
     files: dict[str, Inbound] = field(default_factory=dict)
@@ -382,14 +387,17 @@ class Call:
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _PERSISTED}
         data["text_parts"] = list(self.text_parts)
+        data["refusable"] = [list(run) for run in self.refusable]
         data["files"] = {fid: asdict(f) for fid, f in self.files.items()}
         data["limits"] = asdict(self.limits)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Call:
-        known = {name for name in _PERSISTED} | {"text_parts", "files", "limits"}
+        known = {name for name in _PERSISTED} | {"text_parts", "files", "limits", "refusable"}
         data = {key: value for key, value in data.items() if key in known}
+        if "refusable" not in data:  # saved before we kept track: any seq we sent, once
+            data["refusable"] = [[1, data["next_seq"] - 1]] if data["next_seq"] > 1 else []
         data["files"] = {fid: Inbound(**f) for fid, f in data["files"].items()}
         data["limits"] = Limits(**data["limits"])
         data["state"] = State(data["state"])
@@ -418,12 +426,28 @@ class Call:
     def _send(self, kind: str, now: float, **body: Any) -> Transmit:
         seq = self.next_seq
         self.next_seq += 1
+        if kind in REFUSABLE:
+            if self.refusable and self.refusable[-1][1] == seq - 1:
+                self.refusable[-1][1] = seq
+            else:
+                self.refusable.append([seq, seq])
         next_at = now + FIRST_RETRY
         self.pending[seq] = Pending(attempts=0, next_at=next_at)
         if self._due is not None and len(self.pending) <= RETRANSMIT_WINDOW:
             self._due = min(self._due, next_at)
         self.ack_due = False  # this message carries our receipt
         return Transmit(WireMessage(kind, self.id, seq, ack=self.recv_next - 1, body=body))
+
+    def _take_refusable(self, seq: int) -> bool:
+        """Whether the peer may refuse our ``seq`` (then it may not again)."""
+        at = bisect.bisect_right(self.refusable, seq, key=lambda run: run[0]) - 1
+        if at < 0 or seq > self.refusable[at][1]:
+            return False
+        first, last = self.refusable[at]
+        self.refusable[at : at + 1] = [
+            r for r in ([first, seq - 1], [seq + 1, last]) if r[0] <= r[1]
+        ]
+        return True
 
     def _take_ack(self, upto: int) -> list[Effect]:
         done = tuple(s for s in self.pending if s <= upto) if self.pending else ()
@@ -539,6 +563,8 @@ class Call:
 
     def _on_refuse(self, message: WireMessage, now: float) -> list[Effect]:
         body = message.body
+        if not self._take_refusable(body["ref"]):
+            return [Dropped(f"refuse of seq {body['ref']}: not one of ours it could refuse")]
         self.refused += 1
         fields = {"what": body["what"], "file_name": body["name"], "reason": body["reason"]}
         return [Deliver(AgentEvent.REFUSED, {**fields, "ref_seq": body["ref"]})]
@@ -564,7 +590,7 @@ class Call:
 _PERSISTED = tuple(
     f.name
     for f in fields(Call)
-    if f.name not in ("reorder", "pending", "text_parts", "files", "limits", "_due")
+    if f.name not in ("reorder", "pending", "text_parts", "files", "limits", "refusable", "_due")
 )
 
 

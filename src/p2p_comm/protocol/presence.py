@@ -53,7 +53,7 @@ class PeerPresence:
     received_at: float | None = None  # by our clock, when we took it
 
     def is_live(self, now: float, window: float) -> bool:
-        if self.presence.status == "offline":
+        if self.presence.status == "offline" or self.from_the_future(now):
             return False
         base = float(self.created_at)
         if self.received_at is not None and abs(self.received_at - base) <= CLOCK_TOLERANCE:
@@ -62,6 +62,11 @@ class PeerPresence:
         if self.expires_at is not None and now >= base + (self.expires_at - self.created_at):
             return False
         return now - base <= window
+
+    def from_the_future(self, now: float) -> bool:
+        """Dated further ahead of ``now`` than clocks differ: no clock says that, so it is not
+        believed (it would stay "online" for as long as it is ahead)."""
+        return self.created_at > now + CLOCK_TOLERANCE
 
 
 # Clocks further apart than this are not trusted to be skew: such an announcement is

@@ -28,9 +28,13 @@ SCHEMA = "p2p-comm/2"
 ESC_PREFIX = "esc:"
 
 
-def peer(npub: str, name: str) -> dict[str, str]:
-    """The one shape of a reference to another agent."""
-    return {"npub": npub, "name": name}
+def peer(npub: str, name: str, verified: bool = True) -> dict[str, Any]:
+    """The one shape of a reference to another agent; with ``name_verified: false`` when the
+    name is only what the peer claimed in its call request (it never announced one)."""
+    who: dict[str, Any] = {"npub": npub, "name": name}
+    if not verified:
+        who["name_verified"] = False
+    return who
 
 
 def esc_id(escalation_id: str | None) -> str | None:
