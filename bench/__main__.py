@@ -717,7 +717,16 @@ class Bench:
         on its only inbox relay; held bytes a stranger can cause."""
 
         def add(name: str, unit: str, value: float) -> None:
-            self.add(Figure(name, unit, value))
+            # Issue 18's goals: 1,000 hostile wraps/s under 20% of a core, and the real
+            # peer's messages within 0.5 s; a stranger's held bytes 0.
+            if "CPU" in name and "1000/s" in name:
+                self.add(Figure(name, unit, value, goal="<= 20"), lambda f: f.median <= 20)
+            elif "latency" in name and "/s" in name:
+                self.add(Figure(name, unit, value, goal="<= 500"), lambda f: f.median <= 500)
+            elif "held bytes" in name:
+                self.add(Figure(name, unit, value, goal="0"), lambda f: f.median == 0)
+            else:
+                self.add(Figure(name, unit, value))
 
         hostile.floods(add, self.sizes is SMOKE)
 

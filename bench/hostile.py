@@ -115,7 +115,10 @@ def floods(add: Add, smoke: bool) -> None:
         pid = bob.daemon_pid()
         assert pid
         seconds = 1.0 if smoke else 6.0
-        quiet = _latencies(alice, bob, 3 if smoke else 8, 0.1)
+        cpu_before, started = _cpu_seconds(pid), time.monotonic()
+        quiet = _latencies(alice, bob, 3 if smoke else 6, seconds / 8)
+        idle = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - started) * 100
+        add("victim CPU, no flood (the same peer traffic)", "% core", idle)
         add("peer latency, no flood", "ms", statistics.median(quiet) * 1e3)
         for kind, make in (
             ("junk", lambda: _junk(receiver)),

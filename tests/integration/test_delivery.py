@@ -270,11 +270,12 @@ def test_backlog_past_the_relay_query_cap_all_arrives(
 
 
 def test_file_over_the_receivers_cap_is_refused_to_the_sender(
-    relay, make_agent: AgentFactory
+    relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     alice, bob = start_pair(relay.url, make_agent, bob_settings={"max_file_bytes": "20000"})
     call_id = connect(alice, bob)
-    payload_path = Path(alice.home) / "big.bin"
+    # Not in alice's home: files directly there are never sent (SECURITY.md).
+    payload_path = tmp_path / "big.bin"
     payload_path.write_bytes(os.urandom(50_000))
     alice.json("sendfile", "big.bin", "--path", str(payload_path))
     alice.json("send", "after the big file")

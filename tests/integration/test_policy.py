@@ -63,6 +63,10 @@ def test_call_request_rate_and_ringing_caps(relay, make_agent: AgentFactory) -> 
         call_requests_per_peer_per_minute="2",
         max_ringing="3",
     )
+    # As contacts, they count against max_ringing itself (strangers ring in a share of
+    # their own, one call each: test_strangers.py).
+    for caller in (alice, carol):
+        bob.json("contacts", "add", caller.npub())
     for index in range(4):
         alice.json("call", "bob", f"request {index}")
     assert len(events_of(bob, "call_request", 2)) == 2
