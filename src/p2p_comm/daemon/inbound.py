@@ -51,6 +51,8 @@ JUNK_MEMORY = 100_000
 # answers our query with noise (stored or made up on the spot), and paging on would only
 # unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
 JUNK_PAGE_STOP = 100
+JUNK_LOG_EVERY = 60.0  # seconds: at most JUNK_LOG_LINES junk wraps are logged one by one
+JUNK_LOG_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Inbound:
         # is in the same batch or catch-up leads somewhere, though the call is not made yet.
         self._requested = RecentIds(4096)
         self._junk_found = 0
+        self._junk_logged: list[float] = [0.0, 0]  # (since, lines) in this log period
         pool.on_waste = self._wasted
 
     def known(self, event_id: str) -> bool:
@@ -201,15 +204,26 @@ class Inbound:
         dropped = self.stats["dropped"]
         dropped[reason] = dropped.get(reason, 0) + 1
 
-    def _junk(self, event: InboundEvent, reason: str, now: float, live: bool) -> None:
+    def _junk(self, event: InboundEvent, reason: str, now: float, live: bool, detail: str) -> None:
         """A wrap that leads nowhere: remembered in memory only, and counted against its
         relay when it came live (a catch-up, or the replay after a mute, reads back what
-        a relay stored, maybe while it was muted for this very junk: no new flood)."""
+        a relay stored, maybe while it was muted for this very junk: no new flood).
+        Logged one by one for the first few, then as a count now and then: a line per
+        wrap let a stranger grow our log at the rate it sends."""
         self._drop(reason)
         self.junk.add(event.id)
         self._junk_found += 1
         if live and not event.stored:
             self._wasted(event.relay, JUNK_WEIGHT, now)
+        if now - self._junk_logged[0] > JUNK_LOG_EVERY:
+            if self._junk_logged[1] > JUNK_LOG_LINES:
+                quiet = self._junk_logged[1] - JUNK_LOG_LINES
+                log.info("dropped %d more wraps that led nowhere (see status)", quiet)
+            self._junk_logged = [now, 0]
+        self._junk_logged[1] += 1
+        count = self._junk_logged[1]
+        if count <= JUNK_LOG_LINES:
+            log.info("dropped wrap %s (%s): %s", event.id[:12], reason, detail)
 
     def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
         """None if ``message`` belongs to a call we have with ``sender`` (or rings one);
@@ -236,10 +250,9 @@ class Inbound:
                 continue
             self.stats["unwrapped"] += 1
             try:
-                gift = nip59.unwrap(self.keys, event.event)
+                gift = nip59.unwrap(self.keys, event.event, verified=True)
             except nip59.UnwrapError as exc:
-                log.info("dropped wrap %s: %s", event.id[:12], exc)
-                self._junk(event, "unwrap_failed", now, live)
+                self._junk(event, "unwrap_failed", now, live, str(exc))
                 continue
             sender, kind = gift.sender, gift.kind
             if sender not in self.sink.blocked and not self.gate.admit_bytes(
@@ -252,18 +265,16 @@ class Inbound:
                 out.append(Taken(event.id, sender, None, 0, gift.content))
                 continue
             if kind != kinds.CALL:
-                self._junk(event, "not_our_kind", now, live)
+                self._junk(event, "not_our_kind", now, live, f"kind {kind} from {sender[:12]}")
                 continue
             try:
                 message = wire.decode(gift.content)
             except wire.WireError as exc:
-                log.info("dropped wrap %s from %s: %s", event.id[:12], sender[:12], exc)
-                self._junk(event, "malformed", now, live)
+                self._junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
                 continue
             nowhere = self._leads_somewhere(sender, message)
             if nowhere is not None:
-                log.info("dropped %s from %s: %s", message.type, sender[:12], nowhere)
-                self._junk(event, nowhere, now, live)
+                self._junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
                 continue
             if message.type == "frag":
                 whole = self._reassemble(event.id, sender, message, now)
@@ -289,6 +300,8 @@ class Inbound:
     def take(self, items: list[Taken | str]) -> None:
         """Hand a batch to the calls, in (call, seq) order, in one transaction."""
         assert self.sink is not None
+        if not items:
+            return  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
         now = clock.now()
         work: list[Awaitable[None]] = []

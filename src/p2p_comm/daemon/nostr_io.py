@@ -8,6 +8,7 @@ plain values (`InboundEvent`) for the rest of the daemon.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -36,19 +37,34 @@ REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay ar
 
 @dataclass(frozen=True)
 class InboundEvent:
-    """A verified event from a relay, as plain values."""
+    """A verified event from a relay (the SDK drops any whose id or signature is wrong).
+
+    Only what every event needs is read out of the SDK at once; the rest is read when
+    asked for: each read crosses into Rust, and a flood of junk wraps needs none of it."""
 
     event: Any  # nostr_sdk.Event, kept for unwrapping gift wraps
     id: str
-    kind: int
-    pubkey: str
-    created_at: int
     content: str
-    tags: list[list[str]]
     relay: str
     # Sent while the relay replays what it stored for us after a mute: history, not a
     # flood (junk among it was stored while we were not reading, maybe for the mute).
     stored: bool = False
+
+    @functools.cached_property
+    def kind(self) -> int:
+        return int(self.event.kind().as_u16())
+
+    @functools.cached_property
+    def pubkey(self) -> str:
+        return str(self.event.author().to_hex())
+
+    @functools.cached_property
+    def created_at(self) -> int:
+        return int(self.event.created_at().as_secs())
+
+    @functools.cached_property
+    def tags(self) -> list[list[str]]:
+        return [tag.to_vec() for tag in self.event.tags()]
 
 
 Handler = Callable[[InboundEvent], Awaitable[None]]
@@ -68,15 +84,7 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
 
 def _to_inbound(event: Any, relay: str, stored: bool = False) -> InboundEvent:
     return InboundEvent(
-        event=event,
-        id=event.id().to_hex(),
-        kind=event.kind().as_u16(),
-        pubkey=event.author().to_hex(),
-        created_at=event.created_at().as_secs(),
-        content=event.content(),
-        tags=[tag.to_vec() for tag in event.tags()],
-        relay=relay,
-        stored=stored,
+        event=event, id=event.id().to_hex(), content=event.content(), relay=relay, stored=stored
     )
 
 
