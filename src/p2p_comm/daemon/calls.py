@@ -107,6 +107,7 @@ class CallService(LocalActions):
         self._timed: set[str] = set()  # calls with a ring timer or unreceipted messages
         self._held: dict[str, dict[int, int]] = {}  # call -> seq -> bytes held for a gap
         self._known: set[str] = set()  # peers of calls we placed or answered
+        self._peers: set[str] = set()  # peers of any call we have
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
 
@@ -169,6 +170,7 @@ class CallService(LocalActions):
             del self._held[call.id]
 
     def _track(self, call: Call) -> None:
+        self._peers.add(call.peer)
         if call.direction == OUTGOING or call.answered_at is not None:
             self._known.add(call.peer)
         if call.pending or call.state == RINGING:
@@ -287,6 +289,11 @@ class CallService(LocalActions):
         """The peer of call ``call_id``, None if we have no such call."""
         call = self.calls.get(call_id)
         return call.peer if call is not None else None
+
+    def familiar(self, pubkey: str) -> bool:
+        """Known (below), or in any call with us (one ringing here included), or blocked
+        (its receipts still count): a key whose wraps are worth opening in full."""
+        return self.known(pubkey) or pubkey in self._peers or pubkey in self.blocked
 
     def known(self, pubkey: str) -> bool:
         """A contact, or a peer of a call we placed or answered."""

@@ -77,6 +77,8 @@ class CallSink(Protocol):
 
     def peer_of(self, call_id: str) -> str | None: ...
 
+    def familiar(self, pubkey: str) -> bool: ...
+
     def receive(
         self, sender: str, message: wire.WireMessage, sent_at: int, now: float
     ) -> list[Awaitable[None]]: ...
@@ -225,6 +227,20 @@ class Inbound:
         if count <= JUNK_LOG_LINES:
             log.info("dropped wrap %s (%s): %s", event.id[:12], reason, detail)
 
+    def _worth_opening(self, sender: str, event: InboundEvent, now: float, live: bool) -> bool:
+        """Whether to open the seal of a wrap that claims ``sender``: always for a key we
+        have a call with (or know, or blocked) and for the owner; for anyone else within
+        the strangers' budget (`InboundGate.admit_stranger`), so fresh keys by the
+        thousand cost one decryption each and never hold up a known peer's wraps."""
+        assert self.sink is not None
+        if sender == self.sink.owner or self.sink.familiar(sender):
+            return True
+        if self.gate.admit_stranger(now):
+            return True
+        if live and not event.stored:  # it cost a decryption, as junk does
+            self._wasted(event.relay, JUNK_WEIGHT, now)
+        return False
+
     def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
         """None if ``message`` belongs to a call we have with ``sender`` (or rings one);
         else why not. Asked before any work for it: a stranger's wraps for calls that do
@@ -250,7 +266,10 @@ class Inbound:
                 continue
             self.stats["unwrapped"] += 1
             try:
-                gift = nip59.unwrap(self.keys, event.event, verified=True)
+                sealed = nip59.open_wrap(self.keys, event.event, verified=True)
+                if not self._worth_opening(sealed.sender, event, now, live):
+                    continue
+                gift = nip59.open_seal(self.keys, sealed)
             except nip59.UnwrapError as exc:
                 self._junk(event, "unwrap_failed", now, live, str(exc))
                 continue

@@ -23,7 +23,6 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nostr_sdk as ns
 
@@ -179,6 +178,16 @@ def wrap_timestamp(now: float) -> int:
     return int(now) - secrets.randbelow(WRAP_JITTER + 1)
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """A wrap's outer layer opened: the seal inside, not yet checked. ``sender`` is only
+    what the seal claims until `open_seal` has verified it."""
+
+    sender: str
+    text: str
+    content: str
+
+
 def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
     """Open a gift wrap addressed to ``keys``; ``UnwrapError`` for anything not genuine.
 
@@ -188,6 +197,13 @@ def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
     an event from a relay whose id or signature is wrong before handing it on), so they
     are not checked twice: a flood of junk wraps paid for both.
     """
+    return open_seal(keys, open_wrap(keys, event, verified))
+
+
+def open_wrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Sealed:
+    """The first half of `unwrap`: the wrap's layer (one decryption). What the seal
+    claims lets a receiver turn away a flood from keys it does not know before paying
+    for the second decryption and the seal's signature."""
     kind = event.kind().as_u16()
     if kind != kinds.GIFT_WRAP:
         raise UnwrapError(f"kind {kind} is not a gift wrap")
@@ -198,9 +214,30 @@ def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
         seal_json = ns.nip44_decrypt(secret, event.author(), event.content())
     except Exception:  # NostrSdkError variants: a bad MAC, padding or encoding
         raise UnwrapError("not for us: cannot decrypt") from None
-    seal = _parse_seal(seal_json)
     try:
-        rumor_json = ns.nip44_decrypt(secret, _public_key(seal["pubkey"]), seal["content"])
+        seal = json.loads(seal_json)
+    except ValueError:
+        raise UnwrapError("bad seal: not an event") from None
+    if not isinstance(seal, dict) or seal.get("kind") != kinds.SEAL:
+        kind_of = seal.get("kind") if isinstance(seal, dict) else None
+        raise UnwrapError(f"bad seal: kind {kind_of!r}")
+    pubkey, content = seal.get("pubkey"), seal.get("content")
+    if not isinstance(pubkey, str) or not isinstance(content, str):
+        raise UnwrapError("bad seal: not an event")
+    return Sealed(pubkey.lower(), seal_json, content)
+
+
+def open_seal(keys: ns.Keys, sealed: Sealed) -> Unwrapped:
+    """The second half of `unwrap`: the seal's signature, its content and the rumor."""
+    try:
+        verified = ns.Event.from_json(sealed.text).verify()
+    except Exception:
+        raise UnwrapError("bad seal: not an event") from None
+    if not verified:
+        raise UnwrapError("bad seal: id or signature does not match")
+    secret, _ = _secrets_of(keys)
+    try:
+        rumor_json = ns.nip44_decrypt(secret, _public_key(sealed.sender), sealed.content)
     except Exception:
         raise UnwrapError("bad seal: cannot decrypt its content") from None
     try:
@@ -210,29 +247,12 @@ def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
         if "id does not match" in reason:
             raise UnwrapError("rumor id does not match its content") from None
         raise UnwrapError(f"bad rumor: {reason}") from None
-    if rumor["pubkey"] != seal["pubkey"]:
+    if rumor["pubkey"] != sealed.sender:
         raise UnwrapError("forged: the rumor's author did not sign the seal")
     return Unwrapped(
-        sender=seal["pubkey"],
+        sender=sealed.sender,
         kind=rumor["kind"],
         content=rumor["content"],
         created_at=rumor["created_at"],
         rumor_id=rumor["id"],
     )
-
-
-def _parse_seal(text: str) -> dict[str, Any]:
-    """The seal's fields, once the SDK has checked its id and signature."""
-    try:
-        verified = ns.Event.from_json(text).verify()
-        seal = json.loads(text)
-    except Exception:
-        raise UnwrapError("bad seal: not an event") from None
-    if not verified:
-        raise UnwrapError("bad seal: id or signature does not match")
-    if seal.get("kind") != kinds.SEAL:
-        raise UnwrapError(f"bad seal: kind {seal.get('kind')!r}")
-    pubkey, content = seal.get("pubkey"), seal.get("content")
-    if not isinstance(pubkey, str) or not isinstance(content, str):
-        raise UnwrapError("bad seal: not an event")
-    return {"pubkey": pubkey.lower(), "content": content}

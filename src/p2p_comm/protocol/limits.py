@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 MAX_TRACKED_PEERS = 10_000
 STRANGER_REQUESTS_PER_MINUTE = 20
+# Wraps sealed by keys we have no call with, opened past their first layer per second (all
+# such keys together). A stranger's only use is a call request; a flood of well-formed
+# wraps from fresh keys cost a full unwrap each (about half a core at 1,000 a second).
+STRANGER_UNWRAPS_PER_SECOND = 50
 
 
 @dataclass
@@ -78,6 +82,11 @@ class InboundGate:
     _requests: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     # Call requests from all strangers together: a request and an `end` right after it
     # free the slot at once, and each rang-in call is a row in the history.
+    _stranger_unwraps: TokenBucket = field(
+        default_factory=lambda: TokenBucket(
+            STRANGER_UNWRAPS_PER_SECOND, 2.0 * STRANGER_UNWRAPS_PER_SECOND
+        )
+    )
     _strangers: TokenBucket = field(
         default_factory=lambda: TokenBucket(STRANGER_REQUESTS_PER_MINUTE / 60.0, 10.0)
     )
@@ -97,6 +106,14 @@ class InboundGate:
             self.shed += 1
             return False
         return True
+
+    def admit_stranger(self, now: float) -> bool:
+        """Whether one more wrap sealed by a key we do not know may be opened fully now. A
+        refused one is not marked: its sender re-sends it as a fresh wrap."""
+        if self._stranger_unwraps.allow(now):
+            return True
+        self._count("stranger_unwraps")
+        return False
 
     def admit_bytes(self, peer: str, size: int, now: float) -> bool:
         """After unwrapping: how much one peer may make us process and store per minute."""
