@@ -34,6 +34,9 @@ EXIT_TIMEOUT = 4  # `wait` timed out with no event
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_PIPE = 141  # the reader of our output went away (`p2p history | head -1`): quiet
 
+# Ctrl-C: the daemon marks events read only once the CLI has printed them, so none are lost.
+_INTERRUPTED = "interrupted (Ctrl-C); events not printed stay unread."
+
 # Words that may make a command line one of those run here (any doubt is settled by argparse;
 # the daemon also sends back what it finds to be local).
 _MAYBE_LOCAL = frozenset({"daemon", "skill", "relay", "mcp", "demo", "-h", "--help"})
@@ -91,7 +94,11 @@ def _write(stream: Any, data: bytes) -> None:
     buffer.flush()
 
 
+_written = [False]  # whether anything went to standard output yet (one document at most)
+
+
 def _out(data: bytes) -> None:
+    _written[0] = True
     _write(sys.stdout, data)
 
 
@@ -264,8 +271,7 @@ def _emit(command: str, result: Any, as_json: bool) -> int:
         text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
         text = textout.render(command, result)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _out((text + "\n").encode())
     return int(exit_code)
 
 
@@ -311,11 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _pipe_closed() -> int:
     """Our reader went away: nothing left to say to it, and no 'Exception ignored' noise at
     exit (Python flushes stdout once more then; point it at /dev/null)."""
+    if sys.stdout is None:  # started with no standard output at all (`p2p inbox >&-`)
+        return EXIT_PIPE
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: a stream with no fileno
         pass
     return EXIT_PIPE
 
@@ -335,6 +343,8 @@ def _main(argv: list[str]) -> int:
         _error(exc.code, exc.message, as_json)
         return exc.exit_code
     except KeyboardInterrupt:
+        if not _written[0]:  # one document per run: said only if nothing was printed yet
+            _error("interrupted", _INTERRUPTED, as_json)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise

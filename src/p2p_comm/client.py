@@ -146,10 +146,17 @@ class Commands(Generic[_R]):
         """End the call; the result holds its transcript."""
         return self._request("end", {"reason": reason, "call": call_id})
 
-    def inbox(self, peek: bool = False, call_id: str | None = None, after: int | None = None) -> _R:
+    def inbox(
+        self,
+        peek: bool = False,
+        call_id: str | None = None,
+        after: int | None = None,
+        max: int | None = None,
+    ) -> _R:
         """Unread events, consumed once returned (``peek=True`` leaves them unread).
-        ``after``: only events whose ``event_id`` is greater."""
-        params = {"peek": bool(peek), "call": call_id, "after": after}
+        ``after``: only events whose ``event_id`` is greater; ``max``: at most that many
+        (the rest stay unread)."""
+        params = {"peek": bool(peek), "call": call_id, "after": after, "max": max}
         return self._request("inbox", params, ack=not peek)
 
     def wait(
@@ -158,11 +165,13 @@ class Commands(Generic[_R]):
         peek: bool = False,
         call_id: str | None = None,
         after: int | None = None,
+        max: int | None = None,
     ) -> _R:
         """Block until an unread event arrives or ``timeout`` seconds pass (then
-        ``timed_out`` is true); consumed as by `inbox`."""
+        ``timed_out`` is true); consumed as by `inbox` (``max``: at most that many)."""
         seconds = _wait_timeout(timeout)
         params = {"peek": bool(peek), "call": call_id, "after": after, "timeout": seconds}
+        params["max"] = max
         return self._request("wait", params, seconds + _WAIT_MARGIN, ack=not peek)
 
     def transcript(self, call_id: str | None = None) -> _R:

@@ -8,6 +8,7 @@ failed there.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from tests.conftest import AgentFactory
 from tests.faults import RawPeer, Tmpfs
 from tests.integration.calls_helpers import connect, events_of, start_agents
 from tests.integration.test_delivery import FAST, start_pair, texts_of
+from tests.integration.test_mcp import mcp_session, tool
 
 
 def _unread_messages(agent: Agent, count: int) -> None:
@@ -111,9 +113,9 @@ def test_max_leaves_the_rest_unread_on_every_surface(
     """`p2p inbox | head -1` marks all it printed read; `--max N` prints (and marks) only N."""
     alice, bob = start_pair(relay.url, make_agent)
     connect(alice, bob)
-    for n in range(5):
+    for n in range(7):
         alice.json("send", f"line {n}")
-    _unread_messages(bob, 5)
+    _unread_messages(bob, 7)
     first = bob.json("inbox", "--max", "1")["events"]
     assert texts_of(first) == ["line 0"]
     second = bob.json("wait", "--max", "1", "--timeout", "5")["events"]
@@ -122,6 +124,14 @@ def test_max_leaves_the_rest_unread_on_every_surface(
     client = Client(bob.home, start=False)
     assert texts_of(client.inbox(max=1)["events"]) == ["line 3"]
     assert texts_of(client.wait(timeout=5, max=1)["events"]) == ["line 4"]
+
+    async def through_mcp() -> list[str]:
+        async with mcp_session(bob) as session:
+            got = await tool(session, "inbox", max=1)
+            got2 = await tool(session, "wait", max=1, timeout=5)
+            return texts_of(got["events"] + got2["events"])
+
+    assert asyncio.run(through_mcp()) == ["line 5", "line 6"]
     assert bob.json("inbox")["events"] == []
     refused = bob.json("inbox", "--max", "0", check=False)
     assert refused["_exit"] == 2 and "--max" in refused["error"]["message"]

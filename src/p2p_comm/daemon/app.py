@@ -80,7 +80,7 @@ class Daemon:
         self.directory = Directory(self.presence)
         self.inbox = AgentInbox(store)
         self.inbox.waker = Waker(
-            config.wake, config.hook_timeout, lambda: self.inbox.waiters, store.is_unread
+            config.wake, config.hook_timeout, lambda: self.inbox.waiters, self.inbox.is_unread
         )
         gate = InboundGate(
             InboundLimits(
@@ -236,6 +236,8 @@ class Daemon:
             log.warning("offline announcement failed: %s", exc)
         await self.server.stop()
         await self.pool.stop()
+        if not self.inbox.save_marks():
+            log.warning("read marks of %d events could not be saved", len(self.inbox.read_unsaved))
         self.store.close()
         log.info("daemon stopped")
 
@@ -268,7 +270,7 @@ class Daemon:
             "ringing_out": [
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
             ],
-            "unread": self.store.unread_counts(),
+            "unread": self.inbox.unread_counts(),
             "waiting_clients": self.inbox.waiters,
             "stats": {
                 "retransmits": self.outbound.retransmits,
