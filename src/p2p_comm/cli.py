@@ -14,7 +14,7 @@ import os
 import sys
 
 from .client import P2PError, pipe
-from .locations import home_str, socket_path
+from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -172,6 +172,7 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
         if args.action == "stop":
             return {"daemon": "stopped", "was_running": launcher.stop(home.paths)}
         if args.action == "restart":
+            _check_config(home.paths)  # before anything is stopped: a bad one stops nothing
             launcher.stop(home.paths)
             launcher.start(home.paths)
             return {"daemon": "running", "started": True, **rpc.request(home.socket, "ping")}
@@ -187,6 +188,24 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
             " or point P2P_HOME elsewhere."
         )
         raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
+
+
+def _check_config(paths: HomePaths) -> None:
+    """The config a daemon started from here would read (the file and this environment):
+    refused, with the running daemon left running, if it cannot start one."""
+    from . import launcher
+    from .config import ConfigError, load_config
+
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        message = str(exc)
+        if launcher.lock_held(paths):
+            message = (
+                f"{message.rstrip('.')}; the running daemon was left running: fix that and"
+                " run 'p2p daemon restart' again."
+            )
+        raise CliError(message, "config", EXIT_DAEMON) from None
 
 
 def _tail(paths: HomePaths, count: int) -> list[str]:
@@ -342,6 +361,9 @@ def _main(argv: list[str]) -> int:
     except CliError as exc:
         _error(exc.code, exc.message, as_json)
         return exc.exit_code
+    except HomeError as exc:
+        _error("config", str(exc), as_json)
+        return EXIT_DAEMON
     except KeyboardInterrupt:
         if not _written[0]:  # one document per run: said only if nothing was printed yet
             _error("interrupted", _INTERRUPTED, as_json)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from . import rpc
-from .locations import home_str, socket_path
+from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -62,6 +62,14 @@ class P2PError(Exception):
     def unreachable(self) -> bool:
         """True when the daemon could not be reached or started (not a refusal of the command)."""
         return self.code in UNREACHABLE
+
+
+def _home() -> str:
+    """``P2P_HOME`` or ``~/.openclaw``; an empty ``P2P_HOME`` as a `P2PError`."""
+    try:
+        return home_str()
+    except HomeError as exc:
+        raise P2PError("config", str(exc)) from None
 
 
 def _wait_timeout(timeout: float) -> float:
@@ -210,7 +218,7 @@ class Client(Commands["Result"]):
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
-        self.home = os.path.abspath(os.fspath(home)) if home is not None else home_str()
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else _home()
         self.socket = socket_path(self.home)
         self.start = start
 
