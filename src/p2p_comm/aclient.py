@@ -14,8 +14,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from . import rpc
-from .client import _DEFAULT_TIMEOUT, Commands, P2PError, event_ids, launch
-from .locations import home_str, socket_path
+from .client import _DEFAULT_TIMEOUT, Commands, P2PError, _home, event_ids, launch
+from .locations import socket_path
 
 
 class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
@@ -25,7 +25,7 @@ class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
-        self.home = os.path.abspath(os.fspath(home)) if home is not None else home_str()
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else _home()
         self.socket = socket_path(self.home)
         self.start = start
         self._launching: asyncio.Lock | None = None

@@ -14,7 +14,7 @@ import os
 import sys
 
 from .client import P2PError, pipe
-from .locations import home_str, socket_path
+from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -33,6 +33,9 @@ EXIT_DAEMON = 3  # the daemon cannot be started or reached (`daemon status`: not
 EXIT_TIMEOUT = 4  # `wait` timed out with no event
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_PIPE = 141  # the reader of our output went away (`p2p history | head -1`): quiet
+
+# Ctrl-C: the daemon marks events read only once the CLI has printed them, so none are lost.
+_INTERRUPTED = "interrupted (Ctrl-C); events not printed stay unread."
 
 # Words that may make a command line one of those run here (any doubt is settled by argparse;
 # the daemon also sends back what it finds to be local).
@@ -91,7 +94,11 @@ def _write(stream: Any, data: bytes) -> None:
     buffer.flush()
 
 
+_written = [False]  # whether anything went to standard output yet (one document at most)
+
+
 def _out(data: bytes) -> None:
+    _written[0] = True
     _write(sys.stdout, data)
 
 
@@ -165,6 +172,7 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
         if args.action == "stop":
             return {"daemon": "stopped", "was_running": launcher.stop(home.paths)}
         if args.action == "restart":
+            _check_config(home.paths)  # before anything is stopped: a bad one stops nothing
             launcher.stop(home.paths)
             launcher.start(home.paths)
             return {"daemon": "running", "started": True, **rpc.request(home.socket, "ping")}
@@ -180,6 +188,24 @@ def cmd_daemon(args: argparse.Namespace, home: Home) -> Any:
             " or point P2P_HOME elsewhere."
         )
         raise CliError(message, "daemon_unavailable", EXIT_DAEMON) from None
+
+
+def _check_config(paths: HomePaths) -> None:
+    """The config a daemon started from here would read (the file and this environment):
+    refused, with the running daemon left running, if it cannot start one."""
+    from . import launcher
+    from .config import ConfigError, load_config
+
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        message = str(exc)
+        if launcher.lock_held(paths):
+            message = (
+                f"{message.rstrip('.')}; the running daemon was left running: fix that and"
+                " run 'p2p daemon restart' again."
+            )
+        raise CliError(message, "config", EXIT_DAEMON) from None
 
 
 def _tail(paths: HomePaths, count: int) -> list[str]:
@@ -264,8 +290,7 @@ def _emit(command: str, result: Any, as_json: bool) -> int:
         text = json.dumps(payload, ensure_ascii=False, indent=None)
     else:
         text = textout.render(command, result)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _out((text + "\n").encode())
     return int(exit_code)
 
 
@@ -311,11 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _pipe_closed() -> int:
     """Our reader went away: nothing left to say to it, and no 'Exception ignored' noise at
     exit (Python flushes stdout once more then; point it at /dev/null)."""
+    if sys.stdout is None:  # started with no standard output at all (`p2p inbox >&-`)
+        return EXIT_PIPE
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: a stream with no fileno
         pass
     return EXIT_PIPE
 
@@ -334,7 +361,12 @@ def _main(argv: list[str]) -> int:
     except CliError as exc:
         _error(exc.code, exc.message, as_json)
         return exc.exit_code
+    except HomeError as exc:
+        _error("config", str(exc), as_json)
+        return EXIT_DAEMON
     except KeyboardInterrupt:
+        if not _written[0]:  # one document per run: said only if nothing was printed yet
+            _error("interrupted", _INTERRUPTED, as_json)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from . import rpc
-from .locations import home_str, socket_path
+from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
 
@@ -62,6 +62,14 @@ class P2PError(Exception):
     def unreachable(self) -> bool:
         """True when the daemon could not be reached or started (not a refusal of the command)."""
         return self.code in UNREACHABLE
+
+
+def _home() -> str:
+    """``P2P_HOME`` or ``~/.openclaw``; an empty ``P2P_HOME`` as a `P2PError`."""
+    try:
+        return home_str()
+    except HomeError as exc:
+        raise P2PError("config", str(exc)) from None
 
 
 def _wait_timeout(timeout: float) -> float:
@@ -146,10 +154,17 @@ class Commands(Generic[_R]):
         """End the call; the result holds its transcript."""
         return self._request("end", {"reason": reason, "call": call_id})
 
-    def inbox(self, peek: bool = False, call_id: str | None = None, after: int | None = None) -> _R:
+    def inbox(
+        self,
+        peek: bool = False,
+        call_id: str | None = None,
+        after: int | None = None,
+        max: int | None = None,
+    ) -> _R:
         """Unread events, consumed once returned (``peek=True`` leaves them unread).
-        ``after``: only events whose ``event_id`` is greater."""
-        params = {"peek": bool(peek), "call": call_id, "after": after}
+        ``after``: only events whose ``event_id`` is greater; ``max``: at most that many
+        (the rest stay unread)."""
+        params = {"peek": bool(peek), "call": call_id, "after": after, "max": max}
         return self._request("inbox", params, ack=not peek)
 
     def wait(
@@ -158,11 +173,13 @@ class Commands(Generic[_R]):
         peek: bool = False,
         call_id: str | None = None,
         after: int | None = None,
+        max: int | None = None,
     ) -> _R:
         """Block until an unread event arrives or ``timeout`` seconds pass (then
-        ``timed_out`` is true); consumed as by `inbox`."""
+        ``timed_out`` is true); consumed as by `inbox` (``max``: at most that many)."""
         seconds = _wait_timeout(timeout)
         params = {"peek": bool(peek), "call": call_id, "after": after, "timeout": seconds}
+        params["max"] = max
         return self._request("wait", params, seconds + _WAIT_MARGIN, ack=not peek)
 
     def transcript(self, call_id: str | None = None) -> _R:
@@ -201,7 +218,7 @@ class Client(Commands["Result"]):
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
-        self.home = os.path.abspath(os.fspath(home)) if home is not None else home_str()
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else _home()
         self.socket = socket_path(self.home)
         self.start = start
 

@@ -126,6 +126,24 @@ ENV_VARS = {
     "P2P_LOOP_MAX_TURNS": "loop_max_turns",
     "P2P_LOOP_REPEATS": "loop_repeats",
 }
+# The other variables that configure the daemon: its hooks.
+HOOK_ENV_VARS = (
+    "P2P_OWNER_WEBHOOK",
+    "P2P_OWNER_WEBHOOK_TOKEN",
+    "P2P_WAKE_PRESET",
+    "P2P_WAKE_WEBHOOK",
+    "P2P_WAKE_WEBHOOK_TOKEN",
+)
+# What people call the config file by mistake: it is not read, and we say so.
+MISNAMED_CONFIG = "config.toml"
+
+
+def config_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` that configure the daemon (set and not blank)."""
+    names = (*ENV_VARS, *HOOK_ENV_VARS)
+    return {name: environ[name].strip() for name in names if environ.get(name, "").strip()}
+
+
 # Integer keys where 0 means "off".
 _ZERO_MEANS_OFF = {"loop_turns_per_minute", "loop_max_turns", "loop_repeats"}
 CALL_POLICIES = ("anyone", "contacts", "nobody")
@@ -184,8 +202,17 @@ def _check_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str) ->
             raise ConfigError(f"{where}: unknown key '{key}'.{_did_you_mean(key, known)}")
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
+def _coerce(key: str, value: Any, source: str, from_file: bool = False) -> Any:
     kind = _FIELD_TYPES[key]
+    if (
+        from_file
+        and kind == "tuple[str, ...]"
+        and not (isinstance(value, list) and all(isinstance(item, str) for item in value))
+    ):
+        raise ConfigError(
+            f"{source}: '{key}' must be a list of strings, e.g. {key} = [\"...\"]"
+            f" (it is {value!r})."
+        )
     try:
         if kind == "tuple[str, ...]":
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -282,7 +309,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         _check_keys(raw, _TOP_KEYS, str(path))
         for key, value in raw.items():
             if key not in _TABLES:
-                values[key] = _coerce(key, value, str(path))
+                values[key] = _coerce(key, value, str(path), from_file=True)
                 sources[key] = str(path)
         owner_table = _table(raw.get("owner_channels", {}), "owner_channels")
         wake_table = _table(raw.get("wake", {}), "wake")

@@ -8,10 +8,23 @@ import os
 _MAX_SOCKET_PATH = 100
 
 
+EMPTY_HOME = (
+    "P2P_HOME is set but empty; unset it to use ~/.openclaw, or set it to the agent's home"
+    " directory."
+)
+
+
+class HomeError(ValueError):
+    """``P2P_HOME`` names no home (it is set but empty); the message says what to do."""
+
+
 def home_str() -> str:
-    """The agent's home as an absolute path: ``P2P_HOME`` or ``~/.openclaw``."""
+    """The agent's home as an absolute path: ``P2P_HOME`` or ``~/.openclaw``. An empty
+    ``P2P_HOME`` is a mistake (a variable meant to hold a path), never the default home."""
     env = os.environ.get("P2P_HOME")
-    if env:
+    if env is not None:
+        if not env.strip():
+            raise HomeError(EMPTY_HOME)
         return os.path.abspath(os.path.expanduser(env))
     return os.path.join(os.path.expanduser("~"), ".openclaw")
 

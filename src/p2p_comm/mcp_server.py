@@ -59,6 +59,11 @@ p2p://inbox to be told when events arrive instead of polling."""
 # Tools ------------------------------------------------------------------------------------
 
 _CALL_ID = {"type": "string", "description": "call id or unambiguous prefix (implied with one)"}
+_MAX = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "at most this many events, oldest first (the rest stay unread)",
+}
 
 
 def _schema(required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
@@ -129,7 +134,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "inbox": (
         "Unread events (messages, files, call requests, answers, escalations, call ends);"
         " they are marked read unless peek is true.",
-        _schema(peek={"type": "boolean"}, call_id=_CALL_ID),
+        _schema(peek={"type": "boolean"}, call_id=_CALL_ID, max=_MAX),
         False,
     ),
     "wait": (
@@ -139,6 +144,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
             timeout={"type": "number", "minimum": 0, "description": "seconds (default 30)"},
             peek={"type": "boolean"},
             call_id=_CALL_ID,
+            max=_MAX,
         ),
         False,
     ),
@@ -195,10 +201,12 @@ def _tool_call(client: AsyncClient, name: str, args: dict[str, Any]) -> Awaitabl
     if name == "end":
         return client.end(_arg(args, "reason", str, "") or "", call_id)
     if name == "inbox":
-        return client.inbox(bool(_arg(args, "peek", bool, False)), call_id)
+        peek = bool(_arg(args, "peek", bool, False))
+        return client.inbox(peek, call_id, max=_arg(args, "max", int))
     if name == "wait":
         timeout = _arg(args, "timeout", float, 30.0)
-        return client.wait(timeout, bool(_arg(args, "peek", bool, False)), call_id)
+        peek = bool(_arg(args, "peek", bool, False))
+        return client.wait(timeout, peek, call_id, max=_arg(args, "max", int))
     if name == "transcript":
         return client.transcript(call_id)
     raise P2PError("unknown_tool", f"there is no tool named '{name}'.")

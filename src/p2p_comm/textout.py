@@ -223,9 +223,30 @@ def render_event(event: dict[str, Any]) -> list[str]:
             "call_missed": "missed with",
             "call_ended": "ended by",
         }[kind]
+        if kind == "call_ended" and event.get("all"):
+            verb = "ended for everyone by"  # the starter ended the group call for all
+        what = "group call" if event.get("group") else "call"
         reason = event.get("reason", "")
-        lines = [f"[{kind}] call {call} {verb} {who}" + ("; reason:" if reason else "")]
+        lines = [f"[{kind}] {what} {call} {verb} {who}" + ("; reason:" if reason else "")]
         return lines + (fence(reason, name, npub) if reason else [])
+    if kind == "refused":
+        # What was refused is ours (the kind, the name we gave the file); why is the peer's.
+        refused = {"file": "your file", "escalation": "your escalation"}.get(
+            str(event.get("what")), "your message"
+        )
+        if event.get("file_name"):
+            refused += f" {q(event['file_name'], 255)}"
+        reason = event.get("reason", "")
+        lines = [
+            f"[refused] call {call}: {who} refused {refused}" + ("; reason:" if reason else "")
+        ]
+        return lines + (fence(reason, name, npub) if reason else [])
+    if kind == "delivery_failed":
+        # The reasons are the relays' words: quoted, as relays are not ours either.
+        return [
+            f"[delivery_failed] call {call}: a message to {who} could not be delivered;"
+            f" reason: {q(str(event.get('reason', '')), 500)}"
+        ]
     if kind == "owner_reply":
         about = f" to escalation {esc_id(event.get('escalation_id'))}"
         where = f" (call {call})" if call else ""

@@ -123,3 +123,21 @@ def test_loopback_relays_allow_fast_timers_public_ones_do_not(tmp_path: Path) ->
     mixed = "ws://localhost:7,wss://relay.example"
     with pytest.raises(ConfigError, match="announce_interval"):
         load_config(tmp_path / "x.toml", environ={**fast, "P2P_RELAYS": mixed})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('relays = "ws://127.0.0.1:9"\n', "relays"),
+        ('inbox_relays = "ws://127.0.0.1:9"\n', "inbox_relays"),
+        ('capabilities = "search"\n', "capabilities"),
+        ("relays = [1]\n", "relays"),
+    ],
+)
+def test_a_list_key_given_a_string_in_the_file_is_an_error(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    """README: a value of the wrong type is an error (issue 21, finding 5)."""
+    with pytest.raises(ConfigError, match=rf"'{key}' must be a list") as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert str(tmp_path / "p2p-config.toml") in str(caught.value)

@@ -68,3 +68,19 @@ def test_a_file_failing_its_hash_is_removed_not_placed(tmp_path: Path) -> None:
     done = FileComplete("f" * 32, "a.txt", 8, hashlib.sha256(b"original").hexdigest(), 1)
     assert sink.complete("c" * 32, done) is None
     assert list((tmp_path / "p2p-files" / ("c" * 32)).iterdir()) == []
+
+
+def test_sweep_removes_only_partials_no_transfer_will_finish(tmp_path: Path) -> None:
+    """Issue 21, finding 9: partial files of transfers that never finish are cleaned."""
+    sink = FileSink(HomePaths(tmp_path))
+    live, gone = "a" * 32, "b" * 32
+    for call_id, fid in ((live, "f1"), (live, "f2"), (gone, "f3")):
+        sink.write(call_id, WriteChunk(fid, 0, b"x"))
+    placed = tmp_path / "p2p-files" / live / "done.txt"
+    placed.write_bytes(b"a received file stays")
+    assert sink.sweep({live: {"f1"}}) == 2
+    assert sorted(p.name for p in (tmp_path / "p2p-files").rglob("*") if p.is_file()) == [
+        ".partial-f1",
+        "done.txt",
+    ]
+    assert sink.sweep({live: {"f1"}}) == 0

@@ -144,3 +144,29 @@ def test_turn_budget_and_lift() -> None:
 def test_disabled_budget_never_trips() -> None:
     guard = LoopGuard(LoopBudget(0, 0, 0))
     assert all(guard.observe("ab"[i % 2], "same", 0.0) is None for i in range(100))
+
+
+def test_two_bursts_of_similar_lines_are_not_a_ping_pong() -> None:
+    """Issue 21, finding 8: one side sends numbered lines, then the other does: two turns."""
+    guard = LoopGuard(LoopBudget(per_minute=100, max_turns=1000, repeats=3))
+    for who in ("a", "b"):
+        for n in range(10):
+            assert guard.observe(who, f"step {n} of the plan", float(n)) is None
+    assert guard.turns == 2 and not guard.tripped
+
+
+def test_a_ping_pong_needs_repeats_across_alternating_turns() -> None:
+    guard = LoopGuard(LoopBudget(per_minute=100, max_turns=1000, repeats=3))
+    reasons = []
+    for n in range(6):
+        for who in ("a", "b"):
+            # Each turn a short burst of the same thing again: still a ping-pong.
+            reasons += [guard.observe(who, f"ok {n}.{k}", float(n)) for k in range(2)]
+    tripped = [r for r in reasons if r]
+    assert tripped and "ping-pong" in tripped[0]
+    # A turn that says something new breaks the streak.
+    fresh = LoopGuard(LoopBudget(per_minute=100, max_turns=1000, repeats=3))
+    topics = ["prices", "weather", "a recipe", "the schedule", "budgets", "travel", "music"]
+    for n, topic in enumerate(topics):
+        fresh.observe("a", f"ok {n}", float(n))
+        assert fresh.observe("b", f"now tell me about {topic}", float(n)) is None

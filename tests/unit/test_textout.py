@@ -78,3 +78,33 @@ def test_mcp_log_lines_quote_the_peers_label() -> None:
     assert event_line({"type": "loop_suspected", "call_id": "cd" * 16, "peer": None}) == (
         "loop_suspected in call cdcdcdcd"
     )
+
+
+def test_refused_says_what_was_refused_and_why() -> None:
+    """Issue 21, finding 6: the text form carries what JSON has."""
+    refused = {
+        **event(""),
+        "type": "refused",
+        "what": "file",
+        "file_name": "big.bin",
+        "reason": "the file is 3000 bytes, over the receiver's limit of 1000",
+        "ref_seq": 4,
+    }
+    lines = render_event(refused)
+    assert "file" in lines[0] and '"big.bin"' in lines[0] and "refused" in lines[0]
+    assert any("over the receiver's limit of 1000" in line for line in lines)
+    message = {**refused, "what": "message", "file_name": "", "reason": "not answered"}
+    lines = render_event(message)
+    assert "your message" in lines[0] and any("not answered" in line for line in lines)
+
+
+def test_delivery_failed_says_why() -> None:
+    failed = {**event(""), "type": "delivery_failed", "ref_seq": 3, "reason": "too large"}
+    lines = render_event(failed)
+    assert lines[0].startswith("[delivery_failed]") and "too large" in "\n".join(lines)
+
+
+def test_call_ended_for_everyone() -> None:
+    ended = {**event(""), "type": "call_ended", "reason": "done", "all": True, "group": True}
+    assert "for everyone" in render_event(ended)[0]
+    assert "for everyone" not in render_event({**ended, "all": False})[0]

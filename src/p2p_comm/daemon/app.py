@@ -14,7 +14,7 @@ from typing import Any
 import nostr_sdk as ns
 
 from .. import __version__, clock, sdk_speedups
-from ..config import Config, ConfigError, load_config
+from ..config import MISNAMED_CONFIG, Config, ConfigError, config_environment, load_config
 from ..identity import Identity, IdentityError
 from ..paths import HomePaths, ensure_private_dir
 from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
@@ -47,7 +47,7 @@ from .process import (
     setup_logging,
     tighten,
 )
-from .server import SocketServer
+from .server import SocketServer, client_environment, client_pid
 
 log = logging.getLogger("p2p.daemon")
 
@@ -63,6 +63,10 @@ WARN_WITHOUT_RELAY = frozenset(
 )
 
 
+# Requests that are not commands of an agent: no warnings ride on them.
+QUIET = frozenset({"ping", "ack", "shutdown"})
+
+
 class Daemon:
     """Wires the parts together and answers the CLI."""
 
@@ -73,6 +77,7 @@ class Daemon:
         self.started_at = time.time()
         self.store = store
         self.config_seen = config_fingerprint(paths.config)
+        self.environment_seen = config_environment(os.environ)
         self.pool = RelayPool(
             config.relays, self._on_event, identity.keys, config.effective_inbox_relays
         )
@@ -80,7 +85,7 @@ class Daemon:
         self.directory = Directory(self.presence)
         self.inbox = AgentInbox(store)
         self.inbox.waker = Waker(
-            config.wake, config.hook_timeout, lambda: self.inbox.waiters, store.is_unread
+            config.wake, config.hook_timeout, lambda: self.inbox.waiters, self.inbox.is_unread
         )
         gate = InboundGate(
             InboundLimits(
@@ -134,11 +139,42 @@ class Daemon:
         if handler is None:
             raise CommandError("unknown_method", f"the daemon does not know '{method}'.")
         result = await handler(params)
-        if method in WARN_WITHOUT_RELAY and isinstance(result, dict):
-            warnings = await self.warnings(method)
+        if method not in QUIET and isinstance(result, dict):
+            warnings = await self.warnings(method) if method in WARN_WITHOUT_RELAY else []
+            warnings += self.config_warnings()
             if warnings:
                 result["warnings"] = [*result.get("warnings", []), *warnings]
         return result
+
+    def config_warnings(self) -> list[str]:
+        """A config this daemon does not run with: a changed or misnamed file, or a command
+        whose environment sets P2P_* variables otherwise (said by every command)."""
+        found = []
+        if config_fingerprint(self.paths.config) != self.config_seen:
+            found.append(
+                f"the config file {self.paths.config} changed since the daemon started;"
+                " run 'p2p daemon restart' to apply it."
+            )
+        misnamed = self.paths.home / MISNAMED_CONFIG
+        if misnamed.exists():
+            found.append(
+                f"{misnamed} is not read: the config file is {self.paths.config.name};"
+                " rename it (then run 'p2p daemon restart'), or move it away if it is not"
+                " for p2p-comm."
+            )
+        pid = client_pid.get()
+        environ = client_environment(pid) if pid else None
+        if environ is not None:
+            theirs, ours = config_environment(environ), self.environment_seen
+            # Only what the command sets: a client that sets nothing configures nothing.
+            changed = sorted(name for name, value in theirs.items() if ours.get(name) != value)
+            if changed:
+                found.append(
+                    f"this command's environment sets {', '.join(changed)} otherwise than the"
+                    " running daemon has it; run 'p2p daemon restart' from this environment"
+                    " to apply it."
+                )
+        return found
 
     async def warnings(self, method: str) -> list[str]:
         """What is wrong right now, one sentence each: said, never left to be guessed."""
@@ -160,11 +196,6 @@ class Daemon:
                         f" {minutes} min: the peer may be offline or unreachable"
                         " (they are re-sent until it acknowledges them)."
                     )
-        if method == "status" and config_fingerprint(self.paths.config) != self.config_seen:
-            found.append(
-                f"the config file {self.paths.config} changed since the daemon started;"
-                " run 'p2p daemon restart' to apply it."
-            )
         return found
 
     async def _on_event(self, event: InboundEvent) -> None:
@@ -236,6 +267,8 @@ class Daemon:
             log.warning("offline announcement failed: %s", exc)
         await self.server.stop()
         await self.pool.stop()
+        if not self.inbox.save_marks():
+            log.warning("read marks of %d events could not be saved", len(self.inbox.read_unsaved))
         self.store.close()
         log.info("daemon stopped")
 
@@ -268,7 +301,7 @@ class Daemon:
             "ringing_out": [
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
             ],
-            "unread": self.store.unread_counts(),
+            "unread": self.inbox.unread_counts(),
             "waiting_clients": self.inbox.waiters,
             "stats": {
                 "retransmits": self.outbound.retransmits,

@@ -139,8 +139,17 @@ def _end(args: Any, p: Plan, cwd: str) -> None:
     p.params = _with_call(args, reason=args.reason or "", **({"all": True} if args.all else {}))
 
 
+def _max(args: Any) -> dict[str, int]:
+    """``--max N``: at most N events are returned (and marked read); the rest stay unread."""
+    if args.max is None:
+        return {}
+    if args.max < 1:
+        raise UsageError("--max must be at least 1.")
+    return {"max": args.max}
+
+
 def _inbox(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"call": args.call, "peek": args.peek}
+    p.params = {"call": args.call, "peek": args.peek, **_max(args)}
     p.consume = not args.peek
 
 
@@ -149,7 +158,7 @@ def _wait(args: Any, p: Plan, cwd: str) -> None:
     # NaN fails every comparison, so test the good range rather than the bad one.
     if not (0 <= timeout <= MAX_WAIT):
         raise UsageError(f"--timeout must be a number of seconds from 0 to {MAX_WAIT:.0f}.")
-    p.params = {"timeout": timeout, "call": args.call, "peek": args.peek}
+    p.params = {"timeout": timeout, "call": args.call, "peek": args.peek, **_max(args)}
     p.consume = not args.peek
     p.timeout = timeout + _WAIT_MARGIN
 

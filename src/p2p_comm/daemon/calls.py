@@ -22,6 +22,7 @@ from ..protocol.call import (
     ENDED,
     INCOMING,
     OUTGOING,
+    RETRY_AFTER_END,
     RINGING,
     Call,
     CallError,
@@ -145,6 +146,21 @@ class CallService(LocalActions):
             log.warning("could not drop held rows of ended calls: %s", exc)
         for call in self.calls.values():
             self._track(call)
+        self.sweep_partials(now)
+
+    def sweep_partials(self, now: float) -> None:
+        """Remove partial files no transfer will finish: of calls this home no longer
+        knows, of transfers a call gave up, and of calls ended longer ago than a peer goes
+        on re-sending (two days)."""
+        in_progress = {
+            call.id: set(call.files)
+            for call in self.calls.values()
+            if call.state != ENDED or now - (call.ended_at or now) <= RETRY_AFTER_END + SEEN_MARGIN
+        }
+        try:
+            self.files.sweep(in_progress)
+        except OSError as exc:
+            log.warning("could not remove stale partial files: %s", exc)
 
     def reload(self) -> None:
         """After a failed transaction: forget memory, trust the database."""
@@ -208,6 +224,7 @@ class CallService(LocalActions):
             if now - self._pruned_at > SEEN_MARGIN:
                 self.store.prune_seen(now - WRAP_LOOKBACK - SEEN_MARGIN)
                 self._pruned_at = now
+                self.store.after_commit(lambda: self.sweep_partials(now))
             for call_id in list(self._timed):
                 call = self.calls[call_id]
                 deadline = call.next_deadline()

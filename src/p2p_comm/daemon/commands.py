@@ -49,6 +49,15 @@ def _after(params: dict[str, Any]) -> int:
     return value
 
 
+def _max(params: dict[str, Any]) -> int | None:
+    value = params.get("max")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CommandError("bad_request", "'max' must be a whole number of events, at least 1.")
+    return value
+
+
 def decode_base64(data: str) -> bytes:
     try:
         return base64.b64decode("".join(data.split()), validate=True)
@@ -181,7 +190,7 @@ class CallCommands:
 
     async def inbox_events(self, params: dict[str, Any]) -> Any:
         """Unread events; nothing is consumed until the client sends `ack`."""
-        return {"events": self.inbox.unread(_call_arg(params), _after(params))}
+        return {"events": self.inbox.unread(_call_arg(params), _after(params), _max(params))}
 
     async def wait(self, params: dict[str, Any]) -> Any:
         timeout = params.get("timeout", 30)
@@ -193,7 +202,7 @@ class CallCommands:
         ):
             raise CommandError("bad_request", "timeout must be a finite number of seconds.")
         events = await self.inbox.wait(
-            min(float(timeout), MAX_WAIT), _call_arg(params), _after(params)
+            min(float(timeout), MAX_WAIT), _call_arg(params), _after(params), _max(params)
         )
         return {"events": events, "timed_out": not events}
 

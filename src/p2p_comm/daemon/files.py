@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -15,6 +16,8 @@ from ..sanitize import clean_label
 
 log = logging.getLogger("p2p.files")
 
+PARTIAL = ".partial-"  # a file being received: PARTIAL + its file id, in its call's folder
+
 
 class FileSink:
     """Writes chunks to a hidden partial file per transfer; verifies and links the result."""
@@ -26,7 +29,30 @@ class FileSink:
         ensure_private_dir(self.paths.files)
         folder = self.paths.files / call_id
         ensure_private_dir(folder)
-        return folder / f".partial-{fid}"
+        return folder / f"{PARTIAL}{fid}"
+
+    def sweep(self, in_progress: dict[str, set[str]]) -> int:
+        """Remove the partial files of transfers that can never finish: of calls not in
+        ``in_progress`` (call id -> the file ids still being received), or of file ids not in
+        their call's set. Returns how many went."""
+        removed = 0
+        try:
+            folders = list(os.scandir(self.paths.files))
+        except FileNotFoundError:
+            return 0
+        for folder in folders:
+            if not folder.is_dir(follow_symlinks=False):
+                continue
+            keep = in_progress.get(folder.name, set())
+            for entry in os.scandir(folder.path):
+                fid = entry.name.removeprefix(PARTIAL)
+                if entry.name.startswith(PARTIAL) and fid not in keep:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+        if removed:
+            log.info("removed %d partial files of transfers that cannot finish", removed)
+        return removed
 
     def write(self, call_id: str, chunk: WriteChunk) -> None:
         """Positional and idempotent: a chunk written twice (after a rollback) is harmless."""

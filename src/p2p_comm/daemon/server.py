@@ -70,13 +70,30 @@ async def unless_gone(
     return None
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+# The process id of the client being served, for what it could tell us of itself (its
+# environment: daemon/app.py warns when that would configure another daemon than this one).
+client_pid: contextvars.ContextVar[int | None] = contextvars.ContextVar("client_pid", default=None)
+
+
+def _peer_creds(writer: asyncio.StreamWriter) -> tuple[int | None, int | None]:
+    """The client's (pid, uid), from the kernel."""
     sock = writer.get_extra_info("socket")
     if sock is None:
-        return None
+        return None, None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def client_environment(pid: int) -> dict[str, str] | None:
+    """The environment a local client process started with (/proc), or None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    pairs = (item.partition(b"=") for item in data.split(b"\0") if item)
+    return {os.fsdecode(key): os.fsdecode(value) for key, _, value in pairs}
 
 
 class SocketServer:
@@ -110,12 +127,14 @@ class SocketServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1
         try:
-            if _peer_uid(writer) != os.getuid():
+            pid, uid = _peer_creds(writer)
+            if uid != os.getuid():
                 log.warning("refused a socket connection from another user")
                 writer.write(
                     rpc.encode(rpc.error("forbidden", "only the owner may use this daemon."))
                 )
                 return
+            client_pid.set(pid)
             if self._connections > MAX_CONNECTIONS:
                 writer.write(rpc.encode(rpc.error("busy", "the daemon has too many clients.")))
                 return

@@ -52,12 +52,18 @@ class LoopGuard:
     turns: int = 0
     speaker: str = ""  # author of the last message
     last: dict[str, str] = field(default_factory=dict)  # author -> last normalised text
-    streak: dict[str, int] = field(default_factory=dict)  # author -> repeats in a row
+    streak: dict[str, int] = field(default_factory=dict)  # author -> turns that repeated
     tripped: str = ""  # why sends are refused; "" while they are not
 
     def observe(self, author: str, text: str, now: float) -> str | None:
-        """Count one message by ``author``; the reason if this one trips the guard."""
-        if author != self.speaker:
+        """Count one message by ``author``; the reason if this one trips the guard.
+
+        A ping-pong needs alternation: an author's streak grows only when a new turn of
+        theirs (someone else spoke in between) opens with what they said last time. Similar
+        lines within one burst (numbered steps, a list) are one turn and count once; a line
+        in a turn that differs from the one before it ends the author's streak."""
+        new_turn = author != self.speaker
+        if new_turn:
             self.speaker = author
             self.turns += 1
             self.times.append(now)
@@ -66,7 +72,10 @@ class LoopGuard:
         norm = normalise(text)
         previous = self.last.get(author)
         repeated = previous is not None and similar(previous, norm)
-        self.streak[author] = self.streak.get(author, 0) + 1 if repeated else 0
+        if not repeated:
+            self.streak[author] = 0
+        elif new_turn:
+            self.streak[author] = self.streak.get(author, 0) + 1
         self.last[author] = norm
         if self.tripped:
             return None
@@ -81,8 +90,8 @@ class LoopGuard:
             looping = [a for a, n in self.streak.items() if n >= budget.repeats]
             if len(looping) >= 2:
                 return (
-                    f"the participants exchanged near-identical messages "
-                    f"{budget.repeats + 1} times in a row (a ping-pong)"
+                    f"the participants exchanged near-identical messages in "
+                    f"{budget.repeats + 1} alternating turns each (a ping-pong)"
                 )
         if budget.per_minute and len(self.times) > budget.per_minute:
             return f"more than {budget.per_minute} turns in a minute"
