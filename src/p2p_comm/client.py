@@ -111,14 +111,38 @@ class Commands(Generic[_R]):
         """Ring ``agent`` (npub, hex key, or a name unique among online agents)."""
         return self._request("call", {"agent": agent, "topic": topic})
 
-    def answer(self, accept: bool, reason: str = "", call_id: str | None = None) -> _R:
-        """Accept or reject a ringing incoming call."""
-        decision = "accept" if accept else "reject"
+    def answer(
+        self,
+        decision: str | bool = "accept",
+        reason: str = "",
+        call_id: str | None = None,
+        *,
+        accept: bool | None = None,
+    ) -> _R:
+        """Accept or reject a ringing incoming call: ``decision`` "accept" or "reject" (True
+        and False, or ``accept=``, say the same)."""
+        if accept is not None:
+            decision = accept
+        if isinstance(decision, bool):
+            decision = "accept" if decision else "reject"
         return self._request("answer", {"decision": decision, "reason": reason, "call": call_id})
 
-    def send(self, text: str, call_id: str | None = None) -> _R:
-        """Send a message in the active call (or ``call_id``)."""
-        return self._request("send", {"text": text, "call": call_id}, timeout=_SEND_TIMEOUT)
+    def doctor(self) -> _R:
+        """Probe each relay with a message to ourselves: a verdict per relay."""
+        return self._request("doctor", timeout=_SEND_TIMEOUT)
+
+    def send(self, text: str, call_id: str | None = None, force: bool = False) -> _R:
+        """Send a message in the active call (or ``call_id``); ``force``: although a
+        runaway loop is suspected (what a `loop_suspected` event's advice asks for)."""
+        params: dict[str, Any] = {"text": text, "call": call_id}
+        if force:
+            params["force"] = True
+        return self._request("send", params, timeout=_SEND_TIMEOUT)
+
+    def invite(self, agent: str, anyone_may_invite: bool = False, call_id: str | None = None) -> _R:
+        """Add ``agent`` to the active call, which becomes a group call."""
+        params = {"agent": agent, "anyone_may_invite": anyone_may_invite, "call": call_id}
+        return self._request("invite", params, timeout=_SEND_TIMEOUT)
 
     def send_file(
         self,
@@ -150,9 +174,13 @@ class Commands(Generic[_R]):
         """Tell the peer and the owner that a human is needed."""
         return self._request("escalate", {"text": text, "call": call_id})
 
-    def end(self, reason: str = "", call_id: str | None = None) -> _R:
-        """End the call; the result holds its transcript."""
-        return self._request("end", {"reason": reason, "call": call_id})
+    def end(self, reason: str = "", call_id: str | None = None, all: bool = False) -> _R:
+        """End the call; the result holds its transcript. ``all``: end a group call for
+        everyone (its starter only)."""
+        params: dict[str, Any] = {"reason": reason, "call": call_id}
+        if all:
+            params["all"] = True
+        return self._request("end", params)
 
     def inbox(
         self,
@@ -186,9 +214,21 @@ class Commands(Generic[_R]):
         """A call's transcript (default: the latest call)."""
         return self._request("transcript", {"call": call_id})
 
-    def history(self) -> _R:
-        """Past and current calls, newest first."""
-        return self._request("history")
+    def history(self, limit: int | None = None) -> _R:
+        """Past and current calls, newest first (the ``limit`` newest)."""
+        return self._request("history", {"limit": limit} if limit is not None else {})
+
+    def contacts(self, action: str = "list", agent: str = "", name: str = "") -> _R:
+        """``action`` add, remove or list the contacts (call_policy = contacts)."""
+        return self._request("contacts", {"action": action, "agent": agent, "name": name})
+
+    def block(self, agent: str) -> _R:
+        """Drop everything from ``agent``."""
+        return self._request("block", {"agent": agent})
+
+    def unblock(self, agent: str) -> _R:
+        """Undo a block."""
+        return self._request("unblock", {"agent": agent})
 
 
 def event_ids(result: Any) -> list[int]:

@@ -38,6 +38,11 @@ TOOL_NAMES = {
     "wait",
     "transcript",
     "history",
+    "doctor",
+    "invite",
+    "contacts",
+    "block",
+    "unblock",
 }
 
 
@@ -283,3 +288,92 @@ def test_without_the_sdk_p2p_mcp_is_one_sentence_and_exit_1(tmp_path: Path) -> N
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "p2p-comm[mcp]" in lines[0], proc.stderr
+
+
+def test_tools_enforce_their_schemas_and_every_command_answers_alike(
+    relay: Any, make_agent: Any
+) -> None:
+    """MCP input schemas were not enforced (`history {"limit": 1}` returned every call,
+    `send {"bogus": 1}` was accepted), and MCP and Python lacked invite, end --all,
+    send --force, contacts, block/unblock, doctor and history's limit. For the same
+    request, the CLI's --json, the MCP tool and the Python method now give one document."""
+    from p2p_comm import Client
+
+    from .calls_helpers import connect
+
+    alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
+    for topic in ("first", "second"):
+        call_id = connect(alice, bob)
+        alice.json("end", "--call", call_id[:8], topic)
+    python = Client(alice.home)
+
+    def cli(*words: str) -> dict[str, Any]:
+        document = alice.json(*words)
+        del document["_exit"]
+        return document
+
+    async def scenario() -> None:
+        async with mcp_session(alice) as session:
+            bogus = await session.call_tool("send", {"text": "hi", "bogus": 1})
+            assert bogus.is_error and "'bogus'" in bogus.content[0].text  # type: ignore[union-attr]
+            mistyped = await session.call_tool("history", {"limit": "1"})
+            assert mistyped.is_error
+            listed = {t.name: t for t in (await session.list_tools()).tools}
+            assert listed["history"].output_schema is not None
+            assert listed["send"].input_schema["additionalProperties"] is False
+
+            limited = await tool(session, "history", limit=1)
+            assert len(limited["calls"]) == 1
+            npub = bob.npub()
+            # The same request three ways, one document (read-only or idempotent ones).
+            alice.json("contacts", "add", npub)
+            await tool(session, "block", agent=npub)
+            assert npub in {b["npub"] for b in cli("contacts", "list").get("blocked", [])} or (
+                cli("status")["security"]["blocked"] == 1
+            )
+            await in_thread(python.unblock, npub)
+            assert cli("status")["security"]["blocked"] == 0
+            rows: list[tuple[tuple[str, ...], str, dict[str, Any], Callable[[], Any]]] = [
+                (("history", "--limit", "1"), "history", {"limit": 1}, lambda: python.history(1)),
+                (("whoami",), "whoami", {}, python.whoami),
+                (("contacts", "list"), "contacts", {"action": "list"}, python.contacts),
+                (("transcript",), "transcript", {}, python.transcript),
+            ]
+            for words, name, arguments, from_python in rows:
+                from_cli = cli(*words)
+                assert await tool(session, name, **arguments) == from_cli, name
+                from_py = await in_thread(from_python)
+                assert {"ok": True, "schema": from_cli["schema"], **from_py} == from_cli, name
+            doctor = await tool(session, "doctor")
+            assert doctor["relays"], doctor
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_the_documented_mcp_entry_starts_under_a_hosts_minimal_path(
+    relay: Any, make_agent: Any
+) -> None:
+    """README's `mcpServers` entry, as written there but for this machine's paths, started
+    the way hosts start servers: with PATH=/usr/bin:/bin. `"command": "p2p"` failed so."""
+    import re
+
+    (alice,) = start_agents(relay.url, make_agent, "alice")
+    readme = (Path(p2p_comm.__file__).parents[2] / "README.md").read_text()
+    block = re.search(r'```json\n(\{\n  "mcpServers".*?)\n```', readme, re.S)
+    assert block, "README shows an mcpServers entry"
+    entry = json.loads(block.group(1))["mcpServers"]["p2p"]
+    executable = p2p_command()[0]
+    assert entry["command"] == "/home/me/.p2p-venv/bin/p2p" and executable.endswith("/bin/p2p")
+    env = {**entry["env"], "P2P_HOME": str(alice.home), "PATH": "/usr/bin:/bin"}
+    env.update({k: v for k, v in alice.env.items() if k.startswith("P2P_") and k != "P2P_HOME"})
+    params = StdioServerParameters(command=executable, args=entry["args"], env=env)
+
+    async def scenario() -> None:
+        async with (
+            stdio_client(params) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            assert (await tool(session, "whoami"))["name"] == "alice"
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

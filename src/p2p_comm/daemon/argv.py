@@ -140,12 +140,18 @@ def _end(args: Any, p: Plan, cwd: str) -> None:
 
 
 def _max(args: Any) -> dict[str, int]:
-    """``--max N``: at most N events are returned (and marked read); the rest stay unread."""
-    if args.max is None:
-        return {}
-    if args.max < 1:
-        raise UsageError("--max must be at least 1.")
-    return {"max": args.max}
+    """``--max N``: at most N events are returned (and marked read); the rest stay unread.
+    ``--after ID``: only events after that cursor."""
+    found = {}
+    if args.max is not None:
+        if args.max < 1:
+            raise UsageError("--max must be at least 1.")
+        found["max"] = args.max
+    if args.after is not None:
+        if args.after < 0:
+            raise UsageError("--after must be an event id, 0 or more.")
+        found["after"] = args.after
+    return found
 
 
 def _inbox(args: Any, p: Plan, cwd: str) -> None:
@@ -171,6 +177,7 @@ def _history(args: Any, p: Plan, cwd: str) -> None:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1.")
     p.limit = args.limit
+    p.params = {"limit": args.limit} if args.limit is not None else {}
 
 
 def _contacts(args: Any, p: Plan, cwd: str) -> None:

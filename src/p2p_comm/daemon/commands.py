@@ -65,6 +65,12 @@ def decode_base64(data: str) -> bytes:
         raise CommandError("bad_request", "the file content is not valid base64.") from None
 
 
+def _cursor(events: list[dict[str, Any]], params: dict[str, Any]) -> int:
+    """The highest event id handed over (else the `after` asked with): what a client passes
+    back as `after` to say it has them (the MCP server then marks them read)."""
+    return max((int(e["event_id"]) for e in events), default=_after(params))
+
+
 class CallCommands:
     """Turns RPC requests into actions on the call service."""
 
@@ -190,7 +196,8 @@ class CallCommands:
 
     async def inbox_events(self, params: dict[str, Any]) -> Any:
         """Unread events; nothing is consumed until the client sends `ack`."""
-        return {"events": self.inbox.unread(_call_arg(params), _after(params), _max(params))}
+        events = self.inbox.unread(_call_arg(params), _after(params), _max(params))
+        return {"events": events, "cursor": _cursor(events, params)}
 
     async def wait(self, params: dict[str, Any]) -> Any:
         timeout = params.get("timeout", 30)
@@ -204,7 +211,7 @@ class CallCommands:
         events = await self.inbox.wait(
             min(float(timeout), MAX_WAIT), _call_arg(params), _after(params), _max(params)
         )
-        return {"events": events, "timed_out": not events}
+        return {"events": events, "timed_out": not events, "cursor": _cursor(events, params)}
 
     async def ack(self, params: dict[str, Any]) -> Any:
         ids = params.get("event_ids")
@@ -230,6 +237,11 @@ class CallCommands:
 
     async def history(self, params: dict[str, Any]) -> Any:
         calls = sorted(self.service.calls.values(), key=lambda c: c.created_at, reverse=True)
+        limit = params.get("limit")
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise CommandError("bad_request", "'limit' must be a whole number, 1 or more.")
+            calls = calls[:limit]
         return {"calls": [self._describe(c) for c in calls]}
 
     async def contacts(self, params: dict[str, Any]) -> Any:
