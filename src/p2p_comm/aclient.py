@@ -14,7 +14,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from . import rpc
-from .client import _DEFAULT_TIMEOUT, Commands, P2PError, _home, event_ids, launch
+from .client import Commands, P2PError, _home, event_ids, for_python, launch
+from .codes import REQUEST_TIMEOUT
 from .locations import socket_path
 
 
@@ -37,7 +38,7 @@ class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float | None = _DEFAULT_TIMEOUT,
+        timeout: float | None = REQUEST_TIMEOUT,
         on_progress: rpc.ProgressCallback | None = None,
     ) -> Any:
         """One raw RPC, starting the daemon first if nothing answers."""
@@ -68,7 +69,7 @@ class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float | None = _DEFAULT_TIMEOUT,
+        timeout: float | None = REQUEST_TIMEOUT,
         on_progress: rpc.ProgressCallback | None = None,
         ack: bool = False,
     ) -> Coroutine[Any, Any, dict[str, Any]]:
@@ -83,6 +84,7 @@ class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
         ack: bool,
     ) -> dict[str, Any]:
         result = await self.request(method, params, timeout, on_progress)
+        for_python(result)
         ids = event_ids(result) if ack else []
         if ids:
             # Only after the events are in hand; a cancel before this point acks nothing.

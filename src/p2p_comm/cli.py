@@ -14,6 +14,7 @@ import os
 import sys
 
 from .client import P2PError, pipe
+from .codes import EXIT_DAEMON, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE, EXIT_USAGE
 from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
@@ -25,14 +26,6 @@ if TYPE_CHECKING:
 
     from .paths import HomePaths
 
-# Exit codes (README "Exit codes"): one meaning each, for agents that branch on them.
-EXIT_OK = 0
-EXIT_ERROR = 1  # the command was understood and failed: the message says why
-EXIT_USAGE = 2  # the command line is wrong
-EXIT_DAEMON = 3  # the daemon cannot be started or reached (`daemon status`: not running)
-EXIT_TIMEOUT = 4  # `wait` timed out with no event
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_PIPE = 141  # the reader of our output went away (`p2p history | head -1`): quiet
 
 # Ctrl-C: the daemon marks events read only once the CLI has printed them, so none are lost.
 _INTERRUPTED = "interrupted (Ctrl-C); events not printed stay unread."

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from . import rpc
+from .codes import REQUEST_TIMEOUT, WAIT_MARGIN
 from .locations import HomeError, home_str, socket_path
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs the CLI ~4 ms
@@ -41,10 +42,8 @@ else:
 # What the daemon's own reply codes mean for a caller: these say it could not be reached.
 UNREACHABLE = frozenset({"daemon_unavailable", "daemon_gone", "unsafe_socket", "timeout"})
 
-_DEFAULT_TIMEOUT = 30.0
 _SEND_TIMEOUT = 120.0
 _FILE_TIMEOUT = 600.0
-_WAIT_MARGIN = 30.0  # the socket outlives the daemon-side wait by this much
 
 
 class P2PError(Exception):
@@ -89,7 +88,7 @@ class Commands(Generic[_R]):
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float | None = _DEFAULT_TIMEOUT,
+        timeout: float | None = REQUEST_TIMEOUT,
         on_progress: rpc.ProgressCallback | None = None,
         ack: bool = False,
     ) -> _R:
@@ -208,7 +207,7 @@ class Commands(Generic[_R]):
         seconds = _wait_timeout(timeout)
         params = {"peek": bool(peek), "call": call_id, "after": after, "timeout": seconds}
         params["max"] = max
-        return self._request("wait", params, seconds + _WAIT_MARGIN, ack=not peek)
+        return self._request("wait", params, seconds + WAIT_MARGIN, ack=not peek)
 
     def transcript(self, call_id: str | None = None) -> _R:
         """A call's transcript (default: the latest call)."""
@@ -229,6 +228,15 @@ class Commands(Generic[_R]):
     def unblock(self, agent: str) -> _R:
         """Undo a block."""
         return self._request("unblock", {"agent": agent})
+
+
+def for_python(result: Any) -> None:
+    """Advice in an event said for the transport it goes to (the daemon words it for the
+    command line)."""
+    for event in result.get("events", ()) if isinstance(result, dict) else ():
+        if isinstance(event, dict) and "how_to_lift" in event:
+            call = str(event.get("call_id") or "")[:8]
+            event["how_to_lift"] = f'send(text, call_id="{call}", force=True)'
 
 
 def event_ids(result: Any) -> list[int]:
@@ -269,7 +277,7 @@ class Client(Commands["Result"]):
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float | None = _DEFAULT_TIMEOUT,
+        timeout: float | None = REQUEST_TIMEOUT,
         on_progress: rpc.ProgressCallback | None = None,
     ) -> Any:
         """One raw RPC, starting the daemon first if nothing answers."""
@@ -292,11 +300,12 @@ class Client(Commands["Result"]):
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float | None = _DEFAULT_TIMEOUT,
+        timeout: float | None = REQUEST_TIMEOUT,
         on_progress: rpc.ProgressCallback | None = None,
         ack: bool = False,
     ) -> Result:
         result = self.request(method, params, timeout, on_progress)
+        for_python(result)
         ids = event_ids(result) if ack else []
         if ids:
             # Acked only now that the events are about to be returned: a failure or an
@@ -327,13 +336,13 @@ def pipe(
     path = socket_path(home)
     try:
         try:
-            sock = rpc.connect(path, _DEFAULT_TIMEOUT)
+            sock = rpc.connect(path, REQUEST_TIMEOUT)
         except (rpc.DaemonUnavailable, OSError):
             # E.g. the home is not a directory: starting the daemon says what is wrong.
             if before_start is not None:
                 before_start()
             launch(home)
-            sock = rpc.connect(path, _DEFAULT_TIMEOUT)
+            sock = rpc.connect(path, REQUEST_TIMEOUT)
         return _PipeRun(sock, out, err, read_stdin).run(_hello(argv))
     except rpc.RpcError as exc:
         raise P2PError(exc.code, exc.message) from None

@@ -305,6 +305,10 @@ class P2PMcp:
         await self._settle(after)
         peek = bool(request.get("peek", False))
         result: dict[str, Any] = await self.client.request(method, request, timeout)
+        for event in result.get("events", []):
+            if "how_to_lift" in event:  # said for the transport the event goes to
+                call = str(event.get("call_id") or "")[:8]
+                event["how_to_lift"] = f'call the send tool with force: true and call_id: "{call}"'
         ids = [int(e["event_id"]) for e in result.get("events", [])]
         if ids and not peek:
             self.handed.append((str(request_id), ids))

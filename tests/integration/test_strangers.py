@@ -41,6 +41,17 @@ def _message(call_id: str, seq: int, text: str) -> WireMessage:
     return WireMessage("message", call_id, seq, body={"text": text, "part": 1, "parts": 1})
 
 
+def _answered_raw_call(url: str, make_agent: AgentFactory) -> tuple[Agent, RawPeer, str]:
+    """bob, and a raw peer whose call bob answered: no stranger any more."""
+    (bob,) = start_agents(url, make_agent, "bob", **FAST)
+    peer = RawPeer(url)
+    call_id = os.urandom(16).hex()
+    peer.publish(peer.wrap(bob.json("whoami")["pubkey"], _request(call_id, "peer")))
+    events_of(bob, "call_request")
+    bob.json("answer", "accept", "--call", call_id[:8])
+    return bob, peer, call_id
+
+
 def test_a_strangers_out_of_order_messages_are_never_held(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     """A key nobody knows rings and then sends seq 3..N+2 (seq 2 never comes) on the call
     the agent never answers: every one was held on disk and in memory, and reloaded at
@@ -72,13 +83,8 @@ def test_a_strangers_out_of_order_messages_are_never_held(relay, make_agent: Age
 def test_held_messages_of_an_answered_call_go_when_it_ends(relay, make_agent: AgentFactory) -> None:  # type: ignore[no-untyped-def]
     """Out-of-order messages of an answered call are held for the gap to fill, and only
     until the call ends: the rows outlived the call before."""
-    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+    bob, peer, call_id = _answered_raw_call(relay.url, make_agent)
     bob_hex = bob.json("whoami")["pubkey"]
-    peer = RawPeer(relay.url)
-    call_id = os.urandom(16).hex()
-    peer.publish(peer.wrap(bob_hex, _request(call_id, "peer")))
-    events_of(bob, "call_request")
-    bob.json("answer", "accept", "--call", call_id[:8])
     # seq 2 is lost; 3..7 wait for it.
     peer.publish(*(peer.wrap(bob_hex, _message(call_id, seq, f"m{seq}")) for seq in range(3, 8)))
     wait_until(lambda: _held_rows(bob)[0] == 5, 30, "bob to hold the five for the gap")
@@ -126,13 +132,8 @@ def test_strangers_fragments_cannot_evict_a_call_partners(relay, make_agent: Age
     partner's fragmented message, pushed its partial reassembly out: the message was
     never delivered. Fragments are now taken only from peers in a call, each in its own
     share."""
-    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+    bob, peer, call_id = _answered_raw_call(relay.url, make_agent)
     bob_hex = bob.json("whoami")["pubkey"]
-    peer = RawPeer(relay.url)
-    call_id = os.urandom(16).hex()
-    peer.publish(peer.wrap(bob_hex, _request(call_id, "peer")))
-    events_of(bob, "call_request")
-    bob.json("answer", "accept", "--call", call_id[:8])
     text = "fragmented " * 400
     first, *rest = frag.split(_message(call_id, 2, text), 1024)
     peer.publish(peer.wrap(bob_hex, first))

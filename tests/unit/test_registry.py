@@ -97,3 +97,30 @@ def test_undeclared_and_mistyped_arguments_are_tool_errors() -> None:
     mistyped = _input_error(BY_NAME["history"], {"limit": "1"})
     assert mistyped is not None and "limit" in mistyped
     assert _input_error(BY_NAME["call"], {"agent": "bob"}) is not None, "topic is required"
+
+
+def test_every_command_has_a_row_in_readmes_table() -> None:
+    """README's command table names every command (the daemon refuses to start without a
+    handler for each: daemon/app.py)."""
+    from pathlib import Path
+
+    import p2p_comm
+
+    readme = (Path(p2p_comm.__file__).parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `p2p ")]
+    for command in COMMANDS:
+        named = [
+            row for row in rows if f"`p2p {command.name} " in row or f"`p2p {command.name}`" in row
+        ]
+        assert named, f"README's command table lacks {command.name}"
+
+
+def test_loop_advice_is_said_for_python() -> None:
+    """`loop_suspected` told every agent to run `p2p send --force`; a Python agent could not
+    (Client.send took no force)."""
+    from p2p_comm.client import for_python
+
+    result = {"events": [{"type": "loop_suspected", "call_id": "abcdef123456", "how_to_lift": "x"}]}
+    for_python(result)
+    assert result["events"][0]["how_to_lift"] == 'send(text, call_id="abcdef12", force=True)'
+    assert "force" in inspect.signature(Client.send).parameters

@@ -21,6 +21,7 @@ from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
 from ..protocol.events import AgentEvent
 from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
+from ..registry import COMMANDS
 from ..store import StorageError, Store
 from . import relay_watch
 from .calls import CallService
@@ -133,6 +134,10 @@ class Daemon:
         }
         # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
         self.handlers = GroupCommands(self.groups, owner).wrap(self.handlers)
+        # Every command of the registry (registry.py), which the clients offer, is served.
+        missing = sorted({command.name for command in COMMANDS} - set(self.handlers))
+        if missing:
+            raise RuntimeError(f"the daemon serves no {', '.join(missing)}")
 
     async def dispatch(self, method: str, params: dict[str, Any]) -> Any:
         handler = self.handlers.get(method)

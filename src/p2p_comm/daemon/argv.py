@@ -15,20 +15,10 @@ from typing import Any
 
 from .. import textout
 from ..cli_args import HelpRequested, UsageError, parse
+from ..codes import EXIT_OK, EXIT_TIMEOUT, MAX_WAIT, REQUEST_TIMEOUT, WAIT_MARGIN
 from ..schema import document, error_document
 
 __all__ = ["HelpRequested", "Plan", "UsageError", "plan"]
-
-# Exit codes (README "Exit codes"), as the CLI documents them.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_DAEMON = 3
-EXIT_TIMEOUT = 4
-
-MAX_WAIT = 3600.0
-_DEFAULT_TIMEOUT = 30.0
-_WAIT_MARGIN = 30.0  # the CLI's socket outlives the daemon-side wait by this much
 
 
 @dataclass
@@ -41,7 +31,7 @@ class Plan:
     method: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     stdin_param: str | None = None  # the parameter standard input fills (`send -`, ...)
-    timeout: float = _DEFAULT_TIMEOUT  # how long the CLI waits for the answer
+    timeout: float = REQUEST_TIMEOUT  # how long the CLI waits for the answer
     consume: bool = False  # inbox/wait: events are acknowledged once the CLI has shown them
     limit: int | None = None  # history --limit
     file_name: str = ""  # sendfile: for its progress lines
@@ -166,7 +156,7 @@ def _wait(args: Any, p: Plan, cwd: str) -> None:
         raise UsageError(f"--timeout must be a number of seconds from 0 to {MAX_WAIT:.0f}.")
     p.params = {"timeout": timeout, "call": args.call, "peek": args.peek, **_max(args)}
     p.consume = not args.peek
-    p.timeout = timeout + _WAIT_MARGIN
+    p.timeout = timeout + WAIT_MARGIN
 
 
 def _transcript(args: Any, p: Plan, cwd: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import clock
+from ..codes import MAX_WAIT
 from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
 from ..sanitize import clean_label
 from ..schema import bare_esc_id, peer
@@ -25,7 +26,6 @@ from .sendpath import read_for_sending
 from .server import report_progress
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-MAX_WAIT = 3600.0
 
 
 def _text(params: dict[str, Any], key: str, required: bool = True) -> str:

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import rpc
+from ..codes import EXIT_ERROR, EXIT_USAGE
 from . import argv as argv_mod
-from .argv import EXIT_ERROR, EXIT_USAGE, HelpRequested, Plan, UsageError
+from .argv import HelpRequested, Plan, UsageError
 from .server import progress_sink, unless_gone
 
 log = logging.getLogger("p2p.pipe")
