@@ -115,14 +115,19 @@ def test_loop_protection_stops_ping_pong(relay: Any, make_agent: Any) -> None:
     a, b = start_agents(relay.url, make_agent, "ping", "pong", **loops)
     call_id = connect(a, b)
     a.json("send", "hello 0", "--call", call_id[:8])
+    events_of(b, "message")
     stopped: dict[str, dict[str, Any]] = {}
+    # Each answers what it received, as agents in a ping-pong do: both daemons then see the
+    # same alternating turns (a ping-pong needs alternation, not two bursts).
     for n in range(1, 20):
-        for me in (b, a):
+        for me, other in ((b, a), (a, b)):
             if me.name in stopped:
                 continue
             result = me.json("send", f"thanks, got it {n}", "--call", call_id[:8], check=False)
             if result["_exit"] != 0:
                 stopped[me.name] = result
+            elif other.name not in stopped:
+                events_of(other, "message")
         if len(stopped) == 2:
             break
     assert set(stopped) == {"ping", "pong"}, stopped
