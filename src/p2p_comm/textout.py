@@ -369,6 +369,8 @@ def render_contacts(result: dict[str, Any]) -> list[str]:
 def render_doctor(result: dict[str, Any]) -> list[str]:
     lines = [f"relay {r['url']}{_roles(r)}: {r['verdict']}" for r in result["relays"]]
     lines.append(f"relays usable for calls: {result['usable']} of {result['total']}")
+    if result.get("error"):
+        lines.append(f"error: {result['error']['message']}")
     return lines
 
 

@@ -208,6 +208,8 @@ def finish(p: Plan, result: Any) -> tuple[int, Any]:
     if isinstance(result, dict):
         if p.command == "wait" and result.get("timed_out"):
             code = EXIT_TIMEOUT
+        if result.get("ok") is False:  # a report that is also a failure (`doctor`)
+            code = EXIT_ERROR
         if p.limit is not None:
             result = {**result, "calls": result.get("calls", [])[: p.limit]}  # newest first
     return code, result

@@ -112,6 +112,7 @@ class Health:
     withholds_dms: bool | None = None  # from the self-addressed probe (`doctor`)
     size_refused: int | None = None  # the smallest event (bytes) it refused as too large
     muted_until: float = 0.0  # time.monotonic() until which we do not read it (it flooded us)
+    connect_error: str = ""  # why a fresh connection fails now (relay_reach), "" if it works
 
     def muted(self) -> bool:
         return self.muted_until > time.monotonic()
@@ -242,7 +243,8 @@ class RelayHealth:
         """What this relay does for us: receive, send and announce, each "yes" or why not."""
         health = self.of(url)
         if state != "connected":
-            down = f"no ({state})"
+            cause = f": {health.connect_error}" if health.connect_error else ""
+            down = f"no ({state}{cause})"
             return {"receive": down, "send": down, "announce": down}
         auth_failed = f"no (AUTH {health.auth})" if health.auth.startswith("failed") else ""
         receive = auth_failed or ("no (withholds DMs)" if health.withholds_dms else "yes")
