@@ -70,6 +70,8 @@ def _relay_line(relay: dict[str, Any]) -> str:
     if "receive" in relay:  # what works and why not, on the same line
         line += f"; receive {relay['receive']}, send {relay['send']}"
         line += f", announce {relay['announce']}"
+    if relay.get("refused"):
+        line += f", refused {relay['refused']} of our events"
     if relay["health"] != "ok" and relay.get("last_error"):
         # Relays are not ours either: their words stay quoted.
         line += f", last error: {q(relay['last_error'], 200)}"

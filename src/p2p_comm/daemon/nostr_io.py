@@ -142,6 +142,9 @@ class RelayPool(Publishing):
         self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
         # url -> connected for reading, as last seen (by a command or the watchdog)
         self._up: dict[str, bool] = {}
+        self._trials: dict[str, asyncio.Lock] = {}
+        self._small_taken: dict[str, Any] = {}
+        self._refreshing: set[str] = set()
 
     async def start(self) -> None:
         opts = (
@@ -337,6 +340,7 @@ class RelayPool(Publishing):
                     "min_pow": health.min_pow,
                     "paced_per_min": round(rate * 60, 1) if rate else None,
                     "rate_limited": health.rate_limited,
+                    "refused": health.refused,
                     "problems": self.health.problems(str(url)),
                     **abilities,
                     "attempts": stats.attempts(),
@@ -375,6 +379,7 @@ class RelayPool(Publishing):
             self._replaying.pop(url, None)
         elif message.is_notice():
             health.notice = str(message.message)
+            health.notice_at = time.time()
             log.info("relay %s says: %s", url, health.notice)
         elif message.is_ok() and reader:
             # The receive-only connection publishes nothing but AUTH events.

@@ -181,8 +181,10 @@ async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -
         )
         try:
             result = await probe(pool, url, wrap, me)
+            result["files"] = await _file_size_probe(pool, identity, url, result, pow_bits)
         except Exception as exc:
             result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
+            result["files"] = "not tested"
         states = {s["url"]: s for s in await pool.states()}
         state = states.get(url, {})
         result["roles"] = pool.roles(url)
@@ -205,6 +207,27 @@ async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -
     return report
 
 
+async def _file_size_probe(
+    pool: RelayPool, identity: Identity, url: str, small: dict[str, Any], pow_bits: int
+) -> str:
+    """Does ``url`` take a wrap as large as a file chunk? Some relays take small events
+    and swallow large ones (nostr-relay's defaults): a small probe alone says "works"."""
+    if not small["send"].startswith("yes"):
+        return "not tested"
+    if pow_bits:
+        return "not tested (proof of work for a file-size wrap takes minutes)"
+    from .sizing import file_chunk_content  # sizing imports the pool, which imports us
+
+    me = identity.public_hex
+    text = file_chunk_content()
+    wrap = await asyncio.to_thread(nip17.private_message, identity.keys, me, text, clock.now())
+    size = len(wrap.as_json()) + 64
+    result = await pool.publish(wrap, relays=(url,))
+    if url in result.accepted:
+        return f"yes ({size} bytes)"
+    return f"no ({size} bytes: {result.failed.get(url, 'no answer')})"
+
+
 def _inner(answer: str) -> str:
     """The reason inside "no (reason)", whole."""
     if answer.startswith("no (") and answer.endswith(")"):
@@ -220,6 +243,11 @@ def _verdict(probe: dict[str, Any]) -> str:
         return f"unusable for calls: it does not take our messages ({_inner(probe['send'])})"
     if inbox and not probe["receive"].startswith("yes"):
         return "unusable for receiving: it accepts our messages but never hands them back"
+    if inbox and probe.get("files", "").startswith("no"):
+        return (
+            "calls work, but it does not take a file-size message"
+            f" ({_inner(probe['files'])}): files and long texts go in small pieces{problems}"
+        )
     if announce and not probe["announce"].startswith("yes"):
         if not inbox:
             return f"others cannot discover us here: announce {probe['announce']}"
