@@ -171,7 +171,7 @@ def _agent(who: dict[str, Any]) -> str:
 
 def _who(event: dict[str, Any]) -> str:
     _, npub = _peer(event)
-    if event["type"] == "owner_reply":
+    if event["type"] in ("owner_reply", "owner_reached"):
         return f"your owner ({npub})"
     if not npub:
         return "the agents of this call"
@@ -235,6 +235,14 @@ def render_event(event: dict[str, Any]) -> list[str]:
             f"[owner_reply] reply{about}{where} from {who}:",
             *fence(event["text"], name, npub, owner=True),
         ]
+    if kind == "owner_reached":
+        relays = ", ".join(event.get("relays", []))
+        return [
+            f"[owner_reached] escalation {esc_id(event.get('escalation_id'))} (call {call})"
+            f" reached {who} at last: {event.get('channel', 'nostr')} via {relays}"
+        ]
+    if kind == "delivery_failed" and event.get("escalation_id"):
+        return [f"[delivery_failed] {event['reason']}"]
     if kind in ("message", "escalation"):
         return [f"[{kind}] call {call} from {who}:", *fence(event["text"], name, npub)]
     if kind == "file":
@@ -317,6 +325,8 @@ def render_escalate(result: dict[str, Any]) -> list[str]:
         )
     for channel in result["channels"]:
         outcome = "ok" if channel["ok"] else f"FAILED: {channel.get('error', 'unknown error')}"
+        if channel.get("queued"):
+            outcome = f"queued, not delivered yet: {channel.get('error', '')}"
         lines.append(f"channel {channel['channel']}: {outcome}")
     return lines
 

@@ -122,6 +122,8 @@ class Daemon:
         self.outbound.on_undeliverable = self._undeliverable
         self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
+        owner.store, owner.inbox = store, self.inbox
+        self.owner = owner
         self.loops = LoopWatch(config, store, self.inbox, owner)
         self.loops.my_name = self.presence.name
         self.groups = GroupService(self.calls, self.loops, identity.public_hex, self.presence.name)
@@ -245,6 +247,7 @@ class Daemon:
         self._tasks.append(spawn(self.calls.run_timers(), "call-timers"))
         self._tasks.append(spawn(self.inbound.run(), "inbound"))
         self._tasks.append(spawn(self.inbound.catch_up(), "catch-up"))
+        self._tasks.append(self.owner.start())
         self.pool.on_reconnect = self.inbound.schedule_catch_up
         log.info(
             "daemon %s started for %s: announce on %s, inbox on %s",
