@@ -45,15 +45,21 @@ max_event_size: 65536
 class NostrRelayProcess:
     """The independent ``nostr-relay`` package (Python + SQLite) on a free port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, package_defaults: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="p2p-nostr-relay-", dir="/tmp"))
         self.port = port or free_port()
+        # The package's own `max_event_size` (4,096 content characters, refused with an
+        # empty-id OK and a connection slowed for good) rather than our 65,536.
+        self.package_defaults = package_defaults
         self.url = f"ws://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NostrRelayProcess:
         config = self.dir / "config.yaml"
-        config.write_text(NOSTR_RELAY_CONFIG.format(db=self.dir / "relay.sqlite3", port=self.port))
+        text = NOSTR_RELAY_CONFIG.format(db=self.dir / "relay.sqlite3", port=self.port)
+        if self.package_defaults:
+            text = text.replace("max_event_size: 65536\n", "")
+        config.write_text(text)
         binary = Path(sys.executable).with_name("nostr-relay")
         self.proc = subprocess.Popen(
             [str(binary), "-c", str(config), "serve"],

@@ -411,6 +411,17 @@ class Store:
             (key, value, value),
         )
 
+    def delete(self, key: str) -> None:
+        self._db.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+    def prefixed(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) of every setting whose key starts with ``prefix``, by key."""
+        rows = self._db.execute(
+            "SELECT key, value FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [(str(row["key"]), str(row["value"])) for row in rows]
+
     def has_history(self) -> bool:
         """Whether this database holds anything an agent would miss (calls, contacts, blocks)."""
         for table in ("calls", "contacts", "blocked"):

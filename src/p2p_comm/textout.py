@@ -70,6 +70,8 @@ def _relay_line(relay: dict[str, Any]) -> str:
     if "receive" in relay:  # what works and why not, on the same line
         line += f"; receive {relay['receive']}, send {relay['send']}"
         line += f", announce {relay['announce']}"
+    if relay.get("refused"):
+        line += f", refused {relay['refused']} of our events"
     if relay["health"] != "ok" and relay.get("last_error"):
         # Relays are not ours either: their words stay quoted.
         line += f", last error: {q(relay['last_error'], 200)}"
@@ -169,7 +171,7 @@ def _agent(who: dict[str, Any]) -> str:
 
 def _who(event: dict[str, Any]) -> str:
     _, npub = _peer(event)
-    if event["type"] == "owner_reply":
+    if event["type"] in ("owner_reply", "owner_reached"):
         return f"your owner ({npub})"
     if not npub:
         return "the agents of this call"
@@ -254,6 +256,14 @@ def render_event(event: dict[str, Any]) -> list[str]:
             f"[owner_reply] reply{about}{where} from {who}:",
             *fence(event["text"], name, npub, owner=True),
         ]
+    if kind == "owner_reached":
+        relays = ", ".join(event.get("relays", []))
+        return [
+            f"[owner_reached] escalation {esc_id(event.get('escalation_id'))} (call {call})"
+            f" reached {who} at last: {event.get('channel', 'nostr')} via {relays}"
+        ]
+    if kind == "delivery_failed" and event.get("escalation_id"):
+        return [f"[delivery_failed] {event['reason']}"]
     if kind in ("message", "escalation"):
         return [f"[{kind}] call {call} from {who}:", *fence(event["text"], name, npub)]
     if kind == "file":
@@ -336,6 +346,8 @@ def render_escalate(result: dict[str, Any]) -> list[str]:
         )
     for channel in result["channels"]:
         outcome = "ok" if channel["ok"] else f"FAILED: {channel.get('error', 'unknown error')}"
+        if channel.get("queued"):
+            outcome = f"queued, not delivered yet: {channel.get('error', '')}"
         lines.append(f"channel {channel['channel']}: {outcome}")
     return lines
 
@@ -390,6 +402,8 @@ def render_contacts(result: dict[str, Any]) -> list[str]:
 def render_doctor(result: dict[str, Any]) -> list[str]:
     lines = [f"relay {r['url']}{_roles(r)}: {r['verdict']}" for r in result["relays"]]
     lines.append(f"relays usable for calls: {result['usable']} of {result['total']}")
+    if result.get("error"):
+        lines.append(f"error: {result['error']['message']}")
     return lines
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import nostr_sdk as ns
 
-from p2p_comm.harness import Agent, wait_until
+from p2p_comm.harness import Agent, RelayProcess, wait_until
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import connect, events_of, start_agents
+from tests.schema_check import check
 
 
 class NostrApp:
@@ -141,3 +142,58 @@ def test_owner_command_channel_runs_without_a_shell(
     assert result["owner_reached"] == ["command"]
     message, seen_call = out.read_text().split("|")
     assert "needs $(rm -rf ~) a human; `echo no`" in message and seen_call == call_id
+
+
+async def _publish_inbox_list(keys: ns.Keys, announce_url: str, inbox_url: str) -> None:
+    """The owner's NIP-17 app lists where the owner reads DMs (kind 10050)."""
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = ns.Client()
+    await client.add_relay(ns.RelayUrl.parse(announce_url))
+    await client.connect(and_wait=timedelta(seconds=5))
+    tags = [ns.Tag.parse(["relay", inbox_url])]
+    event = ns.EventBuilder(ns.Kind(10050), "").tags(tags).finalize(keys)
+    output = await client.send_event(event)
+    assert output.success, output.failed
+    await client.shutdown()
+
+
+def test_escalation_reaches_an_owner_whose_inbox_relay_was_down(
+    relay, make_agent: AgentFactory
+) -> None:  # type: ignore[no-untyped-def]
+    # The owner reads DMs on B only (its kind 10050 on A says so); B is down when bob
+    # escalates, and back (empty) later: the DM must still reach the owner.
+    inbox = RelayProcess().start()
+    inbox_port = inbox.port
+    try:
+        owner = NostrApp(inbox.url)
+        asyncio.run(_publish_inbox_list(owner.keys, relay.url, inbox.url))
+        alice, bob, _call_id = _escalating_pair(relay.url, make_agent, owner)
+        # Once bob knows B, his escalations reach the owner there.
+        wait_until(
+            lambda: bob.json("escalate", "first")["owner_reached"] == ["nostr"],
+            20,
+            "bob to reach the owner on B",
+        )
+        inbox.stop()
+        result = bob.json("escalate", "the owner must hear this")
+        assert result.pop("_exit") == 0
+        check("escalate", result)
+        assert result["owner_reached"] == [], result
+        assert result["owner_queued"] == ["nostr"], result
+        (nostr,) = [c for c in result["channels"] if c["channel"] == "nostr"]
+        assert nostr["ok"] is False and nostr["queued"] is True, nostr
+        assert "queued" in bob.run("escalate", "and this too").stdout
+        events_of(alice, "escalation", count=3)  # the peer was told each time
+        bob.run("daemon", "restart")  # the queue survives a restart
+
+        inbox = RelayProcess(port=inbox_port).start()  # back, and empty
+        reached = events_of(bob, "owner_reached", count=2, timeout=60)
+        for event in reached:
+            check("event-owner_reached", event)
+        assert {r["escalation_id"] for r in reached} >= {result["escalation_id"]}, reached
+        assert all(r["relays"] == [inbox.url] and r["channel"] == "nostr" for r in reached)
+        texts = [text for _, _, text in owner.inbox()]
+        assert any("the owner must hear this" in t for t in texts), texts
+        assert any("and this too" in t for t in texts), texts
+    finally:
+        inbox.stop()

@@ -105,3 +105,44 @@ def test_a_size_refusal_lowers_the_relays_limit_per_relay_not_per_event() -> Non
     assert any("as too large" in p for p in health.problems(a))
     health.of(b).learn(RelayLimits(max_message_length=131_072))
     assert health.refused_size(b, 77_000) == 57_750
+
+
+def test_size_refusals_in_other_relays_words_are_recognised() -> None:
+    from p2p_comm.daemon.relay_health import refused_for_size
+
+    for reason in (
+        "invalid: event too large: 70000",
+        "invalid: 280 characters should be enough for anybody",
+        "error: content is too long",
+        "blocked: event exceeds the size limit",
+        "invalid: max event size is 4096",
+        "invalid: payload too big",
+        "invalid: too large (inferred): no answer to a 38801-byte event",
+    ):
+        assert refused_for_size(reason), reason
+    for reason in ("blocked: kind not allowed", "pow: difficulty 20 needed", "duplicate: exists"):
+        assert not refused_for_size(reason), reason
+
+
+def test_an_inferred_size_refusal_drops_to_what_the_relay_took() -> None:
+    health = RelayHealth()
+    health.record("wss://r", "e1", None, 0.0, 1059, 3000)
+    # Swallowed, not refused in words: no stepping down a quarter per slow timeout.
+    assert health.refused_size("wss://r", 77_000, inferred=True) == 4096
+    assert health.of("wss://r").size_refused == 77_000
+    bigger = RelayHealth()
+    bigger.record("wss://r", "e1", None, 0.0, 1059, 20_000)
+    assert bigger.refused_size("wss://r", 77_000, inferred=True) == 20_000
+    assert bigger.proven("wss://r") == 20_000
+
+
+def test_refusals_are_counted_but_timeouts_and_disconnections_are_not() -> None:
+    health = RelayHealth()
+    for reason in (
+        "invalid: too large",
+        "rate-limited: slow down",
+        "timeout",
+        "relay not connected",
+    ):
+        health.record("wss://r", reason, reason, 0.0, 1059)
+    assert health.of("wss://r").refused == 2

@@ -26,7 +26,7 @@ from ..store import StorageError, Store
 from . import relay_watch
 from .calls import CallService
 from .commands import CallCommands
-from .directory import Directory
+from .directory import Directory, is_key
 from .errors import CommandError
 from .group_commands import GroupCommands
 from .groups import GroupService
@@ -62,6 +62,18 @@ STALE_UNACKED = 300.0
 WARN_WITHOUT_RELAY = frozenset(
     {"status", "list", "call", "answer", "send", "sendfile", "escalate", "end"}
 )
+# Commands that mean nothing without a relay: who is online, ringing someone by a name
+# only presence seen through a relay can resolve. They fail with one sentence naming why
+# each relay is down (after a moment's grace for a daemon still connecting). A call by npub
+# is queued, with a warning, until a relay connects.
+RELAY_GRACE = 3.0
+
+
+def _needs_relay(method: str, params: dict[str, Any]) -> bool:
+    if method == "list":
+        return True
+    agent = params.get("agent")
+    return method == "call" and isinstance(agent, str) and not is_key(agent.strip())
 
 
 # Requests that are not commands of an agent: no warnings ride on them.
@@ -116,6 +128,8 @@ class Daemon:
         self.outbound.on_undeliverable = self._undeliverable
         self.gate = gate
         owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
+        owner.store, owner.inbox = store, self.inbox
+        self.owner = owner
         self.loops = LoopWatch(config, store, self.inbox, owner)
         self.loops.my_name = self.presence.name
         self.groups = GroupService(self.calls, self.loops, identity.public_hex, self.presence.name)
@@ -143,6 +157,8 @@ class Daemon:
         handler = self.handlers.get(method)
         if handler is None:
             raise CommandError("unknown_method", f"the daemon does not know '{method}'.")
+        if _needs_relay(method, params):
+            await self._need_relay(method)
         result = await handler(params)
         if method not in QUIET and isinstance(result, dict):
             warnings = await self.warnings(method) if method in WARN_WITHOUT_RELAY else []
@@ -180,6 +196,26 @@ class Daemon:
                     " to apply it."
                 )
         return found
+
+    async def _need_relay(self, method: str) -> None:
+        """Raise a one-sentence error if no relay is connected (after a short grace)."""
+        deadline = time.monotonic() + RELAY_GRACE
+        while True:
+            up, _ = await self.pool.connected(max_age=0.5)
+            if up:
+                return
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        what = (
+            "who is online is unknown"
+            if method == "list"
+            else "no agent can be found by name (a call by npub is queued until one connects)"
+        )
+        raise CommandError(
+            "no_relay",
+            f"no relay is connected ({self.pool.unreachable()}), so {what}; see 'p2p doctor'.",
+        )
 
     async def warnings(self, method: str) -> list[str]:
         """What is wrong right now, one sentence each: said, never left to be guessed."""
@@ -247,6 +283,7 @@ class Daemon:
         self._tasks.append(spawn(self.calls.run_timers(), "call-timers"))
         self._tasks.append(spawn(self.inbound.run(), "inbound"))
         self._tasks.append(spawn(self.inbound.catch_up(), "catch-up"))
+        self._tasks.append(self.owner.start())
         self.pool.on_reconnect = self.inbound.schedule_catch_up
         log.info(
             "daemon %s started for %s: announce on %s, inbox on %s",

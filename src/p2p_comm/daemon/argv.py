@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import textout
 from ..cli_args import HelpRequested, UsageError, parse
-from ..codes import EXIT_OK, EXIT_TIMEOUT, MAX_WAIT, REQUEST_TIMEOUT, WAIT_MARGIN
+from ..codes import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, MAX_WAIT, REQUEST_TIMEOUT, WAIT_MARGIN
 from ..schema import document, error_document
 
 __all__ = ["HelpRequested", "Plan", "UsageError", "plan"]
@@ -214,6 +214,8 @@ def finish(p: Plan, result: Any) -> tuple[int, Any]:
     if isinstance(result, dict):
         if p.command == "wait" and result.get("timed_out"):
             code = EXIT_TIMEOUT
+        if result.get("ok") is False:  # a report that is also a failure (`doctor`)
+            code = EXIT_ERROR
         if p.limit is not None:
             result = {**result, "calls": result.get("calls", [])[: p.limit]}  # newest first
     return code, result

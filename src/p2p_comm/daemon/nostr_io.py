@@ -144,11 +144,15 @@ class RelayPool(Publishing):
         self._repeats = RepeatCounter(REPEAT_WINDOW)
         self._replaying: dict[str, float] = {}  # url -> until when (monotonic), after a mute
         self._watch_task: asyncio.Task[Any] | None = None
+        self._reach_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
         self._connected: tuple[float, tuple[int, int]] | None = None
         self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
         # url -> connected for reading, as last seen (by a command or the watchdog)
         self._up: dict[str, bool] = {}
+        self._trials: dict[str, asyncio.Lock] = {}
+        self._small_taken: dict[str, Any] = {}
+        self._refreshing: set[str] = set()
 
     async def start(self) -> None:
         opts = (
@@ -172,6 +176,7 @@ class RelayPool(Publishing):
         await self.reader.connect(and_wait=timedelta(seconds=0))
         await self.writer.connect(and_wait=timedelta(seconds=0))
         self._watch_task = spawn(relay_watch.watch(self), "relay-watch")
+        self._reach_task = spawn(relay_watch.reach(self), "relay-reach")
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
@@ -289,6 +294,22 @@ class RelayPool(Publishing):
         self._connected = (now, (up, len(relays)))
         return up, len(relays)
 
+    async def is_connected(self, url: str) -> bool:
+        """Whether our reading (or, for a peer's relay, writing) connection to ``url`` is up."""
+        client = self.reader if url in self.all else self.writer
+        try:
+            relay = await client.relay(ns.RelayUrl.parse(url))
+        except Exception:
+            return False
+        return bool(relay.status() == ns.RelayStatus.CONNECTED)
+
+    def unreachable(self) -> str:
+        """Why each relay cannot be reached, as far as known: "url: reason; ..." """
+        found = [
+            f"{url}: {self.health.of(url).connect_error or 'not connected'}" for url in self.all
+        ]
+        return "; ".join(found)
+
     def note_up(self, url: str, up: bool) -> None:
         """Whether ``url`` is connected for reading, as just seen (`mute` consults it)."""
         self._up[url] = up
@@ -315,12 +336,19 @@ class RelayPool(Publishing):
                     "roles": roles,
                     "state": state,
                     "health": self.health.describe(str(url), state, time.time()),
-                    "last_error": health.last_error,
+                    # Down, the cause of the failed connection says more than the last
+                    # refusal ("relay not connected" on every publish).
+                    "last_error": (
+                        health.connect_error
+                        if state != "connected" and health.connect_error
+                        else health.last_error
+                    ),
                     "max_message_length": health.max_message_length,
                     "auth": health.auth,
                     "min_pow": health.min_pow,
                     "paced_per_min": round(rate * 60, 1) if rate else None,
                     "rate_limited": health.rate_limited,
+                    "refused": health.refused,
                     "problems": self.health.problems(str(url)),
                     **abilities,
                     "attempts": stats.attempts(),
@@ -337,6 +365,8 @@ class RelayPool(Publishing):
             self._task.cancel()
         if self._watch_task:
             self._watch_task.cancel()
+        if self._reach_task:
+            self._reach_task.cancel()
         if self.writer_task:
             self.writer_task.cancel()
         await self.reader.shutdown()
@@ -357,6 +387,7 @@ class RelayPool(Publishing):
             self._replaying.pop(url, None)
         elif message.is_notice():
             health.notice = str(message.message)
+            health.notice_at = time.time()
             log.info("relay %s says: %s", url, health.notice)
         elif message.is_ok() and reader:
             # The receive-only connection publishes nothing but AUTH events.

@@ -37,12 +37,22 @@ INBOX_LIST_KIND = kinds.INBOX_RELAYS
 
 _POW = re.compile(r"(\d+)")
 # How relays refuse an event for its size: strfry "invalid: event too large: N",
-# nostr-rs-relay "message too large", others "too big" or "exceeds ... size".
-_TOO_LARGE = re.compile(r"too (large|big)|exceeds.*(size|length)", re.IGNORECASE)
+# nostr-rs-relay "message too large", nostr-relay "280 characters should be enough for
+# anybody", others "too big", "too long", "exceeds ... size", "size limit", "payload".
+_TOO_LARGE = re.compile(
+    r"too (large|big|long)|exceed.*(size|length|limit)|size limit|max(imum)?[ _-]?"
+    r"(event|message|content)[ _-]?(size|length)|payload|characters should be enough",
+    re.IGNORECASE,
+)
 # Our own word for an event we did not send because it exceeds what a relay declared.
 NOT_SENT_TOO_LARGE = "too large for this relay"
+# Our own word for a large event a relay swallowed while it answered smaller ones.
+INFERRED_TOO_LARGE = "too large (inferred)"
 # Below this, no call message fits; a relay that claims so is not believed further.
 MIN_LEARNED_LIMIT = 2048
+# Events up to this size (JSON plus framing) every relay takes: they need no trial, and an
+# inferred limit is never taken lower (nostr-relay's default is 4,096 content characters).
+SAFE_SIZE = 4096
 
 
 def refused_for_size(reason: str) -> bool:
@@ -112,6 +122,11 @@ class Health:
     withholds_dms: bool | None = None  # from the self-addressed probe (`doctor`)
     size_refused: int | None = None  # the smallest event (bytes) it refused as too large
     muted_until: float = 0.0  # time.monotonic() until which we do not read it (it flooded us)
+    connect_error: str = ""  # why a fresh connection fails now (relay_reach), "" if it works
+    largest_taken: int = 0  # the largest event (bytes) it answered OK true
+    taken_at: float = 0.0  # when it last answered OK true (time.time())
+    notice_at: float = 0.0  # when it last sent a NOTICE
+    refused: int = 0  # our events it refused (OK false, or swallowed as too large)
 
     def muted(self) -> bool:
         return self.muted_until > time.monotonic()
@@ -151,17 +166,26 @@ class RelayHealth:
         limits = [h for h in (self.of(u).max_message_length for u in urls) if h]
         return min(limits) if limits else None
 
-    def refused_size(self, url: str, size: int) -> int:
+    def proven(self, url: str) -> int:
+        """The size (bytes) of event ``url`` surely takes: the largest it took, or what
+        every relay takes."""
+        return max(SAFE_SIZE, self.of(url).largest_taken)
+
+    def refused_size(self, url: str, size: int, inferred: bool = False) -> int:
         """``url`` refused an event of ``size`` bytes (JSON plus framing) as too large.
 
         Its effective limit becomes at most ``size - 1``. If our model already said the
         event fits (what the relay announced, or what we learned), the model was wrong by
         an unknown amount: it drops by a quarter, so a few refusals reach the real limit
-        instead of one byte at a time. Returns the limit now assumed."""
+        instead of one byte at a time. A refusal we ``inferred`` (the relay swallowed the
+        event, saying nothing we could pair with it) costs a slow timeout each: the limit
+        drops at once to what it is known to take. Returns the limit now assumed."""
         health = self.of(url)
         health.size_refused = min(health.size_refused or size, size)
         known = health.max_message_length
-        if known is None:
+        if inferred and (known is None or size <= known):
+            limit = self.proven(url)
+        elif known is None:
             limit = size - 1
         elif size <= known:
             limit = size * 3 // 4
@@ -190,9 +214,18 @@ class RelayHealth:
         return ready or usable
 
     def record(
-        self, url: str, event_id: str, error: str | None, now: float, kind: int | None = None
+        self,
+        url: str,
+        event_id: str,
+        error: str | None,
+        now: float,
+        kind: int | None = None,
+        size: int = 0,
     ) -> None:
         health = self.of(url)
+        if error is None:
+            health.largest_taken = max(health.largest_taken, size)
+            health.taken_at = now
         if error is None or _prefix(error) == "duplicate":
             health.failures = 0
             health.skip_until = 0.0
@@ -202,6 +235,8 @@ class RelayHealth:
             return
         health.last_error = error
         reason = _prefix(error)
+        if reason in (*PERMANENT, "rate-limited", "auth-required", "error"):
+            health.refused += 1
         if reason == "pow":
             found = [int(n) for n in _POW.findall(error)]
             health.min_pow = max([health.min_pow, *[n for n in found if n <= 64]])
@@ -242,7 +277,8 @@ class RelayHealth:
         """What this relay does for us: receive, send and announce, each "yes" or why not."""
         health = self.of(url)
         if state != "connected":
-            down = f"no ({state})"
+            cause = f": {health.connect_error}" if health.connect_error else ""
+            down = f"no ({state}{cause})"
             return {"receive": down, "send": down, "announce": down}
         auth_failed = f"no (AUTH {health.auth})" if health.auth.startswith("failed") else ""
         receive = auth_failed or ("no (withholds DMs)" if health.withholds_dms else "yes")

@@ -7,6 +7,8 @@ A mixin of `RelayPool` (nostr_io.py), which owns the connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +16,12 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from .relay_health import NOT_SENT_TOO_LARGE, RelayHealth
+from .relay_health import INFERRED_TOO_LARGE, NOT_SENT_TOO_LARGE, SAFE_SIZE, RelayHealth
+
+log = logging.getLogger("p2p.relays")
+
+STALL_PROBE_TIMEOUT = 4.0  # seconds for a small event to be answered, proving a relay alive
+REFRESH_GAP = 2.0  # seconds between dropping a connection and opening it again (relay_watch)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,12 @@ class Publishing:
     writer: Any
     health: RelayHealth
     _relay_urls: dict[str, Any]
+    # Per relay: one event larger than any it took yet at a time (a relay that swallows
+    # large events then teaches its limit on the first, not on a dozen that each cost a
+    # refusal); the last small event it took (sent again, it proves the relay alive).
+    _trials: dict[str, asyncio.Lock]
+    _small_taken: dict[str, Any]
+    _refreshing: set[str]
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
         raise NotImplementedError
@@ -55,9 +68,24 @@ class Publishing:
         await self._ensure_relays(relays)
         event_id = event.id().to_hex()
         kind = event.kind().as_u16()
-        # The size matters only where a relay declared a limit; serialising costs time.
-        limited = any(self.health.of(url).max_message_length for url in relays)
-        size = len(event.as_json()) + 64 if limited else 0  # + the ["EVENT", ...] framing
+        size = len(event.as_json()) + 64  # + the ["EVENT", ...] framing
+        trials = sorted(url for url in relays if size > self.health.proven(url))
+        async with contextlib.AsyncExitStack() as stack:
+            for url in trials:  # in one order everywhere: no two publishes wait on each other
+                await stack.enter_async_context(self._trials.setdefault(url, asyncio.Lock()))
+            result = await self._publish(event, event_id, kind, size, relays, timeout, attempts)
+        return result
+
+    async def _publish(
+        self,
+        event: Any,
+        event_id: str,
+        kind: int,
+        size: int,
+        relays: tuple[str, ...],
+        timeout: float,
+        attempts: int,
+    ) -> PublishResult:
         targets = self.health.targets(relays, event_id, size, time.time())
         if not targets:
             why = {url: self._why_not(url, event_id, size) for url in relays}
@@ -66,6 +94,7 @@ class Publishing:
         failed: dict[str, str] = {}
         for _ in range(attempts):
             going = await self._pace(targets)
+            started = time.time()
             output = await self.writer.send_event(
                 event,
                 target=ns.SendEventTarget.to([self._relay_url(url) for url in going]),
@@ -76,12 +105,16 @@ class Publishing:
                 url = str(relay_url)
                 accepted.append(url)
                 failed.pop(url, None)
-                self.health.record(url, event_id, None, now, kind)
+                self.health.record(url, event_id, None, now, kind, size)
+                if size <= SAFE_SIZE:
+                    self._small_taken[url] = event
             again = []
             for relay_url, reason in output.failed.items():
                 url = str(relay_url)
+                if reason == "timeout" and size > self.health.proven(url):
+                    reason = await self._stalled(url, size, started) or reason
                 failed[url] = reason
-                self.health.record(url, event_id, reason, now, kind)
+                self.health.record(url, event_id, reason, time.time(), kind, size)
                 prefix = reason.split(":", 1)[0].strip().lower()
                 if prefix in ("rate-limited", "auth-required"):
                     again.append(url)
@@ -89,6 +122,73 @@ class Publishing:
                 break
             targets = again
         return PublishResult(event_id=event_id, accepted=accepted, failed=failed)
+
+    async def _stalled(self, url: str, size: int, started: float) -> str | None:
+        """An event larger than any ``url`` took timed out: if the relay is alive (it
+        answered something else meanwhile, said a NOTICE, or answers a small event now),
+        it refused it for its size without saying which event (nostr-relay answers an
+        empty event id; others only a NOTICE). Returns that refusal, after learning a
+        limit and opening a fresh connection (nostr-relay slows a connection for good
+        after each refusal); None if the relay is simply not answering."""
+        health = self.health.of(url)
+        notice = health.notice if health.notice_at >= started else ""
+        alive = bool(notice) or health.taken_at >= started or await self._answers(url)
+        if not alive:
+            return None
+        said = f"; it said: {notice}" if notice else ""
+        reason = (
+            f"invalid: {INFERRED_TOO_LARGE}: no answer to a {size}-byte event while it takes"
+            f" events of up to {self.health.proven(url)} bytes{said}"
+        )
+        limit = self.health.refused_size(url, size, inferred=True)
+        log.warning(
+            "relay %s swallowed a %d-byte event without an answer it could be paired with;"
+            " its limit is now taken as %d bytes%s",
+            url,
+            size,
+            limit,
+            said,
+        )
+        await self._refresh(url)
+        return reason
+
+    async def _answers(self, url: str) -> bool:
+        """Whether ``url`` answers the last small event it took, sent again (a duplicate)."""
+        event = self._small_taken.get(url)
+        if event is None:
+            return False
+        try:
+            output = await self.writer.send_event(
+                event,
+                target=ns.SendEventTarget.to([self._relay_url(url)]),
+                ok_timeout=timedelta(seconds=STALL_PROBE_TIMEOUT),
+            )
+        except Exception as exc:
+            log.info("probing %s with a small event failed: %s", url, exc)
+            return False
+        if output.success:
+            return True
+        return any(str(why).lower().startswith("duplicate") for why in output.failed.values())
+
+    async def _refresh(self, url: str) -> None:
+        """A fresh publishing connection to ``url``: a relay that slows a connection after
+        each refusal (nostr-relay: 2, 4, 8 ... s before every later answer) forgets it."""
+        if url in self._refreshing:
+            return
+        self._refreshing.add(url)
+        try:
+            relay = await self.writer.relay(self._relay_url(url))
+            relay.disconnect()  # not awaitable in this SDK
+            await asyncio.sleep(REFRESH_GAP)
+            relay.connect()
+            deadline = time.monotonic() + 5.0
+            while relay.status() != ns.RelayStatus.CONNECTED and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            log.info("relay %s: publishing on a fresh connection", url)
+        except Exception as exc:
+            log.warning("reopening the publishing connection to %s failed: %s", url, exc)
+        finally:
+            self._refreshing.discard(url)
 
     def _relay_url(self, url: str) -> Any:
         parsed = self._relay_urls.get(url)

@@ -14,6 +14,7 @@ import nostr_sdk as ns
 from .. import clock
 from ..identity import Identity
 from ..nostr import nip17
+from .relay_reach import diagnose
 
 if TYPE_CHECKING:
     from .nostr_io import RelayPool
@@ -23,6 +24,7 @@ log = logging.getLogger("p2p.relays")
 WATCH_INTERVAL = 10.0  # seconds between liveness probes of each connected relay
 PROBE_TIMEOUT = 5.0
 RECONNECT_GAP = 2.0  # seconds between dropping a connection and opening a new one
+REACH_FIRST, REACH_INTERVAL = 1.0, 10.0  # seconds: why a relay that is down is down
 
 
 async def watch(pool: RelayPool) -> None:
@@ -55,6 +57,37 @@ async def watch(pool: RelayPool) -> None:
                         # by the SDK's reconnection), then a catch-up.
                         pool.resubscribe_soon(str(url))
                     was_connected[str(url)] = up
+
+
+async def reach(pool: RelayPool) -> None:
+    """Now and then, for each relay we cannot read from, a fresh connection attempt that
+    says why (refused, DNS, TLS, an HTTP status): for `status`, `doctor` and the log, where
+    the daemon's own connection only knows "relay not connected"."""
+    await asyncio.sleep(REACH_FIRST)
+    while True:
+        try:
+            relays = await pool.reader.relays()
+            down = [str(u) for u, r in relays.items() if r.status() != ns.RelayStatus.CONNECTED]
+        except Exception as exc:
+            log.debug("listing relays failed: %s", exc)
+            down = []
+        for url in pool.all:
+            if url not in down:
+                pool.health.of(url).connect_error = ""
+        await asyncio.gather(*(note_reach(pool, url) for url in down))
+        await asyncio.sleep(REACH_INTERVAL)
+
+
+async def note_reach(pool: RelayPool, url: str) -> str:
+    """Find out why ``url`` cannot be reached now; remember it, and log it when it changes."""
+    why = await diagnose(url, PROBE_TIMEOUT)
+    health = pool.health.of(url)
+    if why and why != health.connect_error:
+        log.warning("relay %s cannot be reached: %s", url, why)
+    elif not why and health.connect_error:
+        log.info("relay %s can be reached again", url)
+    health.connect_error = why
+    return why
 
 
 _WAITING = (ns.RelayStatus.DISCONNECTED, ns.RelayStatus.SLEEPING, ns.RelayStatus.TERMINATED)
@@ -115,7 +148,7 @@ async def probe(
     started = time.monotonic()
     result = await pool.publish(wrap, relays=(url,), timeout=timeout)
     if url not in result.accepted:
-        reason = result.failed.get(url, "no answer")
+        reason = health.connect_error or result.failed.get(url, "no answer")
         return {"url": url, "send": f"no ({reason})", "receive": "not tested", "ok": False}
     back: list[Any] = []
     query = ns.Filter().kind(ns.Kind(1059)).id(wrap.id()).pubkey(ns.PublicKey.parse(me))
@@ -140,14 +173,18 @@ async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -
     text = f"p2p doctor probe {time.time():.3f}"
 
     async def one(url: str) -> dict[str, Any]:
+        if not await pool.is_connected(url):
+            await note_reach(pool, url)
         pow_bits = pool.health.pow_for((url,))
         wrap = await asyncio.to_thread(
             nip17.private_message, identity.keys, me, text, clock.now(), pow_bits
         )
         try:
             result = await probe(pool, url, wrap, me)
+            result["files"] = await _file_size_probe(pool, identity, url, result, pow_bits)
         except Exception as exc:
             result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
+            result["files"] = "not tested"
         states = {s["url"]: s for s in await pool.states()}
         state = states.get(url, {})
         result["roles"] = pool.roles(url)
@@ -158,7 +195,44 @@ async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -
 
     found = await asyncio.gather(*(one(url) for url in relays))
     usable = sum(1 for r in found if r["ok"])
-    return {"relays": list(found), "usable": usable, "total": len(found)}
+    report: dict[str, Any] = {"relays": list(found), "usable": usable, "total": len(found)}
+    if not usable:
+        why = "; ".join(f"{r['url']}: {r['verdict']}" for r in found) or "none is configured"
+        report["ok"] = False
+        report["error"] = {
+            "code": "no_relay",
+            "message": f"no relay is usable for calls ({why}); fix or replace the relays "
+            "in the config (P2P_RELAYS or relays in p2p-config.toml).",
+        }
+    return report
+
+
+async def _file_size_probe(
+    pool: RelayPool, identity: Identity, url: str, small: dict[str, Any], pow_bits: int
+) -> str:
+    """Does ``url`` take a wrap as large as a file chunk? Some relays take small events
+    and swallow large ones (nostr-relay's defaults): a small probe alone says "works"."""
+    if not small["send"].startswith("yes"):
+        return "not tested"
+    if pow_bits:
+        return "not tested (proof of work for a file-size wrap takes minutes)"
+    from .sizing import file_chunk_content  # sizing imports the pool, which imports us
+
+    me = identity.public_hex
+    text = file_chunk_content()
+    wrap = await asyncio.to_thread(nip17.private_message, identity.keys, me, text, clock.now())
+    size = len(wrap.as_json()) + 64
+    result = await pool.publish(wrap, relays=(url,))
+    if url in result.accepted:
+        return f"yes ({size} bytes)"
+    return f"no ({size} bytes: {result.failed.get(url, 'no answer')})"
+
+
+def _inner(answer: str) -> str:
+    """The reason inside "no (reason)", whole."""
+    if answer.startswith("no (") and answer.endswith(")"):
+        return answer[4:-1]
+    return answer
 
 
 def _verdict(probe: dict[str, Any]) -> str:
@@ -166,9 +240,14 @@ def _verdict(probe: dict[str, Any]) -> str:
     inbox, announce = "inbox" in probe["roles"], "announce" in probe["roles"]
     problems = f" ({'; '.join(probe['problems'])})" if probe["problems"] else ""
     if inbox and not probe["send"].startswith("yes"):
-        return f"unusable for calls: it does not take our messages, {probe['send'][3:-1]}"
+        return f"unusable for calls: it does not take our messages ({_inner(probe['send'])})"
     if inbox and not probe["receive"].startswith("yes"):
         return "unusable for receiving: it accepts our messages but never hands them back"
+    if inbox and probe.get("files", "").startswith("no"):
+        return (
+            "calls work, but it does not take a file-size message"
+            f" ({_inner(probe['files'])}): files and long texts go in small pieces{problems}"
+        )
     if announce and not probe["announce"].startswith("yes"):
         if not inbox:
             return f"others cannot discover us here: announce {probe['announce']}"

@@ -84,6 +84,12 @@ def _file_chunk(chunk: int) -> wire.WireMessage:
     return wire.WireMessage("file", "0" * 32, 2**40, 2**40, body)
 
 
+def file_chunk_content(chunk: int = wire.FILE_CHUNK_BYTES) -> str:
+    """The content of the largest file message carrying ``chunk`` bytes: `doctor` sends a
+    message this long, so its probe is as large as a file chunk on the wire."""
+    return _file_chunk(chunk).encode()
+
+
 def _fragment(piece: int) -> wire.WireMessage:
     body = {"i": 99, "n": 99, "size": frag.MAX_MESSAGE_BYTES, "data": bytes(piece)}
     return wire.WireMessage("frag", "0" * 32, 2**40, 0, body)

@@ -26,6 +26,7 @@ class AgentEvent(StrEnum):
     PARTICIPANT_JOINED = "participant_joined"
     PARTICIPANT_LEFT = "participant_left"
     LOOP_SUSPECTED = "loop_suspected"
+    OWNER_REACHED = "owner_reached"
 
 
 AGENT_EVENT_TYPES = tuple(str(kind) for kind in AgentEvent)
