@@ -156,7 +156,13 @@ class Agent:
         return str(self.json("whoami")["npub"])
 
     def online_names(self) -> set[str]:
-        return {agent["name"] for agent in self.json("list")["agents"]}
+        """Names `list` shows; none while no relay is connected (then `list` says so)."""
+        result = self.json("list", check=False)
+        if result.get("_exit") and result.get("error", {}).get("code") == "no_relay":
+            return set()
+        if result.get("_exit"):
+            raise CommandFailed(f"p2p list failed: {result}")
+        return {agent["name"] for agent in result["agents"]}
 
     def daemon_pid(self) -> int | None:
         return lock_holder_pid(self.paths) if lock_held(self.paths) else None
