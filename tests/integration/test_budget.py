@@ -13,7 +13,6 @@ import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import nostr_sdk as ns
 
