@@ -53,6 +53,7 @@ JUNK_MEMORY = 100_000
 JUNK_PAGE_STOP = 100
 JUNK_LOG_EVERY = 60.0  # seconds: at most JUNK_LOG_LINES junk wraps are logged one by one
 JUNK_LOG_LINES = 20
+MAX_DEFERRED_BYTES = 32 * 1024 * 1024  # opened wraps kept for their senders' budgets
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,22 @@ class Inbound:
         # (sender, call) of requests unwrapped lately: a message of a call whose request
         # is in the same batch or catch-up leads somewhere, though the call is not made yet.
         self._requested = RecentIds(4096)
+        # Wraps opened, then found over their sender's byte budget: kept opened until the
+        # budget allows them, in arrival order (id -> (sender, wrap, what it carried)).
+        # Dropping them cost a catch-up that fetched and opened each again, every few
+        # seconds, until the budget let it through (10-25x slower files, issue 20).
+        self._deferred: dict[str, tuple[str, InboundEvent, nip59.Unwrapped]] = {}
+        self._deferred_bytes = 0
+        self._deferred_by: dict[str, int] = {}  # sender -> wraps deferred
+        self._release_task: asyncio.Task[Any] | None = None
         self._junk_found = 0
         self._junk_logged: list[float] = [0.0, 0]  # (since, lines) in this log period
         pool.on_waste = self._wasted
 
     def known(self, event_id: str) -> bool:
-        """Processed already, or known junk: skipped without unwrapping."""
-        return event_id in self.junk or self.store.seen(event_id)
+        """Processed already, known junk, or waiting for its sender's budget: skipped
+        without unwrapping."""
+        return event_id in self.junk or event_id in self._deferred or self.store.seen(event_id)
 
     def wrap_filter(self) -> Any:
         since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
@@ -273,36 +283,110 @@ class Inbound:
             except nip59.UnwrapError as exc:
                 self._junk(event, "unwrap_failed", now, live, str(exc))
                 continue
-            sender, kind = gift.sender, gift.kind
-            if sender not in self.sink.blocked and not self.gate.admit_bytes(
-                sender, len(event.content), now
+            sender = gift.sender
+            if self._deferred_from(sender) or (
+                sender not in self.sink.blocked
+                and not self.gate.admit_bytes(sender, len(event.content), now)
             ):
-                log.info("wrap %s: %s is over its byte budget; later", event.id[:12], sender[:12])
-                self.schedule_catch_up()
+                self._defer(event, gift, now)
                 continue
-            if kind == kinds.PRIVATE_MESSAGE and self.sink.owner and sender == self.sink.owner:
-                out.append(Taken(event.id, sender, None, 0, gift.content))
-                continue
-            if kind != kinds.CALL:
-                self._junk(event, "not_our_kind", now, live, f"kind {kind} from {sender[:12]}")
-                continue
-            try:
-                message = wire.decode(gift.content)
-            except wire.WireError as exc:
-                self._junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
-                continue
-            nowhere = self._leads_somewhere(sender, message)
-            if nowhere is not None:
-                self._junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
-                continue
-            if message.type == "frag":
-                whole = self._reassemble(event.id, sender, message, now)
-                if whole is None:
-                    out.append(event.id)  # kept in memory: the sender re-sends every piece
-                    continue
-                message = whole
-            out.append(Taken(event.id, sender, message, gift.created_at))
+            self._opened(event, gift, now, live, out)
         return out
+
+    def _opened(
+        self,
+        event: InboundEvent,
+        gift: nip59.Unwrapped,
+        now: float,
+        live: bool,
+        out: list[Taken | str],
+    ) -> None:
+        """The checks after a wrap is open and its sender's budget allows it."""
+        assert self.sink is not None
+        sender, kind = gift.sender, gift.kind
+        if kind == kinds.PRIVATE_MESSAGE and self.sink.owner and sender == self.sink.owner:
+            out.append(Taken(event.id, sender, None, 0, gift.content))
+            return
+        if kind != kinds.CALL:
+            self._junk(event, "not_our_kind", now, live, f"kind {kind} from {sender[:12]}")
+            return
+        try:
+            message = wire.decode(gift.content)
+        except wire.WireError as exc:
+            self._junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
+            return
+        nowhere = self._leads_somewhere(sender, message)
+        if nowhere is not None:
+            self._junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
+            return
+        if message.type == "frag":
+            whole = self._reassemble(event.id, sender, message, now)
+            if whole is None:
+                out.append(event.id)  # kept in memory: the sender re-sends every piece
+                return
+            message = whole
+        out.append(Taken(event.id, sender, message, gift.created_at))
+
+    # Over a sender's byte budget: kept open until it allows -------------------------------
+
+    def _deferred_from(self, sender: str) -> bool:
+        """Whether ``sender`` has wraps waiting for its budget: later ones wait behind them
+        (its messages are taken in order anyway)."""
+        return self._deferred_by.get(sender, 0) > 0
+
+    def _defer(self, event: InboundEvent, gift: nip59.Unwrapped, now: float) -> None:
+        size = len(event.content)
+        if self._deferred_bytes + size > MAX_DEFERRED_BYTES:
+            # Past what we keep open: as before, a catch-up fetches it again later.
+            log.info("wrap %s over its sender's budget, none kept; later", event.id[:12])
+            self.schedule_catch_up()
+            return
+        self._deferred[event.id] = (gift.sender, event, gift)
+        self._deferred_bytes += size
+        self._deferred_by[gift.sender] = self._deferred_by.get(gift.sender, 0) + 1
+        self.stats["deferred"] = self.stats.get("deferred", 0) + 1
+        if self._release_task is None or self._release_task.done():
+            self._release_task = spawn(self._release(), "budget-release")
+
+    def _undefer(self, wrap_id: str, sender: str, size: int) -> None:
+        del self._deferred[wrap_id]
+        self._deferred_bytes -= size
+        self._deferred_by[sender] -= 1
+        if not self._deferred_by[sender]:
+            del self._deferred_by[sender]
+
+    async def _release(self) -> None:
+        """Hand over deferred wraps as their senders' budgets allow, oldest first."""
+        while self._deferred:
+            now = clock.now()
+            ready: list[Taken | str] = []
+            waits: list[float] = []
+            blocked: set[str] = set()
+            for wrap_id, (sender, event, gift) in list(self._deferred.items()):
+                if sender in blocked:
+                    continue
+                size = len(event.content)
+                wait = self.gate.bytes_wait(sender, size, now)
+                if wait <= 0 and self.gate.admit_bytes(sender, size, now):
+                    self._undefer(wrap_id, sender, size)
+                    self._opened(event, gift, now, False, ready)
+                    continue
+                blocked.add(sender)  # its later wraps wait behind this one
+                if wait == float("inf"):  # larger than the whole budget: never
+                    self._undefer(wrap_id, sender, size)
+                    self._junk(event, "peer_bytes", now, False, "over the whole budget")
+                else:
+                    waits.append(wait)
+            if ready:
+                try:
+                    self.take(ready)
+                except Exception:
+                    log.exception("deferred wraps failed; a catch-up fetches them again")
+                    self.schedule_catch_up()
+            if waits:
+                await asyncio.sleep(max(0.05, min(waits)))
+            elif not ready:
+                return
 
     def _reassemble(
         self, wrap_id: str, sender: str, piece: wire.WireMessage, now: float

@@ -117,12 +117,22 @@ class InboundGate:
 
     def admit_bytes(self, peer: str, size: int, now: float) -> bool:
         """After unwrapping: how much one peer may make us process and store per minute."""
-        rate = self.limits.bytes_per_peer_per_minute / 60.0
-        bucket = _bucket(self._bytes, peer, rate, float(self.limits.bytes_per_peer_per_minute))
-        if not bucket.allow(now, float(size)):
+        if not self._bytes_bucket(peer).allow(now, float(size)):
             self._count("peer_bytes")
             return False
         return True
+
+    def bytes_wait(self, peer: str, size: int, now: float) -> float:
+        """Seconds until ``peer``'s budget holds ``size`` bytes (inf if it never can)."""
+        bucket = self._bytes_bucket(peer)
+        if size > bucket.burst:
+            return float("inf")
+        bucket.allow(now, 0.0)  # brings the bucket up to now
+        return max(0.0, (size - bucket.tokens) / bucket.rate)
+
+    def _bytes_bucket(self, peer: str) -> TokenBucket:
+        per_minute = float(self.limits.bytes_per_peer_per_minute)
+        return _bucket(self._bytes, peer, per_minute / 60.0, per_minute)
 
     @property
     def stranger_ringing(self) -> int:
