@@ -33,7 +33,7 @@ def _wraps_stored_for(relay_url: str, agent: Agent) -> int:
             me = ns.PublicKey.parse(agent.json("whoami")["pubkey"])
             query = ns.Filter().kind(ns.Kind(1059)).pubkey(me).limit(5000)
             events = await client.fetch_events(ns.ReqTarget.auto([query]), timedelta(seconds=5))
-            return len(events.to_vec())
+            return len(events if isinstance(events, list) else events.to_vec())
         finally:
             await client.shutdown()
 
@@ -43,7 +43,7 @@ def _wraps_stored_for(relay_url: str, agent: Agent) -> int:
 def test_a_file_over_the_byte_budget_arrives_and_no_wrap_is_opened_twice(
     relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    budget = 256 * 1024
+    budget = 128 * 1024
     alice, bob = start_agents(
         relay.url,
         make_agent,
@@ -54,7 +54,7 @@ def test_a_file_over_the_byte_budget_arrives_and_no_wrap_is_opened_twice(
         bytes_per_peer_per_minute=str(budget),
     )
     connect(alice, bob)
-    payload = os.urandom(200_000)  # its wraps come to well over the budget's burst
+    payload = os.urandom(60_000)  # its wraps come to well over the budget's burst
     path = tmp_path / "big.bin"
     path.write_bytes(payload)
     alice.json("sendfile", "--path", str(path), timeout=120)

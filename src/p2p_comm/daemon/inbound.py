@@ -126,6 +126,7 @@ class Inbound:
         self._deferred: dict[str, tuple[str, InboundEvent, nip59.Unwrapped]] = {}
         self._deferred_bytes = 0
         self._deferred_by: dict[str, int] = {}  # sender -> wraps deferred
+        self._deferred_rumors: set[tuple[str, str]] = set()  # (sender, rumor id) waiting
         self._release_task: asyncio.Task[Any] | None = None
         self._junk_found = 0
         self._junk_logged: list[float] = [0.0, 0]  # (since, lines) in this log period
@@ -288,7 +289,8 @@ class Inbound:
                 sender not in self.sink.blocked
                 and not self.gate.admit_bytes(sender, len(event.content), now)
             ):
-                self._defer(event, gift, now)
+                if self._defer(event, gift):
+                    out.append(event.id)  # a re-send of one already waiting: processed
                 continue
             self._opened(event, gift, now, live, out)
         return out
@@ -334,21 +336,30 @@ class Inbound:
         (its messages are taken in order anyway)."""
         return self._deferred_by.get(sender, 0) > 0
 
-    def _defer(self, event: InboundEvent, gift: nip59.Unwrapped, now: float) -> None:
+    def _defer(self, event: InboundEvent, gift: nip59.Unwrapped) -> bool:
+        """Keep an opened wrap until its sender's budget allows it. True if it is a re-send
+        of a message already waiting (the same rumor in a fresh wrap): nothing to keep, and
+        it must not spend the budget a second time."""
+        key = (gift.sender, gift.rumor_id)
+        if key in self._deferred_rumors:
+            return True
         size = len(event.content)
         if self._deferred_bytes + size > MAX_DEFERRED_BYTES:
             # Past what we keep open: as before, a catch-up fetches it again later.
             log.info("wrap %s over its sender's budget, none kept; later", event.id[:12])
             self.schedule_catch_up()
-            return
+            return False
+        self._deferred_rumors.add(key)
         self._deferred[event.id] = (gift.sender, event, gift)
         self._deferred_bytes += size
         self._deferred_by[gift.sender] = self._deferred_by.get(gift.sender, 0) + 1
         self.stats["deferred"] = self.stats.get("deferred", 0) + 1
         if self._release_task is None or self._release_task.done():
             self._release_task = spawn(self._release(), "budget-release")
+        return False
 
     def _undefer(self, wrap_id: str, sender: str, size: int) -> None:
+        self._deferred_rumors.discard((sender, self._deferred[wrap_id][2].rumor_id))
         del self._deferred[wrap_id]
         self._deferred_bytes -= size
         self._deferred_by[sender] -= 1
