@@ -369,35 +369,40 @@ class Inbound:
     async def _release(self) -> None:
         """Hand over deferred wraps as their senders' budgets allow, oldest first."""
         while self._deferred:
-            now = clock.now()
-            ready: list[Taken | str] = []
-            waits: list[float] = []
-            blocked: set[str] = set()
-            for wrap_id, (sender, event, gift) in list(self._deferred.items()):
-                if sender in blocked:
-                    continue
-                size = len(event.content)
-                wait = self.gate.bytes_wait(sender, size, now)
-                if wait <= 0 and self.gate.admit_bytes(sender, size, now):
-                    self._undefer(wrap_id, sender, size)
-                    self._opened(event, gift, now, False, ready)
-                    continue
-                blocked.add(sender)  # its later wraps wait behind this one
-                if wait == float("inf"):  # larger than the whole budget: never
-                    self._undefer(wrap_id, sender, size)
-                    self._junk(event, "peer_bytes", now, False, "over the whole budget")
-                else:
-                    waits.append(wait)
-            if ready:
-                try:
-                    self.take(ready)
-                except Exception:
-                    log.exception("deferred wraps failed; a catch-up fetches them again")
-                    self.schedule_catch_up()
-            if waits:
-                await asyncio.sleep(max(0.05, min(waits)))
-            elif not ready:
+            wait = self.release_due()
+            if wait is None:
                 return
+            await asyncio.sleep(max(0.05, wait))
+
+    def release_due(self) -> float | None:
+        """Take the deferred wraps whose senders' budgets allow them now; the seconds until
+        the next one may go (None when none waits). A catch-up asks first, too."""
+        now = clock.now()
+        ready: list[Taken | str] = []
+        waits: list[float] = []
+        blocked: set[str] = set()
+        for wrap_id, (sender, event, gift) in list(self._deferred.items()):
+            if sender in blocked:
+                continue
+            size = len(event.content)
+            wait = self.gate.bytes_wait(sender, size, now)
+            if wait <= 0 and self.gate.admit_bytes(sender, size, now):
+                self._undefer(wrap_id, sender, size)
+                self._opened(event, gift, now, False, ready)
+                continue
+            blocked.add(sender)  # its later wraps wait behind this one
+            if wait == float("inf"):  # larger than the whole budget: never
+                self._undefer(wrap_id, sender, size)
+                self._junk(event, "peer_bytes", now, False, "over the whole budget")
+            else:
+                waits.append(wait)
+        if ready:
+            try:
+                self.take(ready)
+            except Exception:
+                log.exception("deferred wraps failed; a catch-up fetches them again")
+                self.schedule_catch_up()
+        return min(waits) if waits else None
 
     def _reassemble(
         self, wrap_id: str, sender: str, piece: wire.WireMessage, now: float
@@ -470,6 +475,7 @@ class Inbound:
     async def catch_up(self) -> int:
         """Page back through the lookback window at each inbox relay we read, all at once,
         and take every wrap not yet processed. Returns how many new wraps were found."""
+        self.release_due()  # what waited for a budget first: it came before the rest
         relays = [url for url in self.pool.inbox if not self.pool.muted(url)]
         claimed: set[str] = set()  # taken by one relay's catch-up: the others skip it
         results = await asyncio.gather(
