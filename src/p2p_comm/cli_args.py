@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
+from .registry import COMMANDS, Param
+
 
 class UsageError(Exception):
     """The command line is wrong; the message is one sentence for the user (exit 2)."""
@@ -105,69 +107,13 @@ def _build(only: str | None, parser_class: type[_Parser]) -> tuple[argparse.Argu
         built.append(name)
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
-    with_call = parser_class(add_help=False)
-    with_call.add_argument("--call", help="call id or unambiguous prefix (implied with one call)")
-
-    def add_in_call(name: str, help_text: str) -> Any:
-        if only is not None and name != only:
-            return _Skipped()
-        built.append(name)
-        return sub.add_parser(
-            name, parents=[common, with_call], help=help_text, description=help_text
-        )
-
-    add("status", "identity, relays, calls, unread counts")
-    add("doctor", "probe each relay with a message to ourselves; a verdict each")
-    add("whoami", "own name, npub, hex key and relays")
-    listing = add("list", "agents online now")
-    listing.add_argument("--capability", help="only agents that announce this capability")
-    call = add("call", "ring an agent (npub, hex key, or unique online name)")
-    call.add_argument("agent")
-    call.add_argument("topic")
-    answer = add_in_call("answer", "accept or reject a ringing call")
-    answer.add_argument("decision", choices=["accept", "reject"])
-    answer.add_argument("reason", nargs="?", help="why, with reject")
-    send = add_in_call("send", "send a message in the active call ('-' reads stdin)")
-    send.add_argument("message")
-    send.add_argument(
-        "--force", action="store_true", help="send although a runaway loop is suspected"
-    )
-    invite = add_in_call("invite", "add an agent to the active call (a group)")
-    invite.add_argument("agent")
-    invite.add_argument(
-        "--anyone-may-invite",
-        action="store_true",
-        help="when the call becomes a group: every participant may invite (default: only you)",
-    )
-    sendfile = add_in_call("sendfile", "send a file: base64 content, '-', or --path")
-    sendfile.add_argument("name", nargs="?", help="file name (default with --path: the file's)")
-    sendfile.add_argument("base64", nargs="?", help="file content as base64, or '-' for stdin")
-    sendfile.add_argument("--path", help="read the file from this path instead (a regular file)")
-    escalate = add_in_call("escalate", "tell the peer and the owner: a human is needed")
-    escalate.add_argument("message")
-    end = add_in_call("end", "end the call and print its transcript")
-    end.add_argument("reason", nargs="?", help="optional closing note for the peer")
-    end.add_argument("--all", action="store_true", help="end a group call for everyone (starter)")
-    inbox = add_in_call("inbox", "print unread events, then mark them read")
-    inbox.add_argument("--peek", action="store_true", help="show without marking them read")
-    inbox.add_argument("--max", type=int, help="at most N events (the rest stay unread)")
-    inbox.add_argument("--after", type=int, help="only events after this cursor (event id)")
-    wait = add_in_call("wait", "block until an event arrives (exit 4 on timeout)")
-    wait.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
-    wait.add_argument("--peek", action="store_true", help="show without marking them read")
-    wait.add_argument("--max", type=int, help="at most N events (the rest stay unread)")
-    wait.add_argument("--after", type=int, help="only events after this cursor (event id)")
-    transcript = add_in_call("transcript", "a call's transcript (default: latest)")
-    transcript.add_argument("call_id", nargs="?", metavar="CALL")
-    history = add("history", "past and current calls, newest first, with times")
-    history.add_argument("--limit", type=int, help="only the N newest calls")
-    contacts = add("contacts", "manage who may call under call_policy=contacts")
-    contacts.add_argument("action", choices=["add", "remove", "list"])
-    contacts.add_argument("agent", nargs="?", help="npub, hex key, or online name")
-    contacts.add_argument("--name", help="label to keep for this contact")
-    for verb, text in (("block", "drop everything from an agent"), ("unblock", "undo a block")):
-        blocking = add(verb, text)
-        blocking.add_argument("agent", help="npub, hex key, or online name")
+    # The commands the daemon serves, from their one description (registry.py).
+    for command in COMMANDS:
+        parser_for = add(command.name, command.summary)
+        for param in command.params:
+            _add_param(parser_for, param)
+        if command.name == "transcript":  # the call also as a word, as it always was
+            parser_for.add_argument("call_id", nargs="?", metavar="CALL", help="default: latest")
     daemon = add("daemon", "manage the background daemon (never required)")
     daemon.add_argument("action", choices=["start", "stop", "restart", "status", "logs"])
     daemon.add_argument("-n", "--lines", type=int, default=50, help="log lines to show")
@@ -181,6 +127,29 @@ def _build(only: str | None, parser_class: type[_Parser]) -> tuple[argparse.Argu
     add("mcp", "serve these commands as MCP tools on stdio (needs p2p-comm[mcp])")
     add("demo", "run a whole exchange between two local agents on an embedded relay")
     return parser, bool(built)
+
+
+_TYPES: dict[str, Any] = {"integer": int, "number": float, "string": str}
+
+
+def _add_param(parser: Any, param: Param) -> None:
+    """One registry parameter as argparse has it: ``--flag`` (a switch when boolean), or a
+    positional word (optional unless required)."""
+    if param.cli.startswith("--"):
+        if param.type == "boolean":
+            parser.add_argument(param.cli, dest=param.key, action="store_true", help=param.help)
+        else:
+            kind = _TYPES[param.type]
+            parser.add_argument(param.cli, dest=param.key, type=kind, help=param.help)
+        return
+    parser.add_argument(
+        param.key,
+        metavar=param.cli,
+        nargs=None if param.required else "?",
+        choices=list(param.enum) or None,
+        type=_TYPES[param.type],
+        help=param.help,
+    )
 
 
 def _call_option_last(argv: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from .. import textout
 from ..cli_args import HelpRequested, UsageError, parse
 from ..codes import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, MAX_WAIT, REQUEST_TIMEOUT, WAIT_MARGIN
+from ..registry import BY_NAME, Command
 from ..schema import document, error_document
 
 __all__ = ["HelpRequested", "Plan", "UsageError", "plan"]
@@ -60,46 +61,48 @@ def plan(argv: list[bytes], cwd: str, in_daemon: bool = True) -> Plan:
         result.local = True
         return result
     result.method = command
-    builder = _BUILDERS.get(command)
-    if builder is not None:
-        try:
-            builder(args, result, cwd)
-        except UsageError as exc:
-            exc.as_json = result.as_json
-            raise
+    try:
+        result.params = _params(BY_NAME[command], args)
+        special = _SPECIAL.get(command)
+        if special is not None:
+            special(args, result, cwd)
+    except UsageError as exc:
+        exc.as_json = result.as_json
+        raise
     return result
 
 
-def _with_call(args: Any, **params: Any) -> dict[str, Any]:
-    return {"call": args.call, **params}
+def _params(command: Command, args: Any) -> dict[str, Any]:
+    """The daemon request's parameters, by the registry: what the command line gave."""
+    params: dict[str, Any] = {}
+    for param in command.params:
+        value = getattr(args, param.key, None)
+        if value is None:
+            continue
+        if param.minimum is not None and not isinstance(value, bool) and value < param.minimum:
+            word = param.cli if param.cli.startswith("--") else param.cli.lower()
+            raise UsageError(f"{word} must be at least {param.minimum:g}.")
+        params[param.key] = value
+    return params
 
 
-def _list(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"capability": args.capability}
-
-
-def _call(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"agent": args.agent, "topic": args.topic}
+# What the registry cannot say: defaults the daemon must see, words that go together, standard
+# input, and how long the CLI waits for the answer.
 
 
 def _answer(args: Any, p: Plan, cwd: str) -> None:
     if args.decision == "accept" and args.reason:
         raise UsageError("a reason goes only with 'reject'.")
-    p.params = _with_call(args, decision=args.decision, reason=args.reason or "")
+    p.params["reason"] = args.reason or ""
 
 
 def _send(args: Any, p: Plan, cwd: str) -> None:
-    p.params = _with_call(args, text=args.message, **({"force": True} if args.force else {}))
-    p.stdin_param = "text" if args.message == "-" else None
+    p.stdin_param = "text" if args.text == "-" else None
     p.timeout = 120.0
 
 
-def _invite(args: Any, p: Plan, cwd: str) -> None:
-    p.params = _with_call(args, agent=args.agent, anyone_may_invite=args.anyone_may_invite)
-
-
 def _sendfile(args: Any, p: Plan, cwd: str) -> None:
-    name, path, data = args.name, args.path, args.base64
+    name, path, data = args.name, args.path, args.data
     if path is not None and data is None and name is not None:
         pass  # `sendfile NAME --path FILE`
     elif path is not None and name is None:
@@ -110,92 +113,60 @@ def _sendfile(args: Any, p: Plan, cwd: str) -> None:
             " (the name defaults to the file's)."
         )
     p.file_name, p.timeout = name, 600.0
+    p.params["name"] = name
     if path is not None:
         if "\0" in path:
             raise UsageError("--path cannot hold a NUL character.")
         if not os.path.isabs(path) and not cwd:
             raise UsageError("the current directory is gone: give --path as an absolute path.")
-        p.params = _with_call(args, name=name, path=os.path.normpath(os.path.join(cwd, path)))
+        p.params["path"] = os.path.normpath(os.path.join(cwd, path))
     else:
-        p.params = _with_call(args, name=name, data=data)
         p.stdin_param = "data" if data == "-" else None
 
 
-def _escalate(args: Any, p: Plan, cwd: str) -> None:
-    p.params = _with_call(args, text=args.message)
-
-
 def _end(args: Any, p: Plan, cwd: str) -> None:
-    p.params = _with_call(args, reason=args.reason or "", **({"all": True} if args.all else {}))
-
-
-def _max(args: Any) -> dict[str, int]:
-    """``--max N``: at most N events are returned (and marked read); the rest stay unread.
-    ``--after ID``: only events after that cursor."""
-    found = {}
-    if args.max is not None:
-        if args.max < 1:
-            raise UsageError("--max must be at least 1.")
-        found["max"] = args.max
-    if args.after is not None:
-        if args.after < 0:
-            raise UsageError("--after must be an event id, 0 or more.")
-        found["after"] = args.after
-    return found
+    p.params["reason"] = args.reason or ""
 
 
 def _inbox(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"call": args.call, "peek": args.peek, **_max(args)}
     p.consume = not args.peek
 
 
 def _wait(args: Any, p: Plan, cwd: str) -> None:
-    timeout = args.timeout
+    timeout = REQUEST_TIMEOUT if args.timeout is None else args.timeout
     # NaN fails every comparison, so test the good range rather than the bad one.
     if not (0 <= timeout <= MAX_WAIT):
         raise UsageError(f"--timeout must be a number of seconds from 0 to {MAX_WAIT:.0f}.")
-    p.params = {"timeout": timeout, "call": args.call, "peek": args.peek, **_max(args)}
+    p.params["timeout"] = timeout
     p.consume = not args.peek
     p.timeout = timeout + WAIT_MARGIN
 
 
 def _transcript(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"call": args.call_id or args.call}
+    if args.call_id:
+        p.params["call"] = args.call_id
 
 
 def _history(args: Any, p: Plan, cwd: str) -> None:
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1.")
     p.limit = args.limit
-    p.params = {"limit": args.limit} if args.limit is not None else {}
 
 
 def _contacts(args: Any, p: Plan, cwd: str) -> None:
     if args.action != "list" and not args.agent:
         raise UsageError(f"'contacts {args.action}' needs an agent (npub, hex key or name).")
-    p.params = {"action": args.action, "agent": args.agent or "", "name": args.name or ""}
+    p.params.update(agent=args.agent or "", name=args.name or "")
 
 
-def _block(args: Any, p: Plan, cwd: str) -> None:
-    p.params = {"agent": args.agent}
-
-
-_BUILDERS = {
-    "list": _list,
-    "call": _call,
+_SPECIAL = {
     "answer": _answer,
     "send": _send,
-    "invite": _invite,
     "sendfile": _sendfile,
-    "escalate": _escalate,
     "end": _end,
     "inbox": _inbox,
     "wait": _wait,
     "transcript": _transcript,
     "history": _history,
     "contacts": _contacts,
-    "block": _block,
-    "unblock": _block,
 }
 
 
