@@ -190,6 +190,25 @@ class Call:
             return call, [request, Deliver(AgentEvent.CALL_MISSED, {"reason": "the call rang out"})]
         return call, [request]
 
+    @classmethod
+    def answered_session(
+        cls,
+        call_id: str,
+        peer: str,
+        direction: Direction,
+        topic: str,
+        now: float,
+        limits: Limits,
+        peer_level: int,
+    ) -> Call:
+        """A call that starts answered, with no request on the wire: a group's pairwise
+        session, which both sides derive from the roster."""
+        call = cls(call_id, peer, direction, topic, now, now, limits=limits)
+        call.state = State.ACTIVE
+        call.answered_at = now
+        call.peer_level = peer_level
+        return call
+
     # Local actions ------------------------------------------------------------------
 
     def accept(self, now: float) -> list[Effect]:
@@ -203,6 +222,12 @@ class Call:
         self._require(self.direction == INCOMING and self.state == RINGING, "is not ringing here")
         self._finish(Outcome.REJECTED, by, now, reason)
         return [self._send("reject", now, reason=reason)]
+
+    def close_quietly(self, reason: str, now: float) -> None:
+        """End the call without a word on the wire (a group session with a member that never
+        confirmed: it may not exist, and nothing goes to what we do not believe)."""
+        if self.state != State.ENDED:
+            self._finish(Outcome.COMPLETED, EndedBy.LOCAL, now, reason)
 
     def send_text(self, text: str, now: float, part_bytes: int = TEXT_PART_BYTES) -> list[Effect]:
         """Text in parts of at most ``part_bytes`` (smaller where the peer's relays are)."""

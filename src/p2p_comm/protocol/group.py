@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .call import Call, Direction, EndedBy, Limits, Outcome, State
+from .call import Call, Direction, Limits
 
 # Group calls need this feature level from every participant (wire.FEATURE_LEVEL).
 GROUP_LEVEL = 3
@@ -57,22 +57,14 @@ def session_id(group: str, a: str, b: str) -> str:
 def member_session(group: str, me: str, peer: str, topic: str, now: float, limits: Limits) -> Call:
     """An answered pairwise session with a participant announced by the roster."""
     direction = Direction.OUTGOING if me < peer else Direction.INCOMING
-    call = Call(session_id(group, me, peer), peer, direction, topic, now, now, limits=limits)
-    call.state = State.ACTIVE
-    call.answered_at = now
-    call.peer_level = GROUP_LEVEL
-    return call
+    sid = session_id(group, me, peer)
+    return Call.answered_session(sid, peer, direction, topic, now, limits, GROUP_LEVEL)
 
 
 def close_unconfirmed(call: Call, reason: str, now: float) -> None:
     """End our session with a member that never confirmed, without a word on the wire: it
     may not exist, and we send nothing to what we do not believe."""
-    if call.state != State.ENDED:
-        call.state = State.ENDED
-        call.ended_at = now
-        call.outcome = Outcome.COMPLETED
-        call.ended_by = EndedBy.LOCAL
-        call.end_reason = reason
+    call.close_quietly(reason, now)
 
 
 @dataclass
