@@ -24,7 +24,9 @@ from ..nostr import kinds, nip59
 from ..protocol import frag, wire
 from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
+from .budget import BudgetWait
 from .nostr_io import InboundEvent, RelayPool, spawn
+from .waste import WEIGHT, Waste
 
 log = logging.getLogger("p2p.inbound")
 
@@ -35,25 +37,10 @@ PAGE = 500  # events asked for per catch-up query (relays cap lower or equal)
 MAX_PAGES = 200
 CATCH_UP_DELAY = 3.0
 FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
-# A relay's wasted wraps are counted over a window: each shed one counts 1, each that
-# turns out to be junk (undecryptable, malformed, not our kind) counts JUNK_WEIGHT, since
-# it cost an unwrap. Over the limit, the relay is muted. Junk decides on a slow machine:
-# there the daemon reads a flood slower than the gate's rate, and nothing is shed.
-FLOOD_WINDOW = 10.0
-FLOOD_LIMIT = 2000  # 2000 shed or 200 junk in the window
-JUNK_WEIGHT = 10
-# Junk (and wraps that lead nowhere) is remembered in memory, not in the database: a
-# stranger can send it without end, and rows would grow the disk with it. 100,000 ids
-# are about 15 MiB; past that the oldest are forgotten (and unwrapped again if a catch-up
-# brings them back).
-JUNK_MEMORY = 100_000
 # A catch-up page that is junk at least this much stops the catch-up at that relay: it
 # answers our query with noise (stored or made up on the spot), and paging on would only
 # unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
 JUNK_PAGE_STOP = 100
-JUNK_LOG_EVERY = 60.0  # seconds: at most JUNK_LOG_LINES junk wraps are logged one by one
-JUNK_LOG_LINES = 20
-MAX_DEFERRED_BYTES = 32 * 1024 * 1024  # opened wraps kept for their senders' budgets
 
 
 @dataclass(frozen=True)
@@ -111,31 +98,21 @@ class Inbound:
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
         self._catch_up_task: asyncio.Task[Any] | None = None
-        self._waste: dict[str, tuple[float, int]] = {}  # relay -> (since, count)
         self._catch_up_again = False
         # Pieces of messages too large for a relay (`frag`), until each message is whole.
         self.fragments = frag.Reassembler()
-        self.junk = RecentIds(JUNK_MEMORY)  # wraps that led nowhere, skipped by id
+        self.waste = Waste(pool, gate.limits, self.stats["dropped"], self.schedule_catch_up)
         # (sender, call) of requests unwrapped lately: a message of a call whose request
         # is in the same batch or catch-up leads somewhere, though the call is not made yet.
         self._requested = RecentIds(4096)
-        # Wraps opened, then found over their sender's byte budget: kept opened until the
-        # budget allows them, in arrival order (id -> (sender, wrap, what it carried)).
-        # Dropping them cost a catch-up that fetched and opened each again, every few
-        # seconds, until the budget let it through (10-25x slower files, issue 20).
-        self._deferred: dict[str, tuple[str, InboundEvent, nip59.Unwrapped]] = {}
-        self._deferred_bytes = 0
-        self._deferred_by: dict[str, int] = {}  # sender -> wraps deferred
-        self._deferred_rumors: set[tuple[str, str]] = set()  # (sender, rumor id) waiting
-        self._release_task: asyncio.Task[Any] | None = None
-        self._junk_found = 0
-        self._junk_logged: list[float] = [0.0, 0]  # (since, lines) in this log period
-        pool.on_waste = self._wasted
+        # Wraps opened, then found over their sender's byte budget (see budget.py).
+        self.deferred = BudgetWait(self.gate, self._opened, self._take_released)
+        pool.on_waste = self.waste.wasted
 
     def known(self, event_id: str) -> bool:
         """Processed already, known junk, or waiting for its sender's budget: skipped
         without unwrapping."""
-        return event_id in self.junk or event_id in self._deferred or self.store.seen(event_id)
+        return event_id in self.waste.ids or event_id in self.deferred or self.store.seen(event_id)
 
     def wrap_filter(self) -> Any:
         since = ns.Timestamp.from_secs(int(clock.now() - WRAP_LOOKBACK))
@@ -152,37 +129,10 @@ class Inbound:
         if not self.gate.admit_wrap(len(event.content), now, event.relay):
             self.schedule_catch_up()
             if not event.stored:
-                self._wasted(event.relay, 1, now)
+                self.waste.wasted(event.relay, 1, now)
             return
         self._queues.setdefault(event.relay, collections.deque()).append(event)
         self._ready.set()
-
-    def _wasted(self, relay: str, weight: int, now: float | None = None) -> None:
-        """A relay that keeps sending far over the inbound rate, or sends us junk, is muted
-        for a while: even shed, its flood costs the CPU that wraps from good relays need."""
-        if not relay:
-            return
-        now = clock.now() if now is None else now
-        start, count = self._waste.get(relay, (now, 0))
-        if now - start > FLOOD_WINDOW:
-            start, count = now, 0
-        count += weight
-        self._waste[relay] = (start, count)
-        if count < FLOOD_LIMIT:
-            return
-        del self._waste[relay]
-        seconds = self.gate.limits.relay_mute_seconds
-        if self.pool.mute(relay, seconds):
-            log.warning(
-                "relay %s floods us (over %d shed, or %d junk, in %ss); muted for %ss",
-                relay,
-                FLOOD_LIMIT,
-                FLOOD_LIMIT // JUNK_WEIGHT,
-                FLOOD_WINDOW,
-                seconds,
-            )
-            # What the flood crowded out of the SDK's channel, from the other relays.
-            self.schedule_catch_up()
 
     def _next_batch(self) -> list[InboundEvent]:
         """Up to BATCH queued wraps, taken from each relay's queue in turn."""
@@ -213,31 +163,6 @@ class Inbound:
 
     # Processing -----------------------------------------------------------------------
 
-    def _drop(self, reason: str) -> None:
-        dropped = self.stats["dropped"]
-        dropped[reason] = dropped.get(reason, 0) + 1
-
-    def _junk(self, event: InboundEvent, reason: str, now: float, live: bool, detail: str) -> None:
-        """A wrap that leads nowhere: remembered in memory only, and counted against its
-        relay when it came live (a catch-up, or the replay after a mute, reads back what
-        a relay stored, maybe while it was muted for this very junk: no new flood).
-        Logged one by one for the first few, then as a count now and then: a line per
-        wrap let a stranger grow our log at the rate it sends."""
-        self._drop(reason)
-        self.junk.add(event.id)
-        self._junk_found += 1
-        if live and not event.stored:
-            self._wasted(event.relay, JUNK_WEIGHT, now)
-        if now - self._junk_logged[0] > JUNK_LOG_EVERY:
-            if self._junk_logged[1] > JUNK_LOG_LINES:
-                quiet = self._junk_logged[1] - JUNK_LOG_LINES
-                log.info("dropped %d more wraps that led nowhere (see status)", quiet)
-            self._junk_logged = [now, 0]
-        self._junk_logged[1] += 1
-        count = self._junk_logged[1]
-        if count <= JUNK_LOG_LINES:
-            log.info("dropped wrap %s (%s): %s", event.id[:12], reason, detail)
-
     def _worth_opening(self, sender: str, event: InboundEvent, now: float, live: bool) -> bool:
         """Whether to open the seal of a wrap that claims ``sender``: always for a key we
         have a call with (or know, or blocked) and for the owner; for anyone else within
@@ -249,7 +174,7 @@ class Inbound:
         if self.gate.admit_stranger(now):
             return True
         if live and not event.stored:  # it cost a decryption, as junk does
-            self._wasted(event.relay, JUNK_WEIGHT, now)
+            self.waste.wasted(event.relay, WEIGHT, now)
         return False
 
     def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
@@ -282,14 +207,14 @@ class Inbound:
                     continue
                 gift = nip59.open_seal(self.keys, sealed)
             except nip59.UnwrapError as exc:
-                self._junk(event, "unwrap_failed", now, live, str(exc))
+                self.waste.junk(event, "unwrap_failed", now, live, str(exc))
                 continue
             sender = gift.sender
-            if self._deferred_from(sender) or (
+            if self.deferred.waiting_from(sender) or (
                 sender not in self.sink.blocked
                 and not self.gate.admit_bytes(sender, len(event.content), now)
             ):
-                if self._defer(event, gift):
+                if self.deferred.keep(event, gift, self.schedule_catch_up):
                     out.append(event.id)  # a re-send of one already waiting: processed
                 continue
             self._opened(event, gift, now, live, out)
@@ -310,16 +235,16 @@ class Inbound:
             out.append(Taken(event.id, sender, None, 0, gift.content))
             return
         if kind != kinds.CALL:
-            self._junk(event, "not_our_kind", now, live, f"kind {kind} from {sender[:12]}")
+            self.waste.junk(event, "not_our_kind", now, live, f"kind {kind} from {sender[:12]}")
             return
         try:
             message = wire.decode(gift.content)
         except wire.WireError as exc:
-            self._junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
+            self.waste.junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
             return
         nowhere = self._leads_somewhere(sender, message)
         if nowhere is not None:
-            self._junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
+            self.waste.junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
             return
         if message.type == "frag":
             whole = self._reassemble(event.id, sender, message, now)
@@ -329,80 +254,13 @@ class Inbound:
             message = whole
         out.append(Taken(event.id, sender, message, gift.created_at))
 
-    # Over a sender's byte budget: kept open until it allows -------------------------------
-
-    def _deferred_from(self, sender: str) -> bool:
-        """Whether ``sender`` has wraps waiting for its budget: later ones wait behind them
-        (its messages are taken in order anyway)."""
-        return self._deferred_by.get(sender, 0) > 0
-
-    def _defer(self, event: InboundEvent, gift: nip59.Unwrapped) -> bool:
-        """Keep an opened wrap until its sender's budget allows it. True if it is a re-send
-        of a message already waiting (the same rumor in a fresh wrap): nothing to keep, and
-        it must not spend the budget a second time."""
-        key = (gift.sender, gift.rumor_id)
-        if key in self._deferred_rumors:
-            return True
-        size = len(event.content)
-        if self._deferred_bytes + size > MAX_DEFERRED_BYTES:
-            # Past what we keep open: as before, a catch-up fetches it again later.
-            log.info("wrap %s over its sender's budget, none kept; later", event.id[:12])
+    def _take_released(self, items: list[Taken | str]) -> None:
+        """Wraps whose senders' budgets now allow them, handed over like a batch."""
+        try:
+            self.take(items)
+        except Exception:
+            log.exception("deferred wraps failed; a catch-up fetches them again")
             self.schedule_catch_up()
-            return False
-        self._deferred_rumors.add(key)
-        self._deferred[event.id] = (gift.sender, event, gift)
-        self._deferred_bytes += size
-        self._deferred_by[gift.sender] = self._deferred_by.get(gift.sender, 0) + 1
-        self.stats["deferred"] = self.stats.get("deferred", 0) + 1
-        if self._release_task is None or self._release_task.done():
-            self._release_task = spawn(self._release(), "budget-release")
-        return False
-
-    def _undefer(self, wrap_id: str, sender: str, size: int) -> None:
-        self._deferred_rumors.discard((sender, self._deferred[wrap_id][2].rumor_id))
-        del self._deferred[wrap_id]
-        self._deferred_bytes -= size
-        self._deferred_by[sender] -= 1
-        if not self._deferred_by[sender]:
-            del self._deferred_by[sender]
-
-    async def _release(self) -> None:
-        """Hand over deferred wraps as their senders' budgets allow, oldest first."""
-        while self._deferred:
-            wait = self.release_due()
-            if wait is None:
-                return
-            await asyncio.sleep(max(0.05, wait))
-
-    def release_due(self) -> float | None:
-        """Take the deferred wraps whose senders' budgets allow them now; the seconds until
-        the next one may go (None when none waits). A catch-up asks first, too."""
-        now = clock.now()
-        ready: list[Taken | str] = []
-        waits: list[float] = []
-        blocked: set[str] = set()
-        for wrap_id, (sender, event, gift) in list(self._deferred.items()):
-            if sender in blocked:
-                continue
-            size = len(event.content)
-            wait = self.gate.bytes_wait(sender, size, now)
-            if wait <= 0 and self.gate.admit_bytes(sender, size, now):
-                self._undefer(wrap_id, sender, size)
-                self._opened(event, gift, now, False, ready)
-                continue
-            blocked.add(sender)  # its later wraps wait behind this one
-            if wait == float("inf"):  # larger than the whole budget: never
-                self._undefer(wrap_id, sender, size)
-                self._junk(event, "peer_bytes", now, False, "over the whole budget")
-            else:
-                waits.append(wait)
-        if ready:
-            try:
-                self.take(ready)
-            except Exception:
-                log.exception("deferred wraps failed; a catch-up fetches them again")
-                self.schedule_catch_up()
-        return min(waits) if waits else None
 
     def _reassemble(
         self, wrap_id: str, sender: str, piece: wire.WireMessage, now: float
@@ -413,7 +271,7 @@ class Inbound:
             return self.fragments.add(sender, piece, now)
         except frag.FragmentError as exc:
             log.info("dropped fragment %s from %s: %s", wrap_id[:12], sender[:12], exc)
-            self._drop("bad_fragment")
+            self.waste.drop("bad_fragment")
             return None
 
     def take(self, items: list[Taken | str]) -> None:
@@ -439,7 +297,7 @@ class Inbound:
                         self.sink.owner_reply(item.owner_text, now)
                     elif item.sender in self.sink.blocked:
                         self.sink.receive_from_blocked(item.sender, item.message)
-                        self._drop("blocked")
+                        self.waste.drop("blocked")
                     else:
                         work += self.sink.receive(item.sender, item.message, item.sent_at, now)
                         if item.message.type != "ack":
@@ -475,7 +333,7 @@ class Inbound:
     async def catch_up(self) -> int:
         """Page back through the lookback window at each inbox relay we read, all at once,
         and take every wrap not yet processed. Returns how many new wraps were found."""
-        self.release_due()  # what waited for a budget first: it came before the rest
+        self.deferred.release_due()  # what waited for a budget first: it came first
         relays = [url for url in self.pool.inbox if not self.pool.muted(url)]
         claimed: set[str] = set()  # taken by one relay's catch-up: the others skip it
         results = await asyncio.gather(
@@ -518,13 +376,13 @@ class Inbound:
             met.update(e.id for e in fresh)
             new = [e for e in fresh if e.id not in claimed and not self.known(e.id)]
             claimed.update(e.id for e in new)
-            junk_before = self._junk_found
+            junk_before = self.waste.found
             for start in range(0, len(new), BATCH):
                 items += self.unwrap_all(new[start : start + BATCH])
                 await asyncio.sleep(0)
             if not fresh:
                 break
-            junk = self._junk_found - junk_before
+            junk = self.waste.found - junk_before
             if junk >= JUNK_PAGE_STOP and junk * 10 >= len(new) * 9:
                 log.warning("catch-up at %s: a page of %d junk wraps; stopped there", relay, junk)
                 break
