@@ -9,7 +9,6 @@ what did not happen. Publishing starts only after the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -48,6 +47,7 @@ from ..store import Store
 from .actions import LocalActions
 from .directory import Directory, npub_of
 from .files import FileSink
+from .held import HeldMessages
 from .inbound import WRAP_LOOKBACK
 from .inbox import AgentInbox, agent_event
 from .outbound import Outbound
@@ -106,7 +106,7 @@ class CallService(LocalActions):
         self.contacts: set[str] = {pubkey for pubkey, _ in store.contacts()}
         self.dropped: dict[str, int] = {}  # inbound messages refused here, by reason
         self._timed: set[str] = set()  # calls with a ring timer or unreceipted messages
-        self._held: dict[str, dict[int, int]] = {}  # call -> seq -> bytes held for a gap
+        self.held = HeldMessages(store, gate.limits.max_held_bytes)
         self._known: set[str] = set()  # peers of calls we placed or answered
         self._peers: set[str] = set()  # peers of any call we have
         self._wake = asyncio.Event()
@@ -133,17 +133,7 @@ class CallService(LocalActions):
             if call_id in self.calls:
                 self.calls[call_id].restore_pending(seqs, now)
         self.outbound.load({call_id: queued for call_id, (_, queued) in unacked.items()})
-        self._held = {}
-        for call_id, seq, content in self.store.held():
-            holder = self.calls.get(call_id)
-            if holder is not None and seq >= holder.recv_next and holder.holds_out_of_order:
-                with contextlib.suppress(wire.WireError):
-                    holder.reorder[seq] = wire.decode(content)
-                    self._held.setdefault(call_id, {})[seq] = len(content)
-        try:  # rows of calls that hold nothing now (after a failed transaction: next time)
-            self.store.drop_held_except(set(self._held))
-        except Exception as exc:
-            log.warning("could not drop held rows of ended calls: %s", exc)
+        self.held.load(self.calls)
         for call in self.calls.values():
             self._track(call)
         self.sweep_partials(now)
@@ -167,23 +157,6 @@ class CallService(LocalActions):
         self.load()
         if self.hooks is not None:
             self.hooks.load()
-
-    @property
-    def held_bytes(self) -> int:
-        """What every call holds for its gaps, in bytes (bounded by ``max_held_bytes``)."""
-        return sum(sum(seqs.values()) for seqs in self._held.values())
-
-    def _release(self, call: Call) -> None:
-        """Forget the held messages the call has taken (all of them once it ended)."""
-        seqs = self._held.get(call.id)
-        if not seqs:
-            return
-        below = call.recv_next if call.holds_out_of_order else 2**62
-        self.store.release(call.id, below)
-        for seq in [s for s in seqs if s < below]:
-            del seqs[seq]
-        if not seqs:
-            del self._held[call.id]
 
     def _track(self, call: Call) -> None:
         self._peers.add(call.peer)
@@ -259,13 +232,12 @@ class CallService(LocalActions):
             return []
         held_before = bool(call.reorder)
         content = message.encode() if message.seq > call.recv_next else ""
-        may_hold = self.held_bytes + len(content) <= self.gate.limits.max_held_bytes
+        may_hold = self.held.room_for(len(content))
         effects = call.receive(message, now, may_hold)
         if message.seq in call.reorder:  # out of order: held durably until the gap fills
-            self.store.hold(call.id, message.seq, content)
-            self._held.setdefault(call.id, {})[message.seq] = len(content)
+            self.held.hold(call, message.seq, content)
         elif held_before:
-            self._release(call)
+            self.held.release(call)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self._apply(call, effects, now)
@@ -398,7 +370,7 @@ class CallService(LocalActions):
             elif isinstance(effect, Roster) and self.hooks is not None:
                 publishing += self.hooks.roster(call, effect.body, now)
         if call.state == ENDED:
-            self._release(call)
+            self.held.release(call)
         core = call.to_dict()
         if call.id in self.records.unverified:
             core["name_verified"] = False
