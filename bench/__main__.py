@@ -59,9 +59,10 @@ class Sizes:
     history_messages: int = 20_000
     group_sizes: tuple[int, ...] = (2, 4, 8)
     group_messages: int = 100
+    group_spaced: int = 20
 
 
-SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100, (2, 3), 5)
+SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100, (2, 3), 5, 3)
 
 
 def p95(samples: list[float]) -> float:
@@ -596,39 +597,59 @@ class Bench:
         take_inbox(self.alice.paths.socket)
         return str(call_id)
 
+    def _spaced_sends(
+        self, call_id: str, others: list[Agent], count: int
+    ) -> tuple[list[float], list[float]]:
+        """``count`` sends, each once the one before reached everyone: the ``send`` command's
+        own time at the client, and the latency from accepted to each recipient's inbox."""
+        commands, latencies = [], []
+        for index in range(count):
+            start = time.perf_counter()
+            sent = rpc.request(
+                self.alice.paths.socket, "send", {"text": f"ping {index}", "call": call_id}
+            )
+            commands.append(time.perf_counter() - start)
+            for agent in others:
+                got: list[dict[str, Any]] = []
+                wait_until(
+                    lambda a=agent, g=got: g.extend(take_inbox(a.paths.socket)) or g,
+                    30,
+                    "the ping",
+                )
+                latencies.append(got[0]["at"] - sent["accepted_at"])
+        return commands, latencies
+
+    def _burst(self, call_id: str, others: list[Agent], count: int) -> float:
+        """``count`` sends back to back; messages per second until all reached everyone."""
+        start = time.perf_counter()
+        for index in range(count):
+            rpc.request(self.alice.paths.socket, "send", {"text": f"g {index}", "call": call_id})
+        for agent in others:
+            received = [0]
+
+            def all_in(a: Agent = agent, r: list[int] = received) -> bool:
+                r[0] += sum(e["type"] == "message" for e in take_inbox(a.paths.socket))
+                return r[0] >= count
+
+            wait_until(all_in, 300, f"{count} messages at {agent.name}")
+        return count / (time.perf_counter() - start)
+
     def group_rate(self) -> None:
-        """Issue 14: one sender to a group of 2, 4 and 8 participants."""
+        """Issues 14 and 20: one sender to a group of 2, 4 and 8 participants, beside the
+        same sends in the 1:1 call (alice and bob) measured the same way in this run."""
         count = self.sizes.group_messages
+        spaced = self.sizes.group_spaced
+        one = rpc.request(self.alice.paths.socket, "status")["calls"]["active"][0]["call_id"]
+        take_inbox(self.bob.paths.socket)
+        self._spaced_sends(one, [self.bob], 5)  # warm-up, as the groups' set-up warms them
+        base_commands, _ = self._spaced_sends(one, [self.bob], spaced)
+        base_command = statistics.median(base_commands)
+        base_rate = self._burst(one, [self.bob], count)
         for size in self.sizes.group_sizes:
             others, call_id = self._group_of(size)
             try:
-                latencies = []
-                for index in range(3):
-                    sent = rpc.request(
-                        self.alice.paths.socket, "send", {"text": f"ping {index}", "call": call_id}
-                    )
-                    for agent in others:
-                        got: list[dict[str, Any]] = []
-                        wait_until(
-                            lambda a=agent, g=got: g.extend(take_inbox(a.paths.socket)) or g,
-                            30,
-                            "the ping",
-                        )
-                        latencies.append(got[0]["at"] - sent["accepted_at"])
-                start = time.perf_counter()
-                for index in range(count):
-                    rpc.request(
-                        self.alice.paths.socket, "send", {"text": f"g {index}", "call": call_id}
-                    )
-                for agent in others:
-                    received = [0]
-
-                    def all_in(a: Agent = agent, r: list[int] = received) -> bool:
-                        r[0] += sum(e["type"] == "message" for e in take_inbox(a.paths.socket))
-                        return r[0] >= count
-
-                    wait_until(all_in, 300, f"{count} messages at {agent.name}")
-                seconds = time.perf_counter() - start
+                commands, latencies = self._spaced_sends(call_id, others, spaced)
+                rate = self._burst(call_id, others, count)
                 self.add(
                     Figure(
                         f"group of {size}: latency to each recipient",
@@ -637,14 +658,29 @@ class Bench:
                         p95(latencies) * 1e3,
                     )
                 )
+                big = size == max(self.sizes.group_sizes)
+                self.compare(
+                    f"group of {size}: send command time (baseline: a 1:1 send)",
+                    commands,
+                    base_command,
+                    "ratio <= 2" if big else "report",
+                    (lambda ratio: ratio <= 2) if big else None,
+                )
                 self.add(
-                    Figure(f"group of {size}: messages/s from one sender", "msg/s", count / seconds)
+                    Figure(
+                        f"group of {size}: messages/s from one sender (baseline: 1:1)",
+                        "msg/s",
+                        rate,
+                        None,
+                        base_rate,
+                        rate / base_rate,
+                    )
                 )
                 self.add(
                     Figure(
                         f"group of {size}: deliveries/s (messages x recipients)",
                         "msg/s",
-                        count * len(others) / seconds,
+                        rate * len(others),
                     )
                 )
                 rpc.request(self.alice.paths.socket, "end", {"call": call_id, "all": True})
