@@ -1,6 +1,9 @@
 """``make bench``: the product beside a baseline measured in the same run, as one table.
 
-    python -m bench [--smoke] [--json PATH]
+    python -m bench [--smoke] [--full] [--only NAME,...] [--json PATH]
+
+The default run takes under 5 minutes; ``--full`` adds the slow figures (FULL_ONLY, about 10
+minutes more) and a longer idle-CPU window.
 
 Everything runs on an embedded relay on loopback, through the real daemons and the real
 ``p2p`` command. Absolute times on shared machines drift; the ratios are what to read.
@@ -26,6 +29,7 @@ from typing import Any
 from bench import baseline, hostile, relays
 from p2p_comm import rpc
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
+from p2p_comm.nostr.nip59 import WRAP_JITTER
 
 
 @dataclass
@@ -53,15 +57,21 @@ class Sizes:
     file_mib: float = 5.0
     presences: int = 10_000
     memory_messages: int = 10_000
-    idle_seconds: float = 60.0
+    idle_seconds: float = 20.0
     backlogs: tuple[int, ...] = (1_000, 5_000)
     rate_window: int = 300
     history_messages: int = 20_000
     group_sizes: tuple[int, ...] = (2, 4, 8)
     group_messages: int = 100
+    group_spaced: int = 20
 
 
-SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100, (2, 3), 5)
+SMOKE = Sizes(3, 3, 2, 20, 0.05, 50, 30, 1.0, (40, 80), 20, 100, (2, 3), 5, 3)
+FULL = Sizes(idle_seconds=60.0)
+
+# Figures only `--full` runs (or `--only` names): minutes each, of waiting on purpose. The
+# PoW-20 story mines ~90 wraps (4-11 min); the story at 60 events/min is paced to ~70 s.
+FULL_ONLY = frozenset({"relay_pow_story", "relay_pacing"})
 
 
 def p95(samples: list[float]) -> float:
@@ -125,6 +135,7 @@ class Bench:
     def __init__(self, sizes: Sizes) -> None:
         self.sizes = sizes
         self.figures: list[Figure] = []
+        self.seconds: dict[str, float] = {}  # per figure method, for the JSON
         self.relay = RelayProcess().start()
         self.alice = Agent("alice", [self.relay.url])
         self.bob = Agent("bob", [self.relay.url])
@@ -458,19 +469,28 @@ class Bench:
         wait_until(all_in, timeout, f"{count} messages at bob")
 
     def backlog(self) -> None:
-        """Issue 10: a sender whose peer is away, and the peer's catch-up when it returns."""
+        """Issue 10: a sender whose peer is away, and the peer's catch-up when it returns.
+
+        Like for like (issue 20): the sender's rate with a backlog is compared with its rate
+        at the start of the same outage (the peer away, nothing unacknowledged yet); the raw
+        catch-up fetches the wraps of the outage (those the peer had not before it) and is
+        timed from starting its process, as the daemon's catch-up is from `daemon start`."""
         window = self.sizes.rate_window
-        with_none = self._send_many(window, "warm")
-        self._drain_bob(window, 120)
+        keys = json.loads(self.bob.paths.identity.read_text())
+        bob_hex = keys["public_key"]
         for count in self.sizes.backlogs:
+            # Wraps are dated up to WRAP_JITTER back: the window must start before the outage.
+            since = int(time.time()) - WRAP_JITTER - 60
             self.bob.stop()
-            self._send_many(count - window, "backlog")
+            had = baseline.wrap_ids(self.relay.url, bob_hex, since)
+            with_none = self._send_many(window, "backlog head")
+            self._send_many(count - 2 * window, "backlog")
             with_backlog = self._send_many(window, "backlog tail")
             if count == max(self.sizes.backlogs):
                 ratio = with_backlog / with_none
                 self.add(
                     Figure(
-                        f"sender messages/s with {count:,} unacknowledged",
+                        f"sender messages/s with {count:,} unacknowledged (baseline: none yet)",
                         "msg/s",
                         with_backlog,
                         None,
@@ -484,12 +504,7 @@ class Bench:
             self.bob.run("daemon", "start")
             self._drain_bob(count, 600)
             ours = time.perf_counter() - start
-            keys = json.loads(self.bob.paths.identity.read_text())
-            import nostr_sdk as ns
-
-            raw, found = baseline.fetch_and_unwrap(
-                self.relay.url, ns.Keys.parse(keys["secret_key"]), int(time.time()) - 3 * 86400
-            )
+            raw, found = baseline.catch_up_process(self.relay.url, keys["secret_key"], since, had)
             self.add(
                 Figure(
                     f"catch-up of {count:,} messages after an outage (raw: {found} wraps)",
@@ -596,39 +611,59 @@ class Bench:
         take_inbox(self.alice.paths.socket)
         return str(call_id)
 
+    def _spaced_sends(
+        self, call_id: str, others: list[Agent], count: int
+    ) -> tuple[list[float], list[float]]:
+        """``count`` sends, each once the one before reached everyone: the ``send`` command's
+        own time at the client, and the latency from accepted to each recipient's inbox."""
+        commands, latencies = [], []
+        for index in range(count):
+            start = time.perf_counter()
+            sent = rpc.request(
+                self.alice.paths.socket, "send", {"text": f"ping {index}", "call": call_id}
+            )
+            commands.append(time.perf_counter() - start)
+            for agent in others:
+                got: list[dict[str, Any]] = []
+                wait_until(
+                    lambda a=agent, g=got: g.extend(take_inbox(a.paths.socket)) or g,
+                    30,
+                    "the ping",
+                )
+                latencies.append(got[0]["at"] - sent["accepted_at"])
+        return commands, latencies
+
+    def _burst(self, call_id: str, others: list[Agent], count: int) -> float:
+        """``count`` sends back to back; messages per second until all reached everyone."""
+        start = time.perf_counter()
+        for index in range(count):
+            rpc.request(self.alice.paths.socket, "send", {"text": f"g {index}", "call": call_id})
+        for agent in others:
+            received = [0]
+
+            def all_in(a: Agent = agent, r: list[int] = received) -> bool:
+                r[0] += sum(e["type"] == "message" for e in take_inbox(a.paths.socket))
+                return r[0] >= count
+
+            wait_until(all_in, 300, f"{count} messages at {agent.name}")
+        return count / (time.perf_counter() - start)
+
     def group_rate(self) -> None:
-        """Issue 14: one sender to a group of 2, 4 and 8 participants."""
+        """Issues 14 and 20: one sender to a group of 2, 4 and 8 participants, beside the
+        same sends in the 1:1 call (alice and bob) measured the same way in this run."""
         count = self.sizes.group_messages
+        spaced = self.sizes.group_spaced
+        one = rpc.request(self.alice.paths.socket, "status")["calls"]["active"][0]["call_id"]
+        take_inbox(self.bob.paths.socket)
+        self._spaced_sends(one, [self.bob], 5)  # warm-up, as the groups' set-up warms them
+        base_commands, _ = self._spaced_sends(one, [self.bob], spaced)
+        base_command = statistics.median(base_commands)
+        base_rate = self._burst(one, [self.bob], count)
         for size in self.sizes.group_sizes:
             others, call_id = self._group_of(size)
             try:
-                latencies = []
-                for index in range(3):
-                    sent = rpc.request(
-                        self.alice.paths.socket, "send", {"text": f"ping {index}", "call": call_id}
-                    )
-                    for agent in others:
-                        got: list[dict[str, Any]] = []
-                        wait_until(
-                            lambda a=agent, g=got: g.extend(take_inbox(a.paths.socket)) or g,
-                            30,
-                            "the ping",
-                        )
-                        latencies.append(got[0]["at"] - sent["accepted_at"])
-                start = time.perf_counter()
-                for index in range(count):
-                    rpc.request(
-                        self.alice.paths.socket, "send", {"text": f"g {index}", "call": call_id}
-                    )
-                for agent in others:
-                    received = [0]
-
-                    def all_in(a: Agent = agent, r: list[int] = received) -> bool:
-                        r[0] += sum(e["type"] == "message" for e in take_inbox(a.paths.socket))
-                        return r[0] >= count
-
-                    wait_until(all_in, 300, f"{count} messages at {agent.name}")
-                seconds = time.perf_counter() - start
+                commands, latencies = self._spaced_sends(call_id, others, spaced)
+                rate = self._burst(call_id, others, count)
                 self.add(
                     Figure(
                         f"group of {size}: latency to each recipient",
@@ -637,14 +672,29 @@ class Bench:
                         p95(latencies) * 1e3,
                     )
                 )
+                big = size == max(self.sizes.group_sizes)
+                self.compare(
+                    f"group of {size}: send command time (baseline: a 1:1 send)",
+                    commands,
+                    base_command,
+                    "ratio <= 2" if big else "report",
+                    (lambda ratio: ratio <= 2) if big else None,
+                )
                 self.add(
-                    Figure(f"group of {size}: messages/s from one sender", "msg/s", count / seconds)
+                    Figure(
+                        f"group of {size}: messages/s from one sender (baseline: 1:1)",
+                        "msg/s",
+                        rate,
+                        None,
+                        base_rate,
+                        rate / base_rate,
+                    )
                 )
                 self.add(
                     Figure(
                         f"group of {size}: deliveries/s (messages x recipients)",
                         "msg/s",
-                        count * len(others) / seconds,
+                        rate * len(others),
                     )
                 )
                 rpc.request(self.alice.paths.socket, "end", {"call": call_id, "all": True})
@@ -755,13 +805,20 @@ class Bench:
 
         relays.file_sizes(add, self.sizes is SMOKE)
 
-    def run(self, only: list[str] | None = None) -> list[Figure]:
+    def run(self, only: list[str] | None = None, full: bool = False) -> list[Figure]:
+        unknown = set(only or ()) - set(self.ORDER)
+        if unknown:
+            raise SystemExit(f"no such figure: {', '.join(sorted(unknown))}")
         try:
             self.connect()
             self.raw_latency = 0.0
             for name in self.ORDER:
-                if only is None or name in only:
+                wanted = name in only if only is not None else full or name not in FULL_ONLY
+                if wanted:
+                    started = time.monotonic()
                     getattr(self, name)()
+                    self.seconds[name] = round(time.monotonic() - started, 1)
+                    print(f"  ({name}: {self.seconds[name]} s)", file=sys.stderr, flush=True)
         finally:
             for agent in (self.alice, self.bob):
                 agent.cleanup()
@@ -801,16 +858,23 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the code runs")
     parser.add_argument("--json", default="bench/results.json", help="where to write the JSON")
     parser.add_argument("--only", help="comma-separated figure methods, e.g. list_time,file_rate")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"also the slow figures ({', '.join(sorted(FULL_ONLY))}) and 60 s of idle CPU",
+    )
     args = parser.parse_args()
     # Stopped from outside (a test's timeout), still stop every relay and agent started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
-    figures = Bench(SMOKE if args.smoke else Sizes()).run(
-        args.only.split(",") if args.only else None
-    )
+    bench = Bench(SMOKE if args.smoke else FULL if args.full else Sizes())
+    # --smoke checks that every figure runs, the slow ones too (at tiny sizes).
+    everything = args.full or args.smoke
+    figures = bench.run(args.only.split(",") if args.only else None, full=everything)
     print(table(figures))
     document: dict[str, Any] = {
         "figures": [asdict(f) for f in figures],
+        "figure_seconds": bench.seconds,
         "seconds": round(time.monotonic() - started, 1),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),

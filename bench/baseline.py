@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import nostr_sdk as ns
@@ -149,17 +153,9 @@ def publish_presences(url: str, count: int, lifetime: int) -> None:
     asyncio.run(_publish_presences(url, count, lifetime))
 
 
-async def _fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int]:
-    """A raw client's catch-up: page back past the relay's cap, then unwrap every wrap."""
-    ns.uniffi_set_event_loop(asyncio.get_running_loop())
-    client = await _client(url)
-    start = time.perf_counter()
-    query = (
-        ns.Filter()
-        .kind(ns.Kind(1059))
-        .pubkey(keys.public_key())
-        .since(ns.Timestamp.from_secs(since))
-    )
+async def _paged(client: Any, pubkey: Any, since: int) -> dict[str, Any]:
+    """Every wrap for ``pubkey`` since ``since``, paging back past the relay's cap."""
+    query = ns.Filter().kind(ns.Kind(1059)).pubkey(pubkey).since(ns.Timestamp.from_secs(since))
     found: dict[str, Any] = {}
     until = None
     while True:
@@ -171,8 +167,22 @@ async def _fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int
         for event in fresh:
             found[event.id().to_hex()] = event
         until = min(e.created_at().as_secs() for e in events)
+    return found
+
+
+async def _fetch_and_unwrap(
+    url: str, keys: Any, since: int, skip: frozenset[str] = frozenset()
+) -> tuple[float, int]:
+    """A raw client's catch-up: page back past the relay's cap, then unwrap every wrap
+    not in ``skip`` (those its owner had before the outage)."""
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = await _client(url)
+    start = time.perf_counter()
+    found = await _paged(client, keys.public_key(), since)
     unwrapped = 0
-    for event in found.values():
+    for event_id, event in found.items():
+        if event_id in skip:
+            continue
         try:
             ns.UnwrappedGift.from_gift_wrap(keys, event)
             unwrapped += 1
@@ -186,3 +196,44 @@ async def _fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int
 def fetch_and_unwrap(url: str, keys: Any, since: int) -> tuple[float, int]:
     """Seconds for a raw paged fetch and unwrap of every wrap for ``keys``, and how many."""
     return asyncio.run(_fetch_and_unwrap(url, keys, since))
+
+
+async def _wrap_ids(url: str, pubkey_hex: str, since: int) -> set[str]:
+    ns.uniffi_set_event_loop(asyncio.get_running_loop())
+    client = await _client(url)
+    try:
+        return set(await _paged(client, ns.PublicKey.parse(pubkey_hex), since))
+    finally:
+        await client.shutdown()
+
+
+def wrap_ids(url: str, pubkey_hex: str, since: int) -> set[str]:
+    """The ids of the wraps for ``pubkey_hex`` on the relay since ``since``."""
+    return asyncio.run(_wrap_ids(url, pubkey_hex, since))
+
+
+def catch_up_process(url: str, secret_hex: str, since: int, skip: set[str]) -> tuple[float, int]:
+    """A raw client's catch-up as the daemon's is timed: from starting a process (Python,
+    nostr-sdk, a connection) until every wrap since ``since`` not in ``skip`` is unwrapped.
+    Returns (seconds, wraps unwrapped)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".ids") as handle:
+        handle.write("\n".join(sorted(skip)))
+        handle.flush()
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.baseline", url, secret_hex, str(since), handle.name],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        elapsed = time.perf_counter() - start
+    return elapsed, int(done.stdout.split()[-1])
+
+
+if __name__ == "__main__":  # catch_up_process's child
+    _url, _secret, _since, _skip_file = sys.argv[1:5]
+    _skip = frozenset(Path(_skip_file).read_text().split())
+    _, _count = asyncio.run(_fetch_and_unwrap(_url, ns.Keys.parse(_secret), int(_since), _skip))
+    print(_count)

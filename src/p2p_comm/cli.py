@@ -298,10 +298,20 @@ def _check_utf8(argv: list[str]) -> None:
             ) from None
 
 
+def _with_site() -> None:
+    """What `site` sets up (every package of the environment, its .pth files), for the
+    commands run here: the `p2p` script `shim.py` writes starts Python without it."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
 def _local(argv: list[str]) -> int:
     """A command line run here: argparse, then a local command or, after all, the pipe."""
     from .cli_args import UsageError, parse
 
+    _with_site()
     _check_utf8(argv)
     try:
         args = parse(argv)  # `--help` prints and exits here

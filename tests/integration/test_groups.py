@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from p2p_comm import rpc
 from p2p_comm.harness import Agent, wait_until
 
 from .calls_helpers import connect, events_of, start_agents
@@ -94,6 +95,34 @@ def test_group_of_four(relay: Any, make_agent: Any) -> None:
         assert events_of(agent, "call_ended")[0]["call_id"] == call_id
     history = b.json("history")["calls"]
     assert history[0]["call_id"] == call_id and history[0]["state"] == "ended"
+
+
+def test_a_burst_of_group_sends_arrives_once_each_and_in_order(relay: Any, make_agent: Any) -> None:
+    """Sends answer before their wraps are built and published (issue 20): a burst of them,
+    back to back, still reaches every participant exactly once and in the sender's order,
+    and the sender's daemon, killed right after the burst, publishes what it had not yet."""
+    a, b, c = start_agents(relay.url, make_agent, "ann", "ben", "cat")
+    call_id = connect(a, b, "a burst")
+    _invite(a, c, call_id)
+    events_of(a, "participant_joined")
+    events_of(b, "participant_joined")
+    events_of(c, "participant_joined")
+    count = 40
+    for index in range(count):
+        sent = rpc.request(a.paths.socket, "send", {"text": f"burst {index}", "call": call_id})
+        assert sent["recipients"] == 2
+    pid = a.daemon_pid()
+    assert pid
+    os.kill(pid, signal.SIGKILL)  # whatever was only queued is in the outbox
+    wait_until(lambda: a.daemon_pid() is None, 10, "ann's daemon to die")
+    a.run("daemon", "start")
+    for agent in (b, c):
+        got = _messages(agent, count)
+        assert [e["text"] for e in got] == [f"burst {i}" for i in range(count)], agent.name
+    # Nothing more arrives: no message was delivered twice.
+    for agent in (b, c):
+        extra = agent.json("wait", "--timeout", "2", check=False)["events"]
+        assert not [e for e in extra if e["type"] == "message"], agent.name
 
 
 def test_outsider_cannot_invite_or_join(relay: Any, make_agent: Any) -> None:

@@ -29,6 +29,7 @@ from ..store import Store
 from .nostr_io import RelayPool, spawn
 from .presence import PresenceService
 from .relay_publish import PublishResult
+from .server import when_answered
 from .sizing import Sizes, gift_wrap
 
 log = logging.getLogger("p2p.outbound")
@@ -149,13 +150,16 @@ class Outbound:
 
     def queue(self, call: Call, message: WireMessage, now: float) -> Awaitable[None]:
         """Keep a sequenced message in the outbox (inside the caller's transaction) and
-        return its first publication, to run once that transaction has committed."""
+        return its first publication (wrap and publish), to run once that transaction has
+        committed."""
         content = message.encode()
         self.store.outbox_put(call.id, message.seq, message.type, content, now)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
-        # A relay that wants proof of work gets a mined wrap, built in a thread later.
-        wrap = None if self._pow(call) else self._wrap(call, content, int(now))
-        return self._publish(call, wrap, message.seq, content, int(now))
+        # The wrap is built by the publication itself, after the command has answered: the
+        # message is durable once committed, and a group's send then costs its commit, not
+        # a wrap per recipient (the SDK holds the GIL while wrapping: a thread pool measured
+        # no faster). A relay that wants proof of work gets a wrap mined in a thread.
+        return self._publish(call, None, message.seq, content, int(now))
 
     def _pow(self, call: Call) -> int:
         return self.pool.health.pow_needed(self.peer_relays(call))
@@ -385,7 +389,12 @@ class Outbound:
                 self.run([receipt])
 
     def run(self, work: list[Awaitable[None]]) -> None:
-        """Start publications in the background (their failures are logged, not raised)."""
+        """Start publications in the background (their failures are logged, not raised);
+        those of a command once its answer is written (`server.when_answered`)."""
+        if work:
+            when_answered(lambda: self._start(work))
+
+    def _start(self, work: list[Awaitable[None]]) -> None:
         for item in work:
             task = spawn(item, "publish")  # type: ignore[arg-type]
             self._background.add(task)

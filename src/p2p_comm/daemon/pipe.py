@@ -19,7 +19,7 @@ from .. import rpc
 from ..codes import EXIT_ERROR, EXIT_USAGE
 from . import argv as argv_mod
 from .argv import HelpRequested, Plan, UsageError
-from .server import progress_sink, unless_gone
+from .server import answered, progress_sink, unless_gone
 
 log = logging.getLogger("p2p.pipe")
 
@@ -120,6 +120,9 @@ async def _run(plan: Plan, frames: _Frames, reader: asyncio.StreamReader, reply:
     answer = await unless_gone(reply(plan.method, plan.params), reader)
     if answer is None:
         return
+    # What the command held (its publications) starts after the frames written in this
+    # step, the result and the exit code, whatever they are.
+    asyncio.get_running_loop().call_soon(answered)
     if not answer.get("ok"):
         err = answer.get("error") or {}
         code, message = str(err.get("code", "error")), str(err.get("message", "unknown error"))

@@ -40,6 +40,47 @@ MAX_CONNECTIONS = 64
 READ_BUDGET = 48 * 1024 * 1024
 
 
+class _Held:
+    """What the handler of one request started, held until its answer is written."""
+
+    __slots__ = ("released", "starts", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None  # the task running the handler
+        self.starts: list[Callable[[], None]] = []
+        self.released = False
+
+
+_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("held", default=None)
+
+
+def when_answered(start: Callable[[], None]) -> None:
+    """Call ``start`` once the answer of the request being handled is written to its client:
+    a command's publications (wrapping and publishing) then cost its client no wait. At
+    once outside a handler's own task (inbound work, timers, tasks a handler spawned)."""
+    held = _held.get()
+    if held is None or held.released or held.task is not asyncio.current_task():
+        start()
+    else:
+        held.starts.append(start)
+
+
+def answered() -> None:
+    """The answer of the request served in this context is written (or never will be):
+    start what its handler held. Tasks started here run after the current step, that is,
+    after the writes made in it."""
+    held = _held.get()
+    if held is None or held.released:
+        return
+    held.released = True
+    starts, held.starts = held.starts, []
+    for start in starts:
+        try:
+            start()
+        except Exception:  # one failing start must not keep the others back
+            log.exception("starting held work failed")
+
+
 def report_progress(update: dict[str, Any]) -> None:
     """Send a progress line to the client of the current request, if it has one."""
     sink = progress_sink.get()
@@ -126,6 +167,7 @@ class SocketServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1
+        _held.set(_Held())  # this connection's task: its context is its own
         try:
             pid, uid = _peer_creds(writer)
             if uid != os.getuid():
@@ -159,10 +201,13 @@ class SocketServer:
             reply = await unless_gone(self._answer(line), reader)
             if reply is not None:
                 writer.write(rpc.encode(reply))
+            answered()  # after the write, in the same step
+            if reply is not None:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.info("client connection dropped: %s", exc)
         finally:
+            answered()  # whatever happened: held work is never dropped
             self._connections -= 1
             writer.close()
 
@@ -204,6 +249,9 @@ class SocketServer:
 
     async def reply(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The reply to one request, every failure as an error reply."""
+        held = _held.get()
+        if held is not None and not held.released:
+            held.task = asyncio.current_task()  # its publications wait for the answer
         try:
             return rpc.ok(await self._dispatch(method, params))
         except CommandError as exc:
