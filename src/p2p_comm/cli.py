@@ -248,7 +248,14 @@ def cmd_mcp(args: argparse.Namespace, home: Home) -> Any:
             "p2p mcp needs the MCP SDK, which is not installed: pip install 'p2p-comm[mcp]'.",
             "missing_dependency",
         )
-    from . import mcp_server
+    try:
+        from . import mcp_server
+    except ImportError as exc:  # installed but broken (a part missing, a wrong version)
+        raise CliError(
+            f"p2p mcp needs the MCP SDK, which cannot be imported ({exc}):"
+            " pip install 'p2p-comm[mcp]'.",
+            "missing_dependency",
+        ) from None
 
     sys.exit(mcp_server.main(home.dir))
 

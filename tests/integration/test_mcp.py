@@ -274,11 +274,16 @@ def test_log_notifications_quote_the_peers_label(relay: Any, make_agent: Any) ->
 
 
 def test_without_the_sdk_p2p_mcp_is_one_sentence_and_exit_1(tmp_path: Path) -> None:
-    # -S leaves site-packages (and so the SDK) out; the package comes from its source tree.
+    # An `mcp` that cannot be imported (a broken install), ahead of the installed one on the
+    # path: -S no longer hides the SDK (commands run in the CLI itself load `site` first).
+    missing = tmp_path / "no-sdk" / "mcp"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError(\"No module named 'mcp'\")\n")
     source = Path(p2p_comm.__file__).resolve().parents[1]
+    path = os.pathsep.join((str(missing.parent), str(source)))
     proc = subprocess.run(
-        [sys.executable, "-S", "-m", "p2p_comm", "mcp"],
-        env={**os.environ, "PYTHONPATH": str(source), "P2P_HOME": str(tmp_path)},
+        [sys.executable, "-m", "p2p_comm", "mcp"],
+        env={**os.environ, "PYTHONPATH": path, "P2P_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=30,
