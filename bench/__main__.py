@@ -327,6 +327,64 @@ class Bench:
             lambda f: (f.ratio or 0) >= 0.7,
         )
 
+    def file_after_files(self) -> None:
+        """Issue 20: a file in a call that already carried files, against the same file in
+        a fresh call (the receiver's byte budget made the first 10-25x slower: each wrap
+        over it was fetched and opened again and again)."""
+        big = int(self.sizes.file_mib * 2 * 1024 * 1024)
+        small = int(self.sizes.file_mib * 1024 * 1024)
+        call_id = self.alice.json("call", "bob", "files")["call_id"]
+        wait_until(
+            lambda: any(
+                c["call_id"] == call_id for c in self.bob.json("status")["calls"]["ringing_in"]
+            ),
+            30,
+            "ring",
+        )
+        self.bob.json("answer", "accept", "--call", call_id[:8])
+        wait_until(
+            lambda: any(
+                c["call_id"] == call_id for c in self.alice.json("status")["calls"]["active"]
+            ),
+            30,
+            "accept",
+        )
+
+        def send(size: int) -> float:
+            with tempfile.NamedTemporaryFile(dir="/tmp") as handle:
+                handle.write(os.urandom(size))
+                handle.flush()
+                start = time.perf_counter()
+                params = {"name": "f.bin", "path": handle.name, "call": call_id}
+                rpc.request(self.alice.paths.socket, "sendfile", params, timeout=600)
+
+                def arrived() -> bool:
+                    got = take_inbox(self.bob.paths.socket, "wait", timeout=5)
+                    return any(e["type"] == "file" and e["call_id"] == call_id for e in got)
+
+                wait_until(arrived, 600, "the file at bob")
+                return time.perf_counter() - start
+
+        fresh = send(big)
+        for _ in range(3):
+            send(small)
+        after = send(big)
+        mib = big / 1048576
+        self.add(
+            Figure(
+                f"{mib:g} MiB file after 3 x {mib / 2:g} MiB in the same call, against the"
+                " same file in a fresh call",
+                "s",
+                after,
+                None,
+                fresh,
+                after / fresh,
+                "ratio <= 1.5",
+            ),
+            lambda f: (f.ratio or 0) <= 1.5,
+        )
+        self.alice.json("end", "--call", call_id[:8])
+
     def file_rate(self) -> None:
         size = int(self.sizes.file_mib * 1024 * 1024)
         with tempfile.NamedTemporaryFile(dir="/tmp") as handle:
@@ -747,6 +805,7 @@ class Bench:
         "agent_latency",
         "message_rate",
         "file_rate",
+        "file_after_files",
         "memory",
         "backlog",
         # Before the figures that start and stop agents of their own: their "offline"

@@ -54,7 +54,7 @@ def test_a_file_over_the_byte_budget_arrives_and_no_wrap_is_opened_twice(
         bytes_per_peer_per_minute=str(budget),
     )
     connect(alice, bob)
-    payload = os.urandom(60_000)  # its wraps come to well over the budget's burst
+    payload = os.urandom(110_000)  # what its wraps carry comes to over the budget's burst
     path = tmp_path / "big.bin"
     path.write_bytes(payload)
     alice.json("sendfile", "--path", str(path), timeout=120)

@@ -1,5 +1,6 @@
-"""Wraps over their sender's byte budget (`bytes_per_peer_per_minute`), kept opened until
-the budget allows them.
+"""Wraps over their sender's byte budget (`bytes_per_peer_per_minute`, counted in what the
+wraps carry: the rumor's content, not the wrap's twice-encrypted size), kept opened until the
+budget allows them.
 
 Dropping them cost a catch-up that fetched and opened each again every few seconds until the
 budget let it through: a file after other files took 10-25 times as long, most of it spent
@@ -97,9 +98,9 @@ class BudgetWait:
         for wrap_id, (sender, event, gift) in list(self._waiting.items()):
             if sender in blocked:
                 continue
-            size = len(event.content)
-            wait = self.gate.bytes_wait(sender, size, now)
-            if wait <= 0 and self.gate.admit_bytes(sender, size, now):
+            size, charge = len(event.content), len(gift.content)
+            wait = self.gate.bytes_wait(sender, charge, now)
+            if wait <= 0 and self.gate.admit_bytes(sender, charge, now):
                 self._forget(wrap_id, sender, size)
                 self.opened(event, gift, now, False, ready)
                 continue

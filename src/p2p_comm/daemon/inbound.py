@@ -212,7 +212,7 @@ class Inbound:
             sender = gift.sender
             if self.deferred.waiting_from(sender) or (
                 sender not in self.sink.blocked
-                and not self.gate.admit_bytes(sender, len(event.content), now)
+                and not self.gate.admit_bytes(sender, len(gift.content), now)
             ):
                 if self.deferred.keep(event, gift, self.schedule_catch_up):
                     out.append(event.id)  # a re-send of one already waiting: processed

@@ -116,7 +116,8 @@ class InboundGate:
         return False
 
     def admit_bytes(self, peer: str, size: int, now: float) -> bool:
-        """After unwrapping: how much one peer may make us process and store per minute."""
+        """After unwrapping: how much one peer may make us process and store per minute,
+        counted in what its wraps carry (the rumor's content, about 0.6 of the wrap)."""
         if not self._bytes_bucket(peer).allow(now, float(size)):
             self._count("peer_bytes")
             return False
