@@ -192,13 +192,14 @@ def test_block_mid_call_ends_it_on_both_sides_and_unblock_allows_a_new_call(
 def test_file_over_the_byte_budget_arrives_once_it_refills(
     relay, make_agent: AgentFactory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    # A 12 KiB chunk is a ~38 KB wrap: 9 chunks are ~345 KB against a 300 KB budget that
-    # refills at 5 KB/s, so the last chunks must wait for the budget, not be thrown away.
+    # The budget counts what the wraps carry: a 250 KB file's chunks carry about 340 KB
+    # against a 300 KB budget that refills at 5 KB/s, so the last chunks must wait for the
+    # budget, not be thrown away.
     alice, bob = start_pair(
         relay.url, make_agent, bob_settings={"bytes_per_peer_per_minute": "300000"}
     )
     connect(alice, bob)
-    payload = os.urandom(100_000)
+    payload = os.urandom(250_000)
     (tmp_path / "budget.bin").write_bytes(payload)
     alice.json("sendfile", "budget.bin", "--path", str(tmp_path / "budget.bin"))
     alice.json("send", "after the file")
