@@ -384,6 +384,24 @@ class RawPeer:
         return sorted(documents, key=lambda d: (d.get("seq", 0), d["_created_at"]))
 
 
+def raw_call(relay_url: str, agent: Agent, level: int = 2) -> tuple[RawPeer, str]:
+    """A raw peer of feature level ``level`` rings ``agent``, which sees the request and
+    answers it: (the peer, the call id)."""
+    import secrets
+
+    from tests.integration.calls_helpers import events_of
+
+    peer = RawPeer(relay_url)
+    call_id = secrets.token_hex(16)
+    body = {"topic": "raw", "name": "raw", "pv": level}
+    peer.publish(
+        peer.wrap(agent.json("whoami")["pubkey"], WireMessage("request", call_id, 1, body=body))
+    )
+    events_of(agent, "call_request")
+    agent.json("answer", "accept", "--call", call_id[:8])
+    return peer, call_id
+
+
 def identity_keys(agent: Agent) -> Any:
     """An agent's own key pair, read from its test home (to speak in its name)."""
     document = json.loads(agent.paths.identity.read_text())

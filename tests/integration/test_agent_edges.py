@@ -21,7 +21,7 @@ from p2p_comm import Client
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
 from p2p_comm.protocol.wire import FILE_CHUNK_BYTES, WireMessage
 from tests.conftest import AgentFactory
-from tests.faults import RawPeer, Tmpfs
+from tests.faults import Tmpfs, raw_call
 from tests.integration.calls_helpers import connect, events_of, start_agents
 from tests.integration.test_delivery import FAST, start_pair, texts_of
 from tests.integration.test_mcp import mcp_session, tool
@@ -228,12 +228,7 @@ def test_partial_files_of_transfers_that_never_finish_are_removed(
     bob = make_agent("bob", [relay.url], **FAST)
     bob.run("daemon", "start")
     bob_hex = bob.json("whoami")["pubkey"]
-    peer = RawPeer(relay.url)
-    call_id = secrets.token_hex(16)
-    request = WireMessage("request", call_id, 1, body={"topic": "raw", "name": "raw", "pv": 2})
-    peer.publish(peer.wrap(bob_hex, request))
-    events_of(bob, "call_request")
-    bob.json("answer", "accept")
+    peer, call_id = raw_call(relay.url, bob)
     wait_until(lambda: any(d["type"] == "accept" for d in peer.received()), 20, "bob's accept")
     fid = secrets.token_hex(16)
     first = WireMessage(

@@ -13,7 +13,7 @@ from typing import Any
 from p2p_comm.harness import Agent, wait_until
 from p2p_comm.protocol.wire import WireMessage
 from tests.conftest import AgentFactory
-from tests.faults import RawPeer
+from tests.faults import RawPeer, raw_call
 from tests.integration.calls_helpers import events_of, start_agents
 from tests.schema_check import problems
 
@@ -35,12 +35,7 @@ def test_a_refuse_counts_only_for_a_message_we_sent(relay, make_agent: AgentFact
     bob = make_agent("bob", [relay.url])
     bob.run("daemon", "start")
     bob_hex = bob.json("whoami")["pubkey"]
-    peer = RawPeer(relay.url)
-    call_id = secrets.token_hex(16)
-    request = WireMessage("request", call_id, 1, body={"topic": "raw", "name": "raw", "pv": 2})
-    peer.publish(peer.wrap(bob_hex, request))
-    events_of(bob, "call_request")
-    bob.json("answer", "accept")  # bob's seq 1: an accept, nothing a peer can refuse
+    peer, call_id = raw_call(relay.url, bob)  # bob's seq 1: an accept, nothing to refuse
     bob.json("send", "the one message bob sends")  # bob's seq 2
     wait_until(lambda: any(d["type"] == "message" for d in peer.received()), 20, "bob's message")
     after = WireMessage("message", call_id, 6, ack=2, body={"text": "after", "part": 1, "parts": 1})

@@ -15,7 +15,7 @@ from p2p_comm.harness import Agent, RelayProcess, wait_until
 from p2p_comm.protocol import frag
 from p2p_comm.protocol.wire import WireMessage
 from tests.conftest import AgentFactory
-from tests.faults import RawPeer, junk_wrap
+from tests.faults import RawPeer, junk_wrap, raw_call
 from tests.integration.calls_helpers import events_of, start_agents
 
 FAST = {"announce_interval": "1", "liveness_window": "4"}
@@ -44,11 +44,7 @@ def _message(call_id: str, seq: int, text: str) -> WireMessage:
 def _answered_raw_call(url: str, make_agent: AgentFactory) -> tuple[Agent, RawPeer, str]:
     """bob, and a raw peer whose call bob answered: no stranger any more."""
     (bob,) = start_agents(url, make_agent, "bob", **FAST)
-    peer = RawPeer(url)
-    call_id = os.urandom(16).hex()
-    peer.publish(peer.wrap(bob.json("whoami")["pubkey"], _request(call_id, "peer")))
-    events_of(bob, "call_request")
-    bob.json("answer", "accept", "--call", call_id[:8])
+    peer, call_id = raw_call(url, bob, level=4)
     return bob, peer, call_id
 
 
