@@ -72,3 +72,25 @@ def test_tracked_peers_are_bounded() -> None:
     for index in range(10_050):
         gate.admit_bytes(f"peer{index}", 1, now=0)
     assert len(gate._bytes) == 10_000
+
+
+def test_recent_ids_forget_the_oldest_past_their_capacity() -> None:
+    from p2p_comm.protocol.limits import RecentIds
+
+    ids = RecentIds(3)
+    for event_id in "abcd":
+        ids.add(event_id)
+    assert len(ids) == 3 and "a" not in ids and "d" in ids
+
+
+def test_repeats_count_only_past_the_allowance_per_relay_and_window() -> None:
+    from p2p_comm.protocol.limits import RepeatCounter
+
+    counter = RepeatCounter(window=10.0, allowance=3)
+    assert [counter.repeated("r1", "x", 0.0) for _ in range(5)] == [False] * 3 + [True] * 2
+    assert not counter.repeated("r2", "x", 0.0), "another relay's copy is its own first"
+    assert not counter.repeated("r1", "x", 11.0), "a new window starts the count again"
+    bounded = RepeatCounter(window=10.0, allowance=1, max_ids=2)
+    for event_id in ("a", "b", "c"):
+        bounded.repeated("r", event_id, 0.0)
+    assert not bounded.repeated("r", "a", 0.0), "past max_ids the window starts afresh"

@@ -2,10 +2,13 @@
 
 A wrap passes a cheap gate (size, the rate of its relay), is unwrapped and verified,
 then sorted with the rest of its batch by (call, seq) and handed to the calls service in
-ONE transaction with the marks that say it was processed. A wrap dropped for a passing
-reason (a limit, a failed transaction) is not marked: a catch-up fetches it again, and
-its sender re-sends it as a fresh wrap. Catch-up pages back through the whole lookback
-window with `until`, past any relay's cap on one query.
+ONE transaction with the marks that say it was processed. A wrap sealed by a key we have
+no call with is opened past its first layer only within the strangers' budget; one that
+leads nowhere is junk, remembered in memory and counted against its relay (waste.py); one
+over its sender's byte budget waits, opened, until the budget allows it (budget.py). A wrap
+dropped for a passing reason (a limit, a failed transaction) is not marked: a catch-up
+fetches it again, and its sender re-sends it as a fresh wrap. Catch-up pages back through
+the whole lookback window with `until`, past any relay's cap on one query.
 """
 
 from __future__ import annotations

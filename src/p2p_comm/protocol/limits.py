@@ -212,11 +212,9 @@ class RepeatCounter:
 
     def repeated(self, relay: str, event_id: str, now: float) -> bool:
         """Note one arrival; True if it is one too many."""
-        start, counts = self._counts.get(relay, (now, {}))
+        start, counts = self._counts.setdefault(relay, (now, {}))
         if now - start > self.window or len(counts) >= self.max_ids:
-            start, counts = now, {}
-            self._counts[relay] = (start, counts)
-        elif relay not in self._counts:
-            self._counts[relay] = (start, counts)
+            counts = {}
+            self._counts[relay] = (now, counts)
         seen = counts[event_id] = counts.get(event_id, 0) + 1
         return seen > self.allowance
