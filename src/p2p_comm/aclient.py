@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from . import rpc
-from .client import Commands, P2PError, _home, event_ids, for_python, launch
+from .client import Commands, P2PError, default_home, event_ids, for_python, launch
 from .codes import REQUEST_TIMEOUT
 from .locations import socket_path
 
@@ -26,7 +26,7 @@ class AsyncClient(Commands["Coroutine[Any, Any, dict[str, Any]]"]):
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
-        self.home = os.path.abspath(os.fspath(home)) if home is not None else _home()
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else default_home()
         self.socket = socket_path(self.home)
         self.start = start
         self._launching: asyncio.Lock | None = None

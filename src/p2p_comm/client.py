@@ -63,7 +63,7 @@ class P2PError(Exception):
         return self.code in UNREACHABLE
 
 
-def _home() -> str:
+def default_home() -> str:
     """``P2P_HOME`` or ``~/.openclaw``; an empty ``P2P_HOME`` as a `P2PError`."""
     try:
         return home_str()
@@ -266,7 +266,7 @@ class Client(Commands["Result"]):
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, start: bool = True) -> None:
-        self.home = os.path.abspath(os.fspath(home)) if home is not None else _home()
+        self.home = os.path.abspath(os.fspath(home)) if home is not None else default_home()
         self.socket = socket_path(self.home)
         self.start = start
 

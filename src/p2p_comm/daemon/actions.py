@@ -33,7 +33,7 @@ class LocalActions:
     limits: Limits
     _timed: set[str]
 
-    def _apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
+    def apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
         raise NotImplementedError
 
     def reload(self) -> None:
@@ -53,7 +53,7 @@ class LocalActions:
                 effects = action(now)
                 if record is not None:
                     self.store.add_entry(call.id, now, "out", record[0], record[1])
-                return self._apply(call, effects, now)
+                return self.apply(call, effects, now)
         except CallError as exc:
             raise CommandError(exc.code, str(exc)) from None
         except Exception:
@@ -75,7 +75,7 @@ class LocalActions:
         try:
             with self.store.transaction():
                 self.store.add_entry(call.id, now, "out", "call_request", {"topic": topic})
-                return call, self._apply(call, effects, now)
+                return call, self.apply(call, effects, now)
         except Exception:
             self.calls.pop(call.id, None)
             self.peer_names.pop(call.id, None)
@@ -95,7 +95,7 @@ class LocalActions:
                         self.store.add_entry(
                             call.id, now, "out", "call_ended", {"reason": "blocked"}
                         )
-                        work += self._apply(call, call.end("blocked", now, EndedBy.BLOCKED), now)
+                        work += self.apply(call, call.end("blocked", now, EndedBy.BLOCKED), now)
                         ended.append(call.id)
         except Exception:
             self.reload()

@@ -158,6 +158,18 @@ class CallService(LocalActions):
         if self.hooks is not None:
             self.hooks.load()
 
+    def register(self, call: Call, peer_name: str) -> None:
+        """Take a call opened here (placed, or a group's session) into the registry, before
+        the transaction that saves it; `forget` takes it out again if that one fails."""
+        self.calls[call.id] = call
+        self.peer_names[call.id] = peer_name
+
+    def forget(self, call_id: str) -> None:
+        """Undo `register`: the call's first transaction failed, nothing of it was saved."""
+        self.calls.pop(call_id, None)
+        self.peer_names.pop(call_id, None)
+        self._timed.discard(call_id)
+
     def _track(self, call: Call) -> None:
         self._peers.add(call.peer)
         if call.direction == OUTGOING or call.answered_at is not None:
@@ -202,7 +214,7 @@ class CallService(LocalActions):
                 call = self.calls[call_id]
                 deadline = call.next_deadline()
                 if deadline is not None and deadline <= now:
-                    work += self._apply(call, call.tick(now), now)
+                    work += self.apply(call, call.tick(now), now)
         self.publish(work)
 
     def peer_seen(self, pubkey: str, now: float) -> None:
@@ -240,7 +252,7 @@ class CallService(LocalActions):
             self.held.release(call)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
-        return self._apply(call, effects, now)
+        return self.apply(call, effects, now)
 
     def _ring_in(
         self, sender: str, message: wire.WireMessage, sent_at: int, now: float
@@ -272,7 +284,7 @@ class CallService(LocalActions):
             self.hooks.ring_in(call, message, now)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
-        return self._apply(call, effects, now)
+        return self.apply(call, effects, now)
 
     def peer_of(self, call_id: str) -> str | None:
         """The peer of call ``call_id``, None if we have no such call."""
@@ -308,7 +320,7 @@ class CallService(LocalActions):
         """A blocked peer's receipts still end our re-sends of the `end` that told it."""
         call = self.calls.get(message.call)
         if call is not None and call.peer == sender and call.state == ENDED:
-            self._apply(call, call.receive_ack_only(message), clock.now())
+            self.apply(call, call.receive_ack_only(message), clock.now())
 
     def owner_reply(self, text: str, now: float) -> None:
         """A NIP-17 message from our owner: an answer to the escalation it names, or the latest."""
@@ -348,7 +360,7 @@ class CallService(LocalActions):
 
     # Effects --------------------------------------------------------------------------
 
-    def _apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
+    def apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
         """Carry out effects that touch disk now (in the caller's transaction); return the
         publishing still to do once it commits."""
         publishing: list[Awaitable[None]] = []
@@ -402,7 +414,7 @@ class CallService(LocalActions):
             )
         else:
             effects = call.file_verified(fields)
-        return self._apply(call, effects, now)
+        return self.apply(call, effects, now)
 
     def _deliver(
         self, call: Call, kind: AgentEvent, fields: dict[str, Any], now: float

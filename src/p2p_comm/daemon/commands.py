@@ -28,7 +28,8 @@ from .server import report_progress
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
-def _text(params: dict[str, Any], key: str, required: bool = True) -> str:
+def text_param(params: dict[str, Any], key: str, required: bool = True) -> str:
+    """The string parameter ``key`` of a request (required: present and not blank)."""
     value = params.get(key)
     if value is None and not required:
         return ""
@@ -104,7 +105,7 @@ class CallCommands:
         return self.service.records.describe(call, self.service.peer_names.get(call.id, ""))
 
     async def call(self, params: dict[str, Any]) -> Any:
-        agent, topic = _text(params, "agent"), _text(params, "topic")
+        agent, topic = text_param(params, "agent"), text_param(params, "topic")
         call, work = self.service.start_call(agent, topic, self.my_name)
         self.service.publish(work)
         return self._describe(call)
@@ -117,7 +118,7 @@ class CallCommands:
         if decision == "accept":
             work = self.service.act(call, call.accept, ("call_accepted", {}))
         else:
-            reason = _text(params, "reason", required=False) or "declined"
+            reason = text_param(params, "reason", required=False) or "declined"
             work = self.service.act(
                 call, lambda now: call.reject(reason, now), ("call_rejected", {"reason": reason})
             )
@@ -126,7 +127,7 @@ class CallCommands:
 
     async def send(self, params: dict[str, Any]) -> Any:
         accepted_at = clock.now()
-        text = _text(params, "text")
+        text = text_param(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         work = self.service.act(
             call,
@@ -143,13 +144,13 @@ class CallCommands:
         }
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
-        name = _text(params, "name")
+        name = text_param(params, "name")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         limit = self.service.limits.max_file_bytes
         if isinstance(params.get("path"), str):
             data = await read_for_sending(params["path"], limit, self.service.files.paths)
         else:
-            data = decode_base64(_text(params, "data", required=False))
+            data = decode_base64(text_param(params, "data", required=False))
         if len(data) > limit:
             raise CommandError(
                 "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
@@ -165,12 +166,12 @@ class CallCommands:
         # Durable from here: a client that loses the daemon after this line knows the file
         # will still go out (the outbox survives a restart), and must not send it again.
         report_progress({"queued": True, **result, "total": len(work)})
-        await _hand_to_relays(work)
+        await hand_to_relays(work)
         delivery = self.service.outbound.delivery(call)
         return {**result, "chunks": len(work), "call_delivery": delivery}
 
     async def escalate(self, params: dict[str, Any]) -> Any:
-        text = _text(params, "text")
+        text = text_param(params, "text")
         call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
         work = self.service.act(
             call, lambda now: call.escalate(text, now), ("escalation", {"text": text})
@@ -183,7 +184,7 @@ class CallCommands:
 
     async def end(self, params: dict[str, Any]) -> Any:
         call = self.service.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
-        reason = _text(params, "reason", required=False)
+        reason = text_param(params, "reason", required=False)
         work = self.service.act(
             call, lambda now: call.end(reason, now), ("call_ended", {"reason": reason})
         )
@@ -248,10 +249,10 @@ class CallCommands:
         service, store = self.service, self.service.store
         action = params.get("action")
         if action in ("add", "remove"):
-            pubkey, known_name = service.directory.resolve(_text(params, "agent"), clock.now())
+            pubkey, known_name = service.directory.resolve(text_param(params, "agent"), clock.now())
             with store.transaction():
                 if action == "add":
-                    name = _text(params, "name", required=False) or known_name
+                    name = text_param(params, "name", required=False) or known_name
                     store.add_contact(pubkey, clean_label(name, 64), clock.now())
                 elif not store.remove_contact(pubkey):
                     raise CommandError("not_found", "that agent is not in your contacts.")
@@ -267,12 +268,12 @@ class CallCommands:
         return {"contacts": listed, "call_policy": service.config.call_policy}
 
     async def block(self, params: dict[str, Any]) -> Any:
-        pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
+        pubkey, name = self.service.directory.resolve(text_param(params, "agent"), clock.now())
         ended = self.service.block(pubkey)
         return {"peer": peer(npub_of(pubkey), name), "blocked": True, "ended_call_ids": ended}
 
     async def unblock(self, params: dict[str, Any]) -> Any:
-        pubkey, name = self.service.directory.resolve(_text(params, "agent"), clock.now())
+        pubkey, name = self.service.directory.resolve(text_param(params, "agent"), clock.now())
         with self.service.store.transaction():
             removed = self.service.store.unblock(pubkey)
         self.service.blocked.discard(pubkey)
@@ -281,7 +282,7 @@ class CallCommands:
         return {"peer": peer(npub_of(pubkey), name), "blocked": False}
 
 
-async def _hand_to_relays(work: list[Awaitable[None]]) -> None:
+async def hand_to_relays(work: list[Awaitable[None]]) -> None:
     """Publish and wait, reporting progress for long transfers. The publications are
     tasks of their own: a client that goes away does not stop them."""
     tasks = [asyncio.ensure_future(item) for item in work]

@@ -20,7 +20,7 @@ from ..protocol.events import Effect
 from ..protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ..protocol.group import session_id as group_session_id
 from ..schema import peer
-from .commands import _hand_to_relays, _text, decode_base64, tell_owner
+from .commands import decode_base64, hand_to_relays, tell_owner, text_param
 from .directory import npub_of
 from .errors import CommandError
 from .groups import GroupService
@@ -138,7 +138,7 @@ class GroupCommands:
             with self.service.store.transaction():
                 work: list[Awaitable[None]] = []
                 for session in sessions:
-                    work += self.service._apply(session, make(session, now), now)
+                    work += self.service.apply(session, make(session, now), now)
                 if record is not None:
                     self.service.store.add_entry(group.id, now, "out", record[0], record[1])
                 return work
@@ -157,7 +157,7 @@ class GroupCommands:
 
     async def _group_send(self, group: Group, params: dict[str, Any]) -> Any:
         accepted_at = clock.now()
-        text = _text(params, "text")
+        text = text_param(params, "text")
         self.loops.check_send(group.id, bool(params.get("force")))
         recipients = self._recipients(group)
         work = self._fan(group, lambda s, now: s.send_text(text, now), ("message", {"text": text}))
@@ -172,12 +172,12 @@ class GroupCommands:
         }
 
     async def _group_sendfile(self, group: Group, params: dict[str, Any]) -> Any:
-        name = _text(params, "name")
+        name = text_param(params, "name")
         limit = self.service.limits.max_file_bytes
         if isinstance(params.get("path"), str):
             data = await read_for_sending(params["path"], limit, self.service.files.paths)
         else:
-            data = decode_base64(_text(params, "data", required=False))
+            data = decode_base64(text_param(params, "data", required=False))
         if len(data) > limit:
             raise CommandError(
                 "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
@@ -187,13 +187,13 @@ class GroupCommands:
         fid = secrets.token_hex(16)
         record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
         work = self._fan(group, lambda s, now: s.send_file(fid, name, data, digest, now), record)
-        await _hand_to_relays(work)
+        await hand_to_relays(work)
         result = {"call_id": group.id, "file_name": name, "bytes": len(data), "sha256": digest}
         delivery = self.groups.describe(group)["delivery"]
         return {**result, "chunks": len(work), "call_delivery": delivery}
 
     async def _group_escalate(self, group: Group, params: dict[str, Any]) -> Any:
-        text = _text(params, "text")
+        text = text_param(params, "text")
         self._recipients(group)
         work = self._fan(
             group, lambda s, now: s.escalate(text, now), ("escalation", {"text": text})
@@ -206,7 +206,7 @@ class GroupCommands:
         return await tell_owner(self.owner, store, me, group.id, (peers, npubs), group.topic, text)
 
     async def _group_end(self, group: Group, params: dict[str, Any]) -> Any:
-        reason = _text(params, "reason", required=False)
+        reason = text_param(params, "reason", required=False)
         everyone = bool(params.get("all"))
         if everyone and group.starter != self.groups.me:
             raise CommandError(
@@ -246,7 +246,7 @@ class GroupCommands:
                 self.service.store.add_entry(group.id, now, "out", "call_accepted", {})
                 work += self.groups.joined(group, now)
         else:
-            reason = _text(params, "reason", required=False) or "declined"
+            reason = text_param(params, "reason", required=False) or "declined"
             work = self.service.act(session, lambda t: session.reject(reason, t))
             with self.service.store.transaction():
                 group.finish(reason, now)
@@ -257,7 +257,7 @@ class GroupCommands:
     # Invite ---------------------------------------------------------------------------
 
     async def invite(self, params: dict[str, Any]) -> Any:
-        agent = _text(params, "agent")
+        agent = text_param(params, "agent")
         target = self.resolve(params.get("call"), _STATES["invite"], _WHAT["invite"], False)
         now = clock.now()
         pubkey, name = self.service.directory.resolve(agent, now)
@@ -281,15 +281,14 @@ class GroupCommands:
             "invite": str(group.invite),
         }
         effects = call.request_extra(effects, extra)
-        self.service.calls[sid] = call
-        self.service.peer_names[sid] = name
+        self.service.register(call, name)
         group.invited[pubkey] = sid
         try:
             with self.service.store.transaction():
                 self.groups.save(group, now)
                 entry = {"peer": peer(npub_of(pubkey), name)}
                 self.service.store.add_entry(group.id, now, "out", "invited", entry)
-                work = self.service._apply(call, effects, now)
+                work = self.service.apply(call, effects, now)
         except Exception:
             self.groups.reload()
             raise

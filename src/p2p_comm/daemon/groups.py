@@ -112,7 +112,7 @@ class GroupService:
             session = self.service.calls.get(member.session)
             if session is not None and session.state != State.ENDED:
                 close_unconfirmed(session, reason, now)
-                work += self.service._apply(session, [], now)
+                work += self.service.apply(session, [], now)
         return work
 
     # Hooks (inside the calls service's transaction) -----------------------------------
@@ -210,7 +210,7 @@ class GroupService:
         if member.greeted:
             return []
         member.greeted = True
-        return self.service._apply(call, call.send_roster(self._roster_body(group), now), now)
+        return self.service.apply(call, call.send_roster(self._roster_body(group), now), now)
 
     def _roster_body(self, group: Group) -> dict[str, Any]:
         return {"group": group.id, "starter": group.starter, "roster": group.roster(self.my_name)}
@@ -239,15 +239,14 @@ class GroupService:
             return []
         call = member_session(group.id, self.me, pubkey, group.topic, now, self.service.limits)
         name = self.label(pubkey)
-        self.service.calls[call.id] = call
-        self.service.peer_names[call.id] = name
+        self.service.register(call, name)
         group.join(pubkey, name, sid, now, confirmed=False)
         self.by_session[sid] = group.id
         effects = []
         if greet:
             group.members[pubkey].greeted = True
             effects = call.send_roster(self._roster_body(group), now)
-        return self.service._apply(call, effects, now)
+        return self.service.apply(call, effects, now)
 
     def _accepted(self, group: Group, call: Call, name: str, now: float) -> list[Awaitable[None]]:
         """Our invitation was accepted: the newcomer joins and everyone hears the roster."""
@@ -257,7 +256,7 @@ class GroupService:
             group.invited.pop(call.peer, None)
             fields = {"reason": f"{name} runs an older p2p-comm: {OLD_PEER_REASON}"}
             self._emit(group, AgentEvent.CALL_REJECTED, call.peer, name, fields, now)
-            return self.service._apply(call, call.end(OLD_PEER_REASON, now), now)
+            return self.service.apply(call, call.end(OLD_PEER_REASON, now), now)
         group.join(call.peer, name, call.id, now)
         self._emit(group, AgentEvent.PARTICIPANT_JOINED, call.peer, name, {}, now)
         return self.announce(group, now)
@@ -268,7 +267,7 @@ class GroupService:
         work: list[Awaitable[None]] = []
         for session in self.sessions(group):
             if session.peer_level >= GROUP_LEVEL:
-                work += self.service._apply(session, session.send_roster(body, now), now)
+                work += self.service.apply(session, session.send_roster(body, now), now)
         return work
 
     def _ended(
@@ -280,7 +279,7 @@ class GroupService:
             return work
         if fields.get("all") and call.peer == group.starter:
             for session in self.sessions(group, (State.ACTIVE, State.RINGING)):
-                work += self.service._apply(session, session.end(reason, now), now)
+                work += self.service.apply(session, session.end(reason, now), now)
             work += self.finish(group, reason, now)
             self._emit(group, AgentEvent.CALL_ENDED, call.peer, name, fields, now)
             return work
