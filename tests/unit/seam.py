@@ -16,6 +16,7 @@ from typing import Any
 import nostr_sdk as ns
 
 from p2p_comm.config import Config
+from p2p_comm.daemon.actions import CallActions
 from p2p_comm.daemon.calls import CallService
 from p2p_comm.daemon.directory import Directory
 from p2p_comm.daemon.inbound import Inbound
@@ -141,6 +142,7 @@ class SeamAgent:
             gate,
             None,
         )
+        self.actions = CallActions(self.calls)
         self.inbound.sink = self.calls
         self.calls.load()
 

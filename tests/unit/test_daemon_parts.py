@@ -29,12 +29,12 @@ async def connected(tmp_path: Path, **config: Any) -> tuple[SeamAgent, SeamAgent
     bob = SeamAgent(tmp_path / "bob", network, **config)
     for agent in (alice, bob):
         await agent.go_online()
-    call, work = alice.calls.start_call(bob.identity.npub, "a topic", "alice")
+    call, work = alice.actions.start_call(bob.identity.npub, "a topic", "alice")
     alice.calls.publish(work)
     await until(lambda: any(e["type"] == "call_request" for e in bob.inbox.unread()))
     request = bob.take()[0]
     bob_call = bob.calls.calls[request["call_id"]]
-    bob.calls.publish(bob.calls.act(bob_call, bob_call.accept, ("call_accepted", {})))
+    bob.calls.publish(bob.actions.act(bob_call, bob_call.accept, ("call_accepted", {})))
     await until(lambda: call.state == ACTIVE)
     alice.take()
     return alice, bob, call.id
@@ -42,7 +42,8 @@ async def connected(tmp_path: Path, **config: Any) -> tuple[SeamAgent, SeamAgent
 
 def send(agent: SeamAgent, call_id: str, text: str) -> None:
     call = agent.calls.calls[call_id]
-    work = agent.calls.act(call, lambda now: call.send_text(text, now), ("message", {"text": text}))
+    record = ("message", {"text": text})
+    work = agent.actions.act(call, lambda now: call.send_text(text, now), record)
     agent.calls.publish(work)
 
 
@@ -118,7 +119,7 @@ def test_out_of_order_chunks_survive_a_restart_of_the_receiver(tmp_path: Path) -
         data = bytes(range(256)) * 150  # 38,400 bytes: 4 chunks
         digest = hashlib.sha256(data).hexdigest()
         call = alice.calls.calls[call_id]
-        work = alice.calls.act(
+        work = alice.actions.act(
             call, lambda now: call.send_file("f" * 32, "a.bin", data, digest, now), None
         )
         await asyncio.gather(*work)

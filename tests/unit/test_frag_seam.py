@@ -55,7 +55,8 @@ def send(agent: SeamAgent, call_id: str, text: str) -> None:
     call = agent.calls.calls[call_id]
     part = agent.outbound.text_part_bytes(call)
     record = ("message", {"text": text})
-    agent.calls.publish(agent.calls.act(call, lambda now: call.send_text(text, now, part), record))
+    work = agent.actions.act(call, lambda now: call.send_text(text, now, part), record)
+    agent.calls.publish(work)
 
 
 LONG = "".join(f"line {i}: the quarterly numbers, once more in full.\n" for i in range(600))

@@ -1,7 +1,7 @@
 """Local actions on calls: one command, one store transaction, the core's verdict first.
 
-A mixin of `CallService` (calls.py): it uses the service's calls, store, directory and
-`_apply`, and keeps the commands' side of the service readable on its own.
+A part of its own, holding the calls service (calls.py) by reference and using only its
+public API (`apply`, `register`, ...): the commands' side of the calls, readable alone.
 """
 
 from __future__ import annotations
@@ -12,35 +12,20 @@ from typing import Any
 
 from .. import clock
 from ..protocol import wire
-from ..protocol.call import ENDED, Call, CallError, EndedBy, Limits
+from ..protocol.call import ENDED, Call, CallError, EndedBy
 from ..protocol.events import Effect
-from ..store import Store
-from .directory import Directory
+from .calls import CallService
 from .errors import CommandError
 
 Action = Callable[[float], list[Effect]]
 
 
-class LocalActions:
+class CallActions:
     """`act`, `start_call`, `block` and `pick`: what commands ask of the call service."""
 
-    # Provided by CallService.
-    calls: dict[str, Call]
-    peer_names: dict[str, str]
-    store: Store
-    directory: Directory
-    blocked: set[str]
-    limits: Limits
-    _timed: set[str]
-
-    def apply(self, call: Call, effects: list[Effect], now: float) -> list[Awaitable[None]]:
-        raise NotImplementedError
-
-    def reload(self) -> None:
-        raise NotImplementedError
-
-    def publish(self, work: list[Awaitable[None]]) -> None:
-        raise NotImplementedError
+    def __init__(self, service: CallService) -> None:
+        self.service = service
+        self.store = service.store
 
     def act(
         self, call: Call, action: Action, record: tuple[str, dict[str, Any]] | None = None
@@ -53,33 +38,31 @@ class LocalActions:
                 effects = action(now)
                 if record is not None:
                     self.store.add_entry(call.id, now, "out", record[0], record[1])
-                return self.apply(call, effects, now)
+                return self.service.apply(call, effects, now)
         except CallError as exc:
             raise CommandError(exc.code, str(exc)) from None
         except Exception:
-            self.reload()
+            self.service.reload()
             raise
 
     def start_call(
         self, agent: str, topic: str, my_name: str
     ) -> tuple[Call, list[Awaitable[None]]]:
         now = clock.now()
-        pubkey, name = self.directory.resolve(agent, now)
-        if pubkey in self.blocked:
+        pubkey, name = self.service.directory.resolve(agent, now)
+        if pubkey in self.service.blocked:
             raise CommandError("blocked", "that agent is blocked; 'p2p unblock' it first.")
         if len(topic) > wire.MAX_TOPIC:
             raise CommandError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
-        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, self.limits)
-        self.calls[call.id] = call
-        self.peer_names[call.id] = name
+        limits = self.service.limits
+        call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, limits)
+        self.service.register(call, name)
         try:
             with self.store.transaction():
                 self.store.add_entry(call.id, now, "out", "call_request", {"topic": topic})
-                return call, self.apply(call, effects, now)
+                return call, self.service.apply(call, effects, now)
         except Exception:
-            self.calls.pop(call.id, None)
-            self.peer_names.pop(call.id, None)
-            self._timed.discard(call.id)
+            self.service.forget(call.id)
             raise
 
     def block(self, pubkey: str) -> list[str]:
@@ -90,18 +73,19 @@ class LocalActions:
         try:
             with self.store.transaction():
                 self.store.block(pubkey, now)
-                for call in self.calls.values():
+                for call in self.service.calls.values():
                     if call.peer == pubkey and call.state != ENDED:
                         self.store.add_entry(
                             call.id, now, "out", "call_ended", {"reason": "blocked"}
                         )
-                        work += self.apply(call, call.end("blocked", now, EndedBy.BLOCKED), now)
+                        effects = call.end("blocked", now, EndedBy.BLOCKED)
+                        work += self.service.apply(call, effects, now)
                         ended.append(call.id)
         except Exception:
-            self.reload()
+            self.service.reload()
             raise
-        self.blocked.add(pubkey)
-        self.publish(work)
+        self.service.blocked.add(pubkey)
+        self.service.publish(work)
         return ended
 
     def pick(
@@ -109,7 +93,7 @@ class LocalActions:
     ) -> Call:
         """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
         if prefix:
-            matches = [c for c in self.calls.values() if c.id.startswith(prefix.lower())]
+            matches = [c for c in self.service.calls.values() if c.id.startswith(prefix.lower())]
             if not matches:
                 raise CommandError("no_call", f"no call matches '{prefix}'.")
             if len(matches) > 1:
@@ -118,13 +102,14 @@ class LocalActions:
             return matches[0]
         candidates = [
             c
-            for c in self.calls.values()
+            for c in self.service.calls.values()
             if c.state in states and (direction is None or c.direction == direction)
         ]
         if not candidates:
             raise CommandError("no_call", f"there is no {what}.")
         if len(candidates) > 1:
-            listed = ", ".join(f"{c.id[:8]} ({self.peer_names.get(c.id, '')})" for c in candidates)
+            names = self.service.peer_names
+            listed = ", ".join(f"{c.id[:8]} ({names.get(c.id, '')})" for c in candidates)
             raise CommandError(
                 "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
             )

@@ -24,6 +24,7 @@ from ..protocol.presence import PRESENCE_KIND
 from ..registry import COMMANDS
 from ..store import StorageError, Store
 from . import relay_watch
+from .actions import CallActions
 from .advice import Advice
 from .calls import CallService
 from .commands import CallCommands
@@ -96,6 +97,7 @@ class Daemon:
             gate,
             owner_pubkey(config),
         )
+        self.actions = CallActions(self.calls)
         self.calls.records.me = (self.presence.name, identity.npub)
         self.calls.on_change = self._presence_changed
         self.inbound.sink = self.calls
@@ -118,10 +120,10 @@ class Daemon:
             "list": self._list,
             "shutdown": self._shutdown,
             "doctor": self._doctor,
-            **CallCommands(self.calls, self.inbox, owner, self.presence.name).handlers(),
+            **CallCommands(self.actions, self.inbox, owner, self.presence.name).handlers(),
         }
         # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
-        self.handlers = GroupCommands(self.groups, owner).wrap(self.handlers)
+        self.handlers = GroupCommands(self.groups, self.actions, owner).wrap(self.handlers)
         # Every command of the registry (registry.py), which the clients offer, is served.
         missing = sorted({command.name for command in COMMANDS} - set(self.handlers))
         if missing:

@@ -1,4 +1,5 @@
-"""The calls service: every call's core, the effects it asks for, timers, and local actions.
+"""The calls service: every call's core, the effects it asks for, and timers (the local
+actions commands ask for are in actions.py).
 
 Each local action and each inbound batch runs in one store transaction: the core's
 effects (outbox rows, agent events, transcript entries, saved state) commit together or
@@ -44,7 +45,6 @@ from ..protocol.limits import InboundGate, RingCounts
 from ..sanitize import clean_text
 from ..schema import esc_id
 from ..store import Store
-from .actions import LocalActions
 from .directory import Directory, npub_of
 from .files import FileSink
 from .held import HeldMessages
@@ -76,7 +76,7 @@ class CallHooks(Protocol):
     def load(self) -> None: ...
 
 
-class CallService(LocalActions):
+class CallService:
     """Owns the calls: applies the core's effects through the parts that carry them out."""
 
     def __init__(

@@ -17,7 +17,7 @@ from ..protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
 from ..sanitize import clean_label
 from ..schema import bare_esc_id, peer
 from ..store import Store
-from .calls import CallService
+from .actions import CallActions
 from .directory import npub_of
 from .errors import CommandError
 from .inbox import AgentInbox
@@ -76,9 +76,10 @@ class CallCommands:
     """Turns RPC requests into actions on the call service."""
 
     def __init__(
-        self, service: CallService, inbox: AgentInbox, owner: OwnerChannels, my_name: str
+        self, actions: CallActions, inbox: AgentInbox, owner: OwnerChannels, my_name: str
     ) -> None:
-        self.service = service
+        self.actions = actions
+        self.service = actions.service
         self.inbox = inbox
         self.owner = owner
         self.my_name = my_name
@@ -106,7 +107,7 @@ class CallCommands:
 
     async def call(self, params: dict[str, Any]) -> Any:
         agent, topic = text_param(params, "agent"), text_param(params, "topic")
-        call, work = self.service.start_call(agent, topic, self.my_name)
+        call, work = self.actions.start_call(agent, topic, self.my_name)
         self.service.publish(work)
         return self._describe(call)
 
@@ -114,12 +115,12 @@ class CallCommands:
         decision = params.get("decision")
         if decision not in ("accept", "reject"):
             raise CommandError("bad_request", "answer with 'accept' or 'reject'.")
-        call = self.service.pick(_call_arg(params), (RINGING,), "ringing incoming call", INCOMING)
+        call = self.actions.pick(_call_arg(params), (RINGING,), "ringing incoming call", INCOMING)
         if decision == "accept":
-            work = self.service.act(call, call.accept, ("call_accepted", {}))
+            work = self.actions.act(call, call.accept, ("call_accepted", {}))
         else:
             reason = text_param(params, "reason", required=False) or "declined"
-            work = self.service.act(
+            work = self.actions.act(
                 call, lambda now: call.reject(reason, now), ("call_rejected", {"reason": reason})
             )
         self.service.publish(work)
@@ -128,8 +129,8 @@ class CallCommands:
     async def send(self, params: dict[str, Any]) -> Any:
         accepted_at = clock.now()
         text = text_param(params, "text")
-        call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
-        work = self.service.act(
+        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
+        work = self.actions.act(
             call,
             lambda now: call.send_text(text, now, self.service.outbound.text_part_bytes(call)),
             ("message", {"text": text}),
@@ -145,7 +146,7 @@ class CallCommands:
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
         name = text_param(params, "name")
-        call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
+        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
         limit = self.service.limits.max_file_bytes
         if isinstance(params.get("path"), str):
             data = await read_for_sending(params["path"], limit, self.service.files.paths)
@@ -159,7 +160,7 @@ class CallCommands:
         fid = secrets.token_hex(16)
         record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
         chunk = self.service.outbound.chunk_bytes(call)
-        work = self.service.act(
+        work = self.actions.act(
             call, lambda now: call.send_file(fid, name, data, digest, now, chunk), record
         )
         result = {"call_id": call.id, "file_name": name, "bytes": len(data), "sha256": digest}
@@ -172,8 +173,8 @@ class CallCommands:
 
     async def escalate(self, params: dict[str, Any]) -> Any:
         text = text_param(params, "text")
-        call = self.service.pick(_call_arg(params), (ACTIVE,), "active call")
-        work = self.service.act(
+        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
+        work = self.actions.act(
             call, lambda now: call.escalate(text, now), ("escalation", {"text": text})
         )
         self.service.publish(work)
@@ -183,9 +184,9 @@ class CallCommands:
         return await tell_owner(self.owner, store, self.my_name, call.id, peers, call.topic, text)
 
     async def end(self, params: dict[str, Any]) -> Any:
-        call = self.service.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
+        call = self.actions.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
         reason = text_param(params, "reason", required=False)
-        work = self.service.act(
+        work = self.actions.act(
             call, lambda now: call.end(reason, now), ("call_ended", {"reason": reason})
         )
         self.service.publish(work)
@@ -230,7 +231,7 @@ class CallCommands:
                 raise CommandError("no_call", "there are no calls yet.")
             call = calls[-1]
         else:
-            call = self.service.pick(prefix, (ACTIVE, RINGING, ENDED), "call")
+            call = self.actions.pick(prefix, (ACTIVE, RINGING, ENDED), "call")
         markdown, document = self.service.records.transcript(
             call, self.service.peer_names.get(call.id, "")
         )
@@ -269,7 +270,7 @@ class CallCommands:
 
     async def block(self, params: dict[str, Any]) -> Any:
         pubkey, name = self.service.directory.resolve(text_param(params, "agent"), clock.now())
-        ended = self.service.block(pubkey)
+        ended = self.actions.block(pubkey)
         return {"peer": peer(npub_of(pubkey), name), "blocked": True, "ended_call_ids": ended}
 
     async def unblock(self, params: dict[str, Any]) -> Any:

@@ -20,6 +20,7 @@ from ..protocol.events import Effect
 from ..protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ..protocol.group import session_id as group_session_id
 from ..schema import peer
+from .actions import CallActions
 from .commands import decode_base64, hand_to_relays, tell_owner, text_param
 from .directory import npub_of
 from .errors import CommandError
@@ -47,8 +48,9 @@ _WHAT = {
 class GroupCommands:
     """Routes each call command to the group layer or to the 1:1 handler."""
 
-    def __init__(self, groups: GroupService, owner: OwnerChannels) -> None:
+    def __init__(self, groups: GroupService, actions: CallActions, owner: OwnerChannels) -> None:
         self.groups = groups
+        self.actions = actions
         self.service = groups.service
         self.loops = groups.loops
         self.owner = owner
@@ -241,13 +243,13 @@ class GroupCommands:
             raise CommandError("bad_state", f"call {group.id[:8]} is not ringing here.")
         now = clock.now()
         if decision == "accept":
-            work = self.service.act(session, session.accept)
+            work = self.actions.act(session, session.accept)
             with self.service.store.transaction():
                 self.service.store.add_entry(group.id, now, "out", "call_accepted", {})
                 work += self.groups.joined(group, now)
         else:
             reason = text_param(params, "reason", required=False) or "declined"
-            work = self.service.act(session, lambda t: session.reject(reason, t))
+            work = self.actions.act(session, lambda t: session.reject(reason, t))
             with self.service.store.transaction():
                 group.finish(reason, now)
                 self.groups.save(group, now)
