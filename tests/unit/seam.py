@@ -21,8 +21,8 @@ from p2p_comm.daemon.calls import CallService
 from p2p_comm.daemon.directory import Directory
 from p2p_comm.daemon.inbound import Inbound
 from p2p_comm.daemon.inbox import AgentInbox
-from p2p_comm.daemon.nostr_io import InboundEvent, _to_inbound
 from p2p_comm.daemon.outbound import Outbound
+from p2p_comm.daemon.relay_events import InboundEvent, to_inbound
 from p2p_comm.daemon.relay_health import RelayHealth
 from p2p_comm.daemon.relay_publish import PublishResult
 from p2p_comm.identity import Identity, _from_keys
@@ -41,7 +41,7 @@ class FakeNetwork:
     online: dict[str, Inbound] = field(default_factory=dict)  # pubkey -> its inbound
 
     def publish(self, event: Any) -> None:
-        inbound = _to_inbound(event, "fake")
+        inbound = to_inbound(event, "fake")
         self.events.append(inbound)
         for tag in inbound.tags:
             if tag[0] == "p" and tag[1] in self.online:

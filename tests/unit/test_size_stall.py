@@ -1,4 +1,4 @@
-"""Stall detection in `RelayPool.publish` (issue 21, finding 2), with a scripted relay.
+"""Stall detection in `Publisher.publish` (issue 21, finding 2), with a scripted relay.
 
 nostr-relay's empty-id refusal is checked end to end in
 tests/integration/test_size_stall.py; here the other shapes of a swallowed event: a relay
@@ -16,7 +16,7 @@ import pytest
 
 from p2p_comm.daemon import relay_publish
 from p2p_comm.daemon.relay_health import RelayHealth
-from p2p_comm.daemon.relay_publish import Publishing
+from p2p_comm.daemon.relay_publish import Publisher
 
 URL = "ws://127.0.0.1:7"
 
@@ -44,8 +44,8 @@ class ScriptedRelay:
     """Answers events up to ``limit`` bytes; larger ones get only a NOTICE (``notice``) or
     nothing at all; ``dead`` answers nothing."""
 
-    def __init__(self, pool: Pool, limit: int, notice: bool, dead: bool = False) -> None:
-        self.pool, self.limit, self.notice, self.dead = pool, limit, notice, dead
+    def __init__(self, health: RelayHealth, limit: int, notice: bool, dead: bool = False) -> None:
+        self.health, self.limit, self.notice, self.dead = health, limit, notice, dead
         self.reconnected = 0
 
     async def send_event(self, event: Any, target: Any, ok_timeout: Any) -> Output:
@@ -55,7 +55,7 @@ class ScriptedRelay:
         if size <= self.limit:
             return Output([URL], {})
         if self.notice:
-            health = self.pool.health.of(URL)
+            health = self.health.of(URL)
             health.notice, health.notice_at = "content too long", time.time()
         return Output([], {URL: "timeout"})
 
@@ -75,27 +75,15 @@ class ScriptedRelay:
         return Relay()
 
 
-class Pool(Publishing):
-    def __init__(self) -> None:
-        self.urls = (URL,)
-        self.health = RelayHealth()
-        self._relay_urls = {}
-        self._trials = {}
-        self._small_taken = {}
-        self._refreshing = set()
-
-    async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
-        return None
-
-
 @pytest.fixture(autouse=True)
 def no_gap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay_publish, "REFRESH_GAP", 0.0)
 
 
-def _run(notice: bool, dead: bool = False) -> tuple[Pool, ScriptedRelay, Any]:
-    pool = Pool()
-    pool.writer = relay = ScriptedRelay(pool, 4500, notice, dead)
+def _run(notice: bool, dead: bool = False) -> tuple[Publisher, ScriptedRelay, Any]:
+    health = RelayHealth()
+    relay = ScriptedRelay(health, 4500, notice, dead)
+    pool = Publisher(relay, health, (URL,), (URL,))
 
     async def go() -> Any:
         await pool.publish(FakeEvent("a" * 64, 2000))  # a small one it takes

@@ -1,29 +1,34 @@
 """Relay I/O through nostr-sdk: connections, subscriptions, inbound events (publishing is
-in relay_publish.py).
+in relay_publish.py, the events handed on in relay_events.py).
 
-This is the only daemon module that talks to relays. It turns nostr-sdk events into
-plain values (`InboundEvent`) for the rest of the daemon.
+With relay_publish.py, the only daemon module that talks to relays. It turns nostr-sdk
+events into plain values (`InboundEvent`) for the rest of the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import nostr_sdk as ns
 
-from ..nostr import kinds, nip11
+from ..nostr import kinds
 from ..protocol.limits import RepeatCounter
 from . import relay_watch
+from .relay_events import InboundEvent, to_inbound
 from .relay_health import RelayHealth
-from .relay_publish import Publishing
+from .relay_publish import Publisher, PublishResult
+
+# Named here too while the daemon's modules import them from this one (until the daemon is
+# split into sub-packages and each import names its own module).
+from .tasks import spawn as spawn
+
+__all__ = ["InboundEvent", "RelayPool", "spawn"]
 
 log = logging.getLogger("p2p.relays")
 
@@ -35,57 +40,7 @@ REPLAY_SECONDS = 10.0  # at most this long after a mute, a relay's events count 
 REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay are counted
 
 
-@dataclass(frozen=True)
-class InboundEvent:
-    """A verified event from a relay (the SDK drops any whose id or signature is wrong).
-
-    Only what every event needs is read out of the SDK at once; the rest is read when
-    asked for: each read crosses into Rust, and a flood of junk wraps needs none of it."""
-
-    event: Any  # nostr_sdk.Event, kept for unwrapping gift wraps
-    id: str
-    content: str
-    relay: str
-    # Sent while the relay replays what it stored for us after a mute: history, not a
-    # flood (junk among it was stored while we were not reading, maybe for the mute).
-    stored: bool = False
-
-    @functools.cached_property
-    def kind(self) -> int:
-        return int(self.event.kind().as_u16())
-
-    @functools.cached_property
-    def pubkey(self) -> str:
-        return str(self.event.author().to_hex())
-
-    @functools.cached_property
-    def created_at(self) -> int:
-        return int(self.event.created_at().as_secs())
-
-    @functools.cached_property
-    def tags(self) -> list[list[str]]:
-        return [tag.to_vec() for tag in self.event.tags()]
-
-
 Handler = Callable[[InboundEvent], Awaitable[None]]
-
-
-def _report_crash(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
-
-
-def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-    """A background task whose crash is logged instead of vanishing."""
-    task = asyncio.create_task(coro, name=name)
-    task.add_done_callback(_report_crash)
-    return task
-
-
-def _to_inbound(event: Any, relay: str, stored: bool = False) -> InboundEvent:
-    return InboundEvent(
-        event=event, id=event.id().to_hex(), content=event.content(), relay=relay, stored=stored
-    )
 
 
 def _asks_for(filters: list[Any]) -> set[int | None]:
@@ -96,7 +51,7 @@ def _asks_for(filters: list[Any]) -> set[int | None]:
     return found
 
 
-class RelayPool(Publishing):
+class RelayPool:
     """Our connections to the configured relays, with reconnect and resubscribe.
 
     Two sets, the same by default: ``urls`` where we announce (presence, our kind-10050
@@ -135,8 +90,8 @@ class RelayPool(Publishing):
         self._subs: dict[str, list[Any]] = {}
         self._resubscribing: set[str] = set()
         self._task: asyncio.Task[Any] | None = None
-        self._extra: set[str] = set()
         self.health = RelayHealth()
+        self.publisher = Publisher(self.writer, self.health, self.urls, self.all)
         self.on_reconnect: Callable[[], None] | None = None
         # Told of waste a relay causes before any event reaches the handler: the same
         # event sent again and again on a subscription (relay url, weight).
@@ -147,12 +102,8 @@ class RelayPool(Publishing):
         self._reach_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
         self._connected: tuple[float, tuple[int, int]] | None = None
-        self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
         # url -> connected for reading, as last seen (by a command or the watchdog)
         self._up: dict[str, bool] = {}
-        self._trials: dict[str, asyncio.Lock] = {}
-        self._small_taken: dict[str, Any] = {}
-        self._refreshing: set[str] = set()
 
     async def start(self) -> None:
         opts = (
@@ -167,7 +118,7 @@ class RelayPool(Publishing):
         for url in self.all:
             await self.reader.add_relay(ns.RelayUrl.parse(url), opts=opts)
             await self.writer.add_relay(ns.RelayUrl.parse(url), opts=opts)
-            spawn(self._read_limits(url), "nip11")
+            spawn(self.publisher.learn_limits(url), "nip11")
         # The stream only carries what arrives after it exists: open it before any REQ.
         stream = self.reader.notifications()
         self._task = spawn(self._pump(stream), "relay-notifications")
@@ -178,22 +129,15 @@ class RelayPool(Publishing):
         self._watch_task = spawn(relay_watch.watch(self), "relay-watch")
         self._reach_task = spawn(relay_watch.reach(self), "relay-reach")
 
-    async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
-        """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
-        for url in urls:
-            if url in self.all or url in self._extra:
-                continue
-            self._extra.add(url)
-            await self.writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
-            spawn(self._read_limits(url), "nip11")
-
-    async def _read_limits(self, url: str) -> None:
-        """Learn the relay's limits from its NIP-11 document, if any."""
-        limits = await asyncio.to_thread(nip11.fetch, url)
-        if limits is None:
-            return
-        self.health.of(url).learn(limits)
-        log.info("relay %s announces %s (NIP-11)", url, limits)
+    async def publish(
+        self,
+        event: Any,
+        relays: tuple[str, ...] | None = None,
+        timeout: float = 5.0,
+        attempts: int = 4,
+    ) -> PublishResult:
+        """`Publisher.publish`: what the daemon's parts call on the pool."""
+        return await self.publisher.publish(event, relays, timeout, attempts)
 
     def roles(self, url: str) -> list[str]:
         """What we use ``url`` for: "announce", "inbox", both, or neither (a peer's relay)."""
@@ -267,7 +211,7 @@ class RelayPool(Publishing):
         """A one-off query, sent where `read_relays` says."""
         target = self._req_target(filters, self.read_relays(filters))
         events = await self.reader.fetch_events(target, timeout=timedelta(seconds=timeout))
-        return [_to_inbound(event, "") for event in events]
+        return [to_inbound(event, "") for event in events]
 
     async def fetch_from(
         self, url: str, filters: list[Any], timeout: float, max_events: int
@@ -279,7 +223,7 @@ class RelayPool(Publishing):
         events = await self.reader.fetch_events(
             target, timeout=timedelta(seconds=timeout), max_events=max_events
         )
-        return [_to_inbound(event, url) for event in events]
+        return [to_inbound(event, url) for event in events]
 
     async def connected(self, max_age: float = 0.0) -> tuple[int, int]:
         """(connected, configured) relays for reading; an answer up to ``max_age`` seconds
@@ -481,6 +425,6 @@ class RelayPool(Publishing):
             replaying = self._replaying.get(url)
             stored = replaying is not None and time.monotonic() < replaying
             try:
-                await self._handler(_to_inbound(note.event, url, stored))
+                await self._handler(to_inbound(note.event, url, stored))
             except Exception:
                 log.exception("handling an inbound event failed; event dropped")

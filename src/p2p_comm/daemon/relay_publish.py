@@ -1,7 +1,8 @@
 """Publishing to relays: the targets worth sending to, pacing learned from refusals, and
 what each relay answered (fed to the relay model in relay_health.py).
 
-A mixin of `RelayPool` (nostr_io.py), which owns the connections.
+`Publisher` is a part of its own: `RelayPool` (nostr_io.py) builds the publishing
+connection and hands it over with the relay model; the pool's `publish` is this one's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 import nostr_sdk as ns
 
+from ..nostr import nip11
 from .relay_health import INFERRED_TOO_LARGE, NOT_SENT_TOO_LARGE, SAFE_SIZE, RelayHealth
+from .tasks import spawn
 
 log = logging.getLogger("p2p.relays")
 
@@ -33,22 +36,42 @@ class PublishResult:
     failed: dict[str, str]
 
 
-class Publishing:
-    """`RelayPool.publish` and what it needs; the pool sets these attributes."""
+class Publisher:
+    """Sends events on the publishing connection (``writer``, a nostr-sdk client) to our
+    relays (``urls``) or a peer's, learning from every answer in ``health``."""
 
-    urls: tuple[str, ...]
-    writer: Any
-    health: RelayHealth
-    _relay_urls: dict[str, Any]
-    # Per relay: one event larger than any it took yet at a time (a relay that swallows
-    # large events then teaches its limit on the first, not on a dozen that each cost a
-    # refusal); the last small event it took (sent again, it proves the relay alive).
-    _trials: dict[str, asyncio.Lock]
-    _small_taken: dict[str, Any]
-    _refreshing: set[str]
+    def __init__(
+        self, writer: Any, health: RelayHealth, urls: tuple[str, ...], read: tuple[str, ...]
+    ) -> None:
+        self.writer = writer
+        self.health = health
+        self.urls = urls
+        self.read = read  # the relays the pool connects to anyway (reading and writing)
+        self._extra: set[str] = set()  # a peer's relays we connected to, for writing only
+        self._relay_urls: dict[str, Any] = {}  # url -> ns.RelayUrl, parsed once
+        # Per relay: one event larger than any it took yet at a time (a relay that swallows
+        # large events then teaches its limit on the first, not on a dozen that each cost a
+        # refusal); the last small event it took (sent again, it proves the relay alive).
+        self._trials: dict[str, asyncio.Lock] = {}
+        self._small_taken: dict[str, Any] = {}
+        self._refreshing: set[str] = set()
 
     async def _ensure_relays(self, urls: tuple[str, ...]) -> None:
-        raise NotImplementedError
+        """Connect to a peer's inbox relays we do not use ourselves, for writing only."""
+        for url in urls:
+            if url in self.read or url in self._extra:
+                continue
+            self._extra.add(url)
+            await self.writer.add_relay(ns.RelayUrl.parse(url), and_connect=True)
+            spawn(self.learn_limits(url), "nip11")
+
+    async def learn_limits(self, url: str) -> None:
+        """Learn the relay's limits from its NIP-11 document, if any."""
+        limits = await asyncio.to_thread(nip11.fetch, url)
+        if limits is None:
+            return
+        self.health.of(url).learn(limits)
+        log.info("relay %s announces %s (NIP-11)", url, limits)
 
     async def publish(
         self,
