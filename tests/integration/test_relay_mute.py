@@ -38,9 +38,9 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
         async def handler(event: InboundEvent) -> None:
             got.append((event.relay, event.content))
 
-        pool = RelayPool((good.url, noisy.url), handler)
         reconnected: list[float] = []
-        pool.on_reconnect = lambda: reconnected.append(time.monotonic())
+        on_reconnect = lambda: reconnected.append(time.monotonic())  # noqa: E731
+        pool = RelayPool((good.url, noisy.url), handler, on_reconnect=on_reconnect)
         author = ns.Keys.generate()
         poster = ns.ClientBuilder().build()
         await pool.start()

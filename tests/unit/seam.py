@@ -16,18 +16,13 @@ from typing import Any
 import nostr_sdk as ns
 
 from p2p_comm.config import Config
-from p2p_comm.daemon.actions import CallActions
-from p2p_comm.daemon.calls import CallService
-from p2p_comm.daemon.directory import Directory
+from p2p_comm.daemon.builder import build
 from p2p_comm.daemon.inbound import Inbound
-from p2p_comm.daemon.inbox import AgentInbox
-from p2p_comm.daemon.outbound import Outbound
 from p2p_comm.daemon.relay_events import InboundEvent, to_inbound
 from p2p_comm.daemon.relay_health import RelayHealth
 from p2p_comm.daemon.relay_publish import PublishResult
 from p2p_comm.identity import Identity, _from_keys
 from p2p_comm.paths import HomePaths
-from p2p_comm.protocol.limits import InboundGate, InboundLimits
 from p2p_comm.store import Store
 
 QUERY_CAP = 500
@@ -97,6 +92,10 @@ class FakePresence:
     """No announcements: peers are called by key."""
 
     name = "agent"
+    status = "available"
+
+    async def announce(self, status: str) -> None:
+        self.status = status  # heard by no one: the fake network carries no presence
 
     def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
         return ()
@@ -109,7 +108,7 @@ class FakePresence:
 
 
 class SeamAgent:
-    """One agent's daemon parts, wired as the daemon wires them, minus processes."""
+    """One agent's daemon parts, built as the daemon builds them, minus processes."""
 
     def __init__(self, home: Path, network: FakeNetwork, **config: Any) -> None:
         self.home = home
@@ -122,28 +121,20 @@ class SeamAgent:
         self.open()
 
     def open(self) -> None:
-        """(Re)build every part over the home's database, as a daemon start does."""
-        self.store = Store(HomePaths(self.home).database)
-        presence: Any = FakePresence()
-        self.inbox = AgentInbox(self.store)
-        gate = InboundGate(
-            InboundLimits(bytes_per_peer_per_minute=self.config.bytes_per_peer_per_minute)
-        )
+        """(Re)build every part over the home's database, as a daemon start does: through
+        the daemon's own builder, with the fake relays and presence in place of the real."""
+        paths = HomePaths(self.home)
         pool: Any = self.pool
-        self.outbound = Outbound(self.config, self.identity, pool, presence, self.store)
-        self.inbound = Inbound(self.identity.keys, self.identity.public_hex, pool, self.store, gate)
-        self.calls = CallService(
-            HomePaths(self.home),
-            self.config,
-            self.store,
-            self.outbound,
-            self.inbox,
-            Directory(presence),
-            gate,
-            None,
+        presence: Any = FakePresence()
+        self.parts = build(
+            paths, self.config, self.identity, Store(paths.database), pool=pool, presence=presence
         )
-        self.actions = CallActions(self.calls)
-        self.inbound.sink = self.calls
+        self.store = self.parts.store
+        self.inbox = self.parts.inbox
+        self.outbound = self.parts.outbound
+        self.inbound = self.parts.inbound
+        self.calls = self.parts.calls
+        self.actions = self.parts.actions
         self.calls.load()
 
     async def go_online(self, catch_up: bool = True) -> None:
@@ -162,9 +153,12 @@ class SeamAgent:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks = []
 
-    async def restart(self) -> None:
+    async def restart(self, pool: FakePool | None = None) -> None:
+        """Stop, and start again over the same home (``pool``: on other relays)."""
         await self.go_offline()
         self.store.close()
+        if pool is not None:
+            self.pool = pool
         self.open()
         await self.go_online()
 

@@ -45,8 +45,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 async def small_relay_call(tmp_path: Path) -> tuple[SeamAgent, SeamAgent, str, SmallRelayPool]:
     alice, bob, call_id = await connected(tmp_path)
     pool = SmallRelayPool(alice.network)
-    alice.pool = pool
-    alice.outbound.pool = pool  # type: ignore[assignment]
+    await alice.restart(pool)  # the daemon built again, on a relay that refuses large events
     return alice, bob, call_id, pool
 
 
@@ -110,11 +109,11 @@ def test_a_peer_below_level_4_gets_no_fragments_but_a_delivery_failure(tmp_path:
         alice, bob, call_id, _ = await small_relay_call(tmp_path)
         call = alice.calls.calls[call_id]
         call.peer_level = frag.FRAG_LEVEL - 1
-        failed: list[tuple[int, str]] = []
-        alice.outbound.on_undeliverable = lambda c, seq, why: failed.append((seq, why))
         send(alice, call_id, LONG)
-        await until(lambda: bool(failed))
-        assert all("too large" in why for _, why in failed), failed
+        # Told to the agent as the daemon tells it (builder.undeliverable).
+        await until(lambda: any(e["type"] == "delivery_failed" for e in alice.inbox.unread()))
+        failed = [e for e in alice.take() if e["type"] == "delivery_failed"]
+        assert all("too large" in e["reason"] for e in failed), failed
         await asyncio.sleep(0.2)
         assert len(bob.inbound.fragments) == 0 and texts(bob) == []
         for agent in (alice, bob):

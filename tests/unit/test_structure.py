@@ -80,3 +80,62 @@ def test_no_module_reaches_into_another_parts_private_members() -> None:
         if found:
             reaches[path.relative_to(SRC).as_posix()] = found
     assert reaches == {}
+
+
+# Attributes that connect one part to another: given at construction, never set later.
+WIRING = ("on_", "sink", "hooks", "waker")
+
+
+def _set_later(path: Path) -> list[str]:
+    """Attributes ``path`` sets on another object: ``self.part.attr = ...``, or a wiring
+    attribute (`WIRING`) of anything not ``self``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            for element in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if not isinstance(element, ast.Attribute):
+                    continue
+                owner = element.value
+                on_self = isinstance(owner, ast.Name) and owner.id == "self"
+                deep = isinstance(owner, ast.Attribute) and ast.unparse(owner).startswith("self.")
+                wiring = element.attr.startswith(WIRING) and not on_self
+                if deep or wiring:
+                    found.append(f"{node.lineno}: {ast.unparse(element)}")
+    return found
+
+
+def test_parts_are_connected_at_construction_only() -> None:
+    """app.py set `inbox.waker`, `calls.hooks`, `inbound.sink`, `outbound.on_undeliverable`
+    ... after making the parts, and `Inbound` set its pool's `on_waste`: now each part gets
+    its collaborators and callbacks through its constructor (daemon/builder.py)."""
+    found = {}
+    for path in sorted((SRC / "daemon").glob("*.py")):
+        if later := _set_later(path):
+            found[path.name] = later
+    assert found == {}
+
+
+def test_only_the_builder_makes_the_daemons_parts() -> None:
+    """Every part of `Parts` is made in builder.py and nowhere else in the package; the
+    test seam (tests/unit/seam.py) builds through it too."""
+    from p2p_comm.daemon.builder import Parts
+
+    given = {"HomePaths", "Config", "Identity", "Store"}  # opened by the process, passed in
+    part_types = {str(kind) for kind in Parts.__annotations__.values()} - given
+    made_elsewhere = []
+    # The daemon's modules only: protocol/call.py has an `Inbound` of its own (a file).
+    for path in sorted((SRC / "daemon").glob("*.py")):
+        if path.name == "builder.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = (
+                node.func.id
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                else ""
+            )
+            if name in part_types:
+                made_elsewhere.append(f"{path.name}:{node.lineno} {name}")
+    assert made_elsewhere == []
+    seam = (Path(__file__).parent / "seam.py").read_text()
+    assert "build(" in seam

@@ -14,32 +14,19 @@ from typing import Any
 import nostr_sdk as ns
 
 from .. import __version__, clock, sdk_speedups
-from ..config import Config, ConfigError, load_config
-from ..identity import Identity, IdentityError
+from ..config import ConfigError, load_config
+from ..identity import IdentityError
 from ..paths import HomePaths, ensure_private_dir
-from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING, Call
-from ..protocol.events import AgentEvent
-from ..protocol.limits import InboundGate, InboundLimits
-from ..protocol.presence import PRESENCE_KIND
+from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
 from ..registry import COMMANDS
-from ..store import StorageError, Store
+from ..store import StorageError
 from . import relay_watch
-from .actions import CallActions
-from .advice import Advice
-from .calls import CallService
+from .builder import Parts, build
 from .commands import CallCommands
-from .directory import Directory
 from .errors import CommandError
 from .group_commands import GroupCommands
-from .groups import GroupService
-from .hooks import Waker
-from .inbound import Inbound
-from .inbox import AgentInbox, agent_event
-from .loopwatch import LoopWatch
-from .nostr_io import InboundEvent, RelayPool, spawn
-from .outbound import Outbound
-from .owner import OwnerChannels, owner_pubkey
-from .presence import PresenceService
+from .nostr_io import spawn
+from .owner import owner_pubkey
 from .process import (
     AlreadyRunning,
     StartupError,
@@ -57,62 +44,31 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class Daemon:
-    """Wires the parts together and answers the CLI."""
+    """Answers the CLI over the socket with the parts `builder.build` made and connected."""
 
-    def __init__(self, paths: HomePaths, config: Config, identity: Identity, store: Store) -> None:
-        self.paths = paths
-        self.config = config
-        self.identity = identity
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.paths = parts.paths
+        self.config = parts.config
+        self.identity = parts.identity
         self.started_at = time.time()
-        self.store = store
-        self.pool = RelayPool(
-            config.relays, self._on_event, identity.keys, config.effective_inbox_relays
-        )
-        self.advice = Advice(paths, self.pool, store)
-        self.presence = PresenceService(self.pool, identity, config, store)
-        self.directory = Directory(self.presence)
-        self.inbox = AgentInbox(store)
-        self.inbox.waker = Waker(
-            config.wake, config.hook_timeout, lambda: self.inbox.waiters, self.inbox.is_unread
-        )
-        gate = InboundGate(
-            InboundLimits(
-                call_requests_per_peer_per_minute=config.call_requests_per_peer_per_minute,
-                max_ringing=config.max_ringing,
-                max_open_calls=config.max_open_calls,
-                bytes_per_peer_per_minute=config.bytes_per_peer_per_minute,
-                inbound_events_per_second=config.inbound_events_per_second,
-                relay_mute_seconds=config.relay_mute_seconds,
-            )
-        )
-        self.outbound = Outbound(config, identity, self.pool, self.presence, store)
-        self.inbound = Inbound(identity.keys, identity.public_hex, self.pool, store, gate)
-        self.calls = CallService(
-            paths,
-            config,
-            store,
-            self.outbound,
-            self.inbox,
-            self.directory,
-            gate,
-            owner_pubkey(config),
-        )
-        self.actions = CallActions(self.calls)
-        self.calls.records.me = (self.presence.name, identity.npub)
-        self.calls.on_change = self._presence_changed
-        self.inbound.sink = self.calls
-        self.outbound.on_undeliverable = self._undeliverable
-        self.gate = gate
-        owner = OwnerChannels(paths, config, identity, self.pool, self.presence)
-        owner.store, owner.inbox = store, self.inbox
-        self.owner = owner
-        self.loops = LoopWatch(config, store, self.inbox, owner)
-        self.loops.my_name = self.presence.name
-        self.groups = GroupService(self.calls, self.loops, identity.public_hex, self.presence.name)
-        self.calls.hooks = self.groups
-        self.server = SocketServer(paths.socket, self.dispatch, max_request(config))
+        self.store = parts.store
+        self.pool = parts.pool
+        self.advice = parts.advice
+        self.presence = parts.presence
+        self.inbox = parts.inbox
+        self.gate = parts.gate
+        self.outbound = parts.outbound
+        self.inbound = parts.inbound
+        self.calls = parts.calls
+        self.actions = parts.actions
+        self.owner = parts.owner
+        self.loops = parts.loops
+        self.groups = parts.groups
+        self.server = SocketServer(self.paths.socket, self.dispatch, max_request(self.config))
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        my_name = self.presence.name
         self.handlers: dict[str, Handler] = {
             "ping": self._ping,
             "status": self._status,
@@ -120,10 +76,10 @@ class Daemon:
             "list": self._list,
             "shutdown": self._shutdown,
             "doctor": self._doctor,
-            **CallCommands(self.actions, self.inbox, owner, self.presence.name).handlers(),
+            **CallCommands(self.actions, self.inbox, self.owner, my_name).handlers(),
         }
         # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
-        self.handlers = GroupCommands(self.groups, self.actions, owner).wrap(self.handlers)
+        self.handlers = GroupCommands(self.groups, self.actions, self.owner).wrap(self.handlers)
         # Every command of the registry (registry.py), which the clients offer, is served.
         missing = sorted({command.name for command in COMMANDS} - set(self.handlers))
         if missing:
@@ -135,32 +91,6 @@ class Daemon:
             raise CommandError("unknown_method", f"the daemon does not know '{method}'.")
         await self.advice.before(method, params)
         return await self.advice.after(method, await handler(params))
-
-    async def _on_event(self, event: InboundEvent) -> None:
-        if event.kind == 1059:
-            self.inbound.submit(event)
-        elif self.presence.handle(event) and event.kind == PRESENCE_KIND:
-            self.calls.peer_seen(event.pubkey, clock.now())
-
-    def _undeliverable(self, call: Call, seq: int, reason: str) -> None:
-        """A message no relay will take: an event for the agent, not an eternal `queued`."""
-        name, verified = self.calls.peer_label(call)
-        npub = ns.PublicKey.parse(call.peer).to_bech32()
-        fields = {"ref_seq": seq, "reason": reason}
-        now = clock.now()
-        try:
-            with self.store.transaction():
-                kind = AgentEvent.DELIVERY_FAILED
-                event = agent_event(kind, call.id, npub, name, now, fields, verified)
-                self.inbox.emit(event, now)
-        except Exception as exc:
-            log.warning("cannot record a delivery failure: %s", exc)
-
-    def _presence_changed(self) -> None:
-        busy = any(c.state == ACTIVE for c in self.calls.calls.values())
-        status = "busy" if busy else "available"
-        if status != self.presence.status:
-            self.outbound.run([self.presence.announce(status)])
 
     async def start(self) -> None:
         self.calls.load()
@@ -181,7 +111,6 @@ class Daemon:
         self._tasks.append(spawn(self.inbound.run(), "inbound"))
         self._tasks.append(spawn(self.inbound.catch_up(), "catch-up"))
         self._tasks.append(self.owner.start())
-        self.pool.on_reconnect = self.inbound.schedule_catch_up
         log.info(
             "daemon %s started for %s: announce on %s, inbox on %s",
             __version__,
@@ -305,7 +234,7 @@ async def _run(paths: HomePaths, report_ready: Callable[[str], None]) -> int:
     config = load_config(paths.config)
     setup_logging(paths, config.log_level)
     identity, store = open_state(paths)
-    daemon = Daemon(paths, config, identity, store)
+    daemon = Daemon(build(paths, config, identity, store))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

@@ -89,7 +89,12 @@ class CallService:
         directory: Directory,
         gate: InboundGate,
         owner: str | None,
+        me: tuple[str, str] = ("", ""),
+        on_change: Callable[[], None] | None = None,
+        hooks: Callable[[CallService], CallHooks] | None = None,
     ) -> None:
+        """``me``: our (name, npub) for records; ``on_change``: told after each commit that
+        changed a call; ``hooks``: makes the group layer over this service (builder.py)."""
         self.config = config
         self.store = store
         self.outbound = outbound
@@ -97,7 +102,7 @@ class CallService:
         self.directory = directory
         self.gate = gate
         self.files = FileSink(paths)
-        self.records = Records(paths, store, outbound)
+        self.records = Records(paths, store, outbound, me)
         self.owner = owner
         self.limits = Limits(config.max_message_bytes, config.max_file_bytes, config.ring_timeout)
         self.calls: dict[str, Call] = {}
@@ -111,6 +116,8 @@ class CallService:
         self._peers: set[str] = set()  # peers of any call we have
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
+        self.on_change = on_change
+        self.hooks = hooks(self) if hooks is not None else None
 
     # Loading --------------------------------------------------------------------------
 
@@ -402,9 +409,6 @@ class CallService:
         self._wake.set()
         if self.on_change is not None:
             self.on_change()
-
-    on_change: Callable[[], None] | None = None
-    hooks: CallHooks | None = None
 
     def _complete_file(self, call: Call, done: FileComplete, now: float) -> list[Awaitable[None]]:
         fields = self.files.complete(call.id, done)

@@ -87,14 +87,20 @@ class Inbound:
     """Queues wraps as they arrive and takes them in batches; fetches what it missed."""
 
     def __init__(
-        self, keys: Any, pubkey_hex: str, pool: RelayPool, store: Store, gate: InboundGate
+        self,
+        keys: Any,
+        pubkey_hex: str,
+        pool: RelayPool,
+        store: Store,
+        gate: InboundGate,
+        sink: CallSink | None = None,
     ) -> None:
         self.keys = keys
         self.pubkey = pubkey_hex
         self.pool = pool
         self.store = store
         self.gate = gate
-        self.sink: CallSink | None = None
+        self.sink = sink
         self.stats: dict[str, Any] = {"unwrapped": 0, "dropped": {}, "max_delivery_delay_s": 0.0}
         # One queue per relay, served in turn: a relay that floods us cannot make wraps
         # that arrive through a good relay wait behind its junk.
@@ -110,7 +116,6 @@ class Inbound:
         self._requested = RecentIds(4096)
         # Wraps opened, then found over their sender's byte budget (see budget.py).
         self.deferred = BudgetWait(self.gate, self._opened, self._take_released)
-        pool.on_waste = self.waste.wasted
 
     def known(self, event_id: str) -> bool:
         """Processed already, known junk, or waiting for its sender's budget: skipped

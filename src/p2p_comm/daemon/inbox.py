@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from ..config import WakeConfig
 from ..protocol.events import AgentEvent
 from ..schema import peer
 from ..store import StorageError, Store
@@ -51,10 +52,15 @@ class AgentInbox:
     it can be: an event the agent was shown is never shown again, whatever the disk does
     (only a daemon that dies before the disk has room forgets the mark)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, wake: WakeConfig | None = None, hook_timeout: float = 10.0
+    ) -> None:
         self.store = store
-        self.waker: Waker | None = None
         self.waiters = 0
+        # The wake hook asks how many clients wait and whether an event is still unread.
+        self.waker: Waker | None = None
+        if wake is not None:
+            self.waker = Waker(wake, hook_timeout, lambda: self.waiters, self.is_unread)
         self._changed = asyncio.Condition()
         self.read_unsaved: set[int] = set()
         self._retry: asyncio.TimerHandle | None = None

@@ -29,7 +29,12 @@ class LoopWatch:
     """Counts messages per call and trips each call's guard once."""
 
     def __init__(
-        self, config: Config, store: Store, inbox: AgentInbox, owner: OwnerChannels | None
+        self,
+        config: Config,
+        store: Store,
+        inbox: AgentInbox,
+        owner: OwnerChannels | None,
+        my_name: str = "",
     ) -> None:
         self.budget = LoopBudget(
             config.loop_turns_per_minute, config.loop_max_turns, config.loop_repeats
@@ -37,7 +42,7 @@ class LoopWatch:
         self.store = store
         self.inbox = inbox
         self.owner = owner
-        self.my_name = ""
+        self.my_name = my_name
         self.guards: dict[str, LoopGuard] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 

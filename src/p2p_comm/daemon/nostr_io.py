@@ -65,6 +65,8 @@ class RelayPool:
         handler: Handler,
         keys: Any = None,
         inbox: tuple[str, ...] = (),
+        on_reconnect: Callable[[], None] | None = None,
+        on_waste: Callable[[str, int], None] | None = None,
     ) -> None:
         self.urls = relays
         self.inbox = inbox or relays
@@ -92,10 +94,10 @@ class RelayPool:
         self._task: asyncio.Task[Any] | None = None
         self.health = RelayHealth()
         self.publisher = Publisher(self.writer, self.health, self.urls, self.all)
-        self.on_reconnect: Callable[[], None] | None = None
+        self.on_reconnect = on_reconnect
         # Told of waste a relay causes before any event reaches the handler: the same
         # event sent again and again on a subscription (relay url, weight).
-        self.on_waste: Callable[[str, int], None] | None = None
+        self.on_waste = on_waste
         self._repeats = RepeatCounter(REPEAT_WINDOW)
         self._replaying: dict[str, float] = {}  # url -> until when (monotonic), after a mute
         self._watch_task: asyncio.Task[Any] | None = None

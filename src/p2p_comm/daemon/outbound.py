@@ -106,6 +106,7 @@ class Outbound:
         pool: RelayPool,
         presence: PresenceService,
         store: Store,
+        on_undeliverable: Callable[[Call, int, str], None] | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -127,8 +128,8 @@ class Outbound:
         self.mined = 0
         self._published_at: dict[tuple[str, int], float] = {}  # under PoW only
         self._fragmented: set[tuple[str, int]] = set()  # sent as `frag` pieces from now on
-        # Set by the daemon: how a message no relay will ever take reaches the agent.
-        self.on_undeliverable: Callable[[Call, int, str], None] | None = None
+        # How a message no relay will ever take reaches the agent.
+        self.on_undeliverable = on_undeliverable
 
     # Sizes ------------------------------------------------------------------------------
 

@@ -59,15 +59,17 @@ class OwnerChannels:
         identity: Identity,
         pool: RelayPool,
         presence: PresenceService,
+        store: Store | None = None,
+        inbox: AgentInbox | None = None,
     ) -> None:
         self.paths = paths
         self.config = config
         self.identity = identity
         self.pool = pool
         self.presence = presence
-        # Set by the daemon: where queued messages are kept and the agent is told.
-        self.store: Store | None = None
-        self.inbox: AgentInbox | None = None
+        # Where queued messages are kept and the agent is told.
+        self.store = store
+        self.inbox = inbox
         self._due: dict[str, float] = {}  # escalation id -> when to send again (monotonic)
         self._wake = asyncio.Event()
 

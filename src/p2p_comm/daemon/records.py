@@ -18,11 +18,13 @@ from .outbound import Outbound
 class Records:
     """Describes calls and writes their transcripts."""
 
-    def __init__(self, paths: HomePaths, store: Store, outbound: Outbound) -> None:
+    def __init__(
+        self, paths: HomePaths, store: Store, outbound: Outbound, me: tuple[str, str] = ("", "")
+    ) -> None:
         self.paths = paths
         self.store = store
         self.outbound = outbound
-        self.me: tuple[str, str] = ("", "")  # (name, npub), set by the daemon
+        self.me = me  # (name, npub)
         # Calls whose peer is named only by its own claim: it announced no presence.
         self.unverified: set[str] = set()
 

@@ -1,0 +1,183 @@
+"""The one place the daemon's parts are made and connected (`build`).
+
+Every part gets what it uses through its constructor; nothing is set on a part once it is
+made. Where a lower part tells a higher one (a relay's events go up to inbound and
+presence, a message no relay takes goes up to the agent's inbox, a changed call to the
+presence announcement), it is given a callback here, at construction, that names a part
+built further down: the callbacks run only once the daemon runs, when every part exists.
+
+Tests build the same way, passing the parts they fake (`pool`, `presence`) as overrides
+(tests/unit/seam.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nostr_sdk as ns
+
+from .. import clock
+from ..config import Config
+from ..identity import Identity
+from ..paths import HomePaths
+from ..protocol.call import ACTIVE, Call
+from ..protocol.events import AgentEvent
+from ..protocol.limits import InboundGate, InboundLimits
+from ..protocol.presence import PRESENCE_KIND
+from ..store import Store
+from .actions import CallActions
+from .advice import Advice
+from .calls import CallService
+from .directory import Directory
+from .groups import GroupService
+from .inbound import Inbound
+from .inbox import AgentInbox, agent_event
+from .loopwatch import LoopWatch
+from .nostr_io import RelayPool
+from .outbound import Outbound
+from .owner import OwnerChannels, owner_pubkey
+from .presence import PresenceService
+from .relay_events import InboundEvent
+
+log = logging.getLogger("p2p.daemon")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Every part of one agent's daemon, made and connected by `build`."""
+
+    paths: HomePaths
+    config: Config
+    identity: Identity
+    store: Store
+    pool: RelayPool
+    presence: PresenceService
+    directory: Directory
+    inbox: AgentInbox
+    gate: InboundGate
+    outbound: Outbound
+    owner: OwnerChannels
+    loops: LoopWatch
+    calls: CallService
+    groups: GroupService
+    inbound: Inbound
+    actions: CallActions
+    advice: Advice
+
+
+def build(
+    paths: HomePaths,
+    config: Config,
+    identity: Identity,
+    store: Store,
+    *,
+    pool: RelayPool | None = None,
+    presence: PresenceService | None = None,
+) -> Parts:
+    """Make every part over ``store`` and connect them; ``pool`` and ``presence`` replace
+    the real relay connections and presence service (tests)."""
+
+    async def route(event: InboundEvent) -> None:
+        # Gift wraps to inbound; presence and inbox lists to presence (a peer announcing
+        # itself after a silence has the calls re-send what waited for it).
+        if event.kind == 1059:
+            inbound.submit(event)
+        elif parts.presence.handle(event) and event.kind == PRESENCE_KIND:
+            calls.peer_seen(event.pubkey, clock.now())
+
+    if pool is None:
+        pool = RelayPool(
+            config.relays,
+            route,
+            identity.keys,
+            config.effective_inbox_relays,
+            on_reconnect=lambda: inbound.schedule_catch_up(),
+            on_waste=lambda url, weight: inbound.waste.wasted(url, weight),
+        )
+    if presence is None:
+        presence = PresenceService(pool, identity, config, store)
+    inbox = AgentInbox(store, config.wake, config.hook_timeout)
+    gate = InboundGate(
+        InboundLimits(
+            call_requests_per_peer_per_minute=config.call_requests_per_peer_per_minute,
+            max_ringing=config.max_ringing,
+            max_open_calls=config.max_open_calls,
+            bytes_per_peer_per_minute=config.bytes_per_peer_per_minute,
+            inbound_events_per_second=config.inbound_events_per_second,
+            relay_mute_seconds=config.relay_mute_seconds,
+        )
+    )
+    outbound = Outbound(
+        config,
+        identity,
+        pool,
+        presence,
+        store,
+        on_undeliverable=lambda call, seq, reason: undeliverable(calls, call, seq, reason),
+    )
+    owner = OwnerChannels(paths, config, identity, pool, presence, store, inbox)
+    loops = LoopWatch(config, store, inbox, owner, presence.name)
+
+    def group_layer(service: CallService) -> GroupService:
+        return GroupService(service, loops, identity.public_hex, presence.name)
+
+    calls = CallService(
+        paths,
+        config,
+        store,
+        outbound,
+        inbox,
+        Directory(presence),
+        gate,
+        owner_pubkey(config),
+        me=(presence.name, identity.npub),
+        on_change=lambda: presence_changed(calls, parts.presence, outbound),
+        hooks=group_layer,
+    )
+    groups = calls.hooks
+    assert isinstance(groups, GroupService)
+    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls)
+    parts = Parts(
+        paths=paths,
+        config=config,
+        identity=identity,
+        store=store,
+        pool=pool,
+        presence=presence,
+        directory=calls.directory,
+        inbox=inbox,
+        gate=gate,
+        outbound=outbound,
+        owner=owner,
+        loops=loops,
+        calls=calls,
+        groups=groups,
+        inbound=inbound,
+        actions=CallActions(calls),
+        advice=Advice(paths, pool, store),
+    )
+    return parts
+
+
+def undeliverable(calls: CallService, call: Call, seq: int, reason: str) -> None:
+    """A message no relay will take: an event for the agent, not an eternal `queued`."""
+    name, verified = calls.peer_label(call)
+    npub = ns.PublicKey.parse(call.peer).to_bech32()
+    fields = {"ref_seq": seq, "reason": reason}
+    now = clock.now()
+    try:
+        with calls.store.transaction():
+            kind = AgentEvent.DELIVERY_FAILED
+            event = agent_event(kind, call.id, npub, name, now, fields, verified)
+            calls.inbox.emit(event, now)
+    except Exception as exc:
+        log.warning("cannot record a delivery failure: %s", exc)
+
+
+def presence_changed(calls: CallService, presence: PresenceService, outbound: Outbound) -> None:
+    """Announce ourselves busy while in an active call, available otherwise."""
+    busy = any(c.state == ACTIVE for c in calls.calls.values())
+    status = "busy" if busy else "available"
+    if status != presence.status:
+        outbound.run([presence.announce(status)])
