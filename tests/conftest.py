@@ -14,6 +14,14 @@ import pytest
 
 from p2p_comm.harness import Agent, RelayProcess, wait_until
 from p2p_comm.relay import free_port
+from tests.layers import layer_of
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets its module's layer marker (tests/layers.py): `pytest -m protocol`."""
+    for item in items:
+        item.add_marker(getattr(pytest.mark, layer_of(Path(item.path))))
+
 
 NOSTR_RELAY_CONFIG = """\
 DEBUG: false
