@@ -17,6 +17,7 @@ from typing import Any
 import nostr_sdk as ns
 
 from p2p_comm.daemon.nostr_io import InboundEvent, RelayPool
+from p2p_comm.daemon.relay_status import relay_states
 from p2p_comm.harness import RelayProcess
 
 
@@ -68,7 +69,7 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
             assert pool.muted(noisy.url), "the test was too slow to prove anything"
             assert (noisy.url, "during") not in got, "read while muted"
             assert not reconnected
-            shown = {state["url"]: state for state in await pool.states()}[noisy.url]
+            shown = {state["url"]: state for state in await relay_states(pool)}[noisy.url]
             assert shown["health"] == "muted" and shown["receive"].startswith("no (muted")
 
             # The mute ends: our REQs go there again, and a catch-up is asked for; what the
@@ -80,7 +81,7 @@ def test_muted_relay_is_not_read_then_read_again() -> None:
             assert "during" in [event.content for event in held]
             await post(noisy.url, "after")
             await _until(lambda: (noisy.url, "after") in got, 10)
-            shown = {state["url"]: state for state in await pool.states()}[noisy.url]
+            shown = {state["url"]: state for state in await relay_states(pool)}[noisy.url]
             assert (shown["health"], shown["receive"], shown["last_error"]) == ("ok", "yes", "")
 
             # The other inbox relay goes away: the one left is never muted, even if it

@@ -36,6 +36,7 @@ from .process import (
     setup_logging,
     tighten,
 )
+from .relay_status import relay_states
 from .server import SocketServer
 
 log = logging.getLogger("p2p.daemon")
@@ -191,7 +192,7 @@ class Daemon:
         }
 
     async def _status(self, params: dict[str, Any]) -> Any:
-        relays = await self.pool.states()
+        relays = await relay_states(self.pool)
         return {
             "identity": self._whoami_dict(),
             "daemon": {

@@ -260,52 +260,6 @@ class RelayPool:
         """Whether ``url`` is connected for reading, as just seen (`mute` consults it)."""
         self._up[url] = up
 
-    async def states(self) -> list[dict[str, Any]]:
-        relays = await self.reader.relays()
-        states = []
-        for url, relay in relays.items():
-            stats = relay.stats()
-            latency = stats.latency()
-            state = relay.status().name.lower()
-            health = self.health.of(str(url))
-            rate = health.pacer.rate
-            roles = self.roles(str(url))
-            abilities = self.health.abilities(str(url), state)
-            # A relay we do not use for a role is not judged on it.
-            if "inbox" not in roles:
-                abilities["receive"] = "not used (announce relay only)"
-            if "announce" not in roles:
-                abilities["announce"] = "not used (inbox relay only)"
-            states.append(
-                {
-                    "url": str(url),
-                    "roles": roles,
-                    "state": state,
-                    "health": self.health.describe(str(url), state, time.time()),
-                    # Down, the cause of the failed connection says more than the last
-                    # refusal ("relay not connected" on every publish).
-                    "last_error": (
-                        health.connect_error
-                        if state != "connected" and health.connect_error
-                        else health.last_error
-                    ),
-                    "max_message_length": health.max_message_length,
-                    "auth": health.auth,
-                    "min_pow": health.min_pow,
-                    "paced_per_min": round(rate * 60, 1) if rate else None,
-                    "rate_limited": health.rate_limited,
-                    "refused": health.refused,
-                    "problems": self.health.problems(str(url)),
-                    **abilities,
-                    "attempts": stats.attempts(),
-                    "successes": stats.success(),
-                    "latency_ms": round(latency.total_seconds() * 1000, 1) if latency else None,
-                }
-            )
-        return sorted(
-            states, key=lambda s: self.all.index(s["url"]) if s["url"] in self.all else 99
-        )
-
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

@@ -15,6 +15,7 @@ from .. import clock
 from ..identity import Identity
 from ..nostr import nip17
 from .relay_reach import diagnose
+from .relay_status import relay_states
 
 if TYPE_CHECKING:
     from .nostr_io import RelayPool
@@ -185,7 +186,7 @@ async def doctor(pool: RelayPool, identity: Identity, relays: tuple[str, ...]) -
         except Exception as exc:
             result = {"url": url, "send": f"no ({exc})", "receive": "not tested", "ok": False}
             result["files"] = "not tested"
-        states = {s["url"]: s for s in await pool.states()}
+        states = {s["url"]: s for s in await relay_states(pool)}
         state = states.get(url, {})
         result["roles"] = pool.roles(url)
         result["announce"] = state.get("announce", "unknown")
