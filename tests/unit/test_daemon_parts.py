@@ -209,3 +209,19 @@ def test_a_catch_up_that_fails_is_tried_again(
         assert got == ["while away 0", "while away 1"]
 
     run(scenario())
+
+
+def test_the_builder_connects_every_part(tmp_path: Path) -> None:
+    """What app.py once set on the parts after making them, each now gets from the builder
+    at construction (daemon/builder.py): the seam's agent is built the same way."""
+    agent = SeamAgent(tmp_path / "agent", FakeNetwork())
+    parts = agent.parts
+    assert parts.inbound.sink is parts.calls
+    assert parts.calls.hooks is parts.groups and parts.groups.service is parts.calls
+    assert parts.actions.service is parts.calls
+    assert parts.owner.store is parts.store and parts.owner.inbox is parts.inbox
+    assert parts.loops.my_name == parts.presence.name
+    assert parts.calls.records.me == (parts.presence.name, agent.identity.npub)
+    assert parts.calls.on_change is not None and parts.outbound.on_undeliverable is not None
+    assert parts.inbox.waker is not None
+    agent.store.close()
