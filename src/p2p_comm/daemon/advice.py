@@ -6,8 +6,10 @@ unacknowledged, a config this daemon does not run with)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import clock
@@ -17,7 +19,6 @@ from ..store import Store
 from .directory import is_key
 from .errors import CommandError
 from .nostr_io import RelayPool
-from .process import config_fingerprint
 from .server import client_environment, client_pid
 
 # Messages unacknowledged for this long are said in `status`.
@@ -41,6 +42,15 @@ def _needs_relay(method: str, params: dict[str, Any]) -> bool:
         return True
     agent = params.get("agent")
     return method == "call" and isinstance(agent, str) and not is_key(agent.strip())
+
+
+def config_fingerprint(path: Path) -> tuple[int, str] | None:
+    """The config file's mtime and content hash, or None when there is no file."""
+    try:
+        data = path.read_bytes()
+        return path.stat().st_mtime_ns, hashlib.sha256(data).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 class Advice:

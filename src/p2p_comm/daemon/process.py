@@ -4,11 +4,9 @@ opening the identity and the database (refusing state that belongs to a lost key
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import logging.handlers
 import os
-from pathlib import Path
 
 from ..config import Config
 from ..identity import Identity, load_or_create
@@ -16,15 +14,6 @@ from ..paths import HomePaths
 from ..store import Store
 
 log = logging.getLogger("p2p.daemon")
-
-
-def config_fingerprint(path: Path) -> tuple[int, str] | None:
-    """The config file's mtime and content hash, or None when there is no file."""
-    try:
-        data = path.read_bytes()
-        return path.stat().st_mtime_ns, hashlib.sha256(data).hexdigest()
-    except FileNotFoundError:
-        return None
 
 
 def tighten(paths: HomePaths) -> None:
