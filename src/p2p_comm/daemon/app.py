@@ -25,7 +25,6 @@ from .builder import Parts, build
 from .commands import CallCommands
 from .errors import CommandError
 from .group_commands import GroupCommands
-from .nostr_io import spawn
 from .owner import owner_pubkey
 from .process import (
     AlreadyRunning,
@@ -38,6 +37,7 @@ from .process import (
 )
 from .relay_status import relay_states
 from .server import SocketServer
+from .tasks import spawn
 
 log = logging.getLogger("p2p.daemon")
 

@@ -20,7 +20,8 @@ from typing import Any
 from .. import clock
 from ..nostr import nip59
 from ..protocol.limits import InboundGate
-from .nostr_io import InboundEvent, spawn
+from .relay_events import InboundEvent
+from .tasks import spawn
 
 log = logging.getLogger("p2p.inbound")
 

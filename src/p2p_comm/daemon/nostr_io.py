@@ -24,8 +24,8 @@ from .relay_events import InboundEvent, to_inbound
 from .relay_health import RelayHealth
 from .relay_publish import Publisher, PublishResult
 
-# Named here too while the daemon's modules import them from this one (until the daemon is
-# split into sub-packages and each import names its own module).
+# Named here too for inbound.py and outbound.py, edited on other branches meanwhile: they
+# import these from here until the daemon is split into sub-packages.
 from .tasks import spawn as spawn
 
 __all__ = ["InboundEvent", "RelayPool", "spawn"]

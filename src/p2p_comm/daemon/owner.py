@@ -24,8 +24,9 @@ from ..schema import esc_id
 from ..store import Store
 from .hooks import run_hook
 from .inbox import AgentInbox, agent_event
-from .nostr_io import RelayPool, spawn
+from .nostr_io import RelayPool
 from .presence import PresenceService
+from .tasks import spawn
 
 log = logging.getLogger("p2p.owner")
 

@@ -29,7 +29,8 @@ from ..protocol.presence import (
 )
 from ..sanitize import skeleton
 from ..store import Store
-from .nostr_io import InboundEvent, RelayPool
+from .nostr_io import RelayPool
+from .relay_events import InboundEvent
 from .relay_publish import PublishResult
 
 log = logging.getLogger("p2p.presence")

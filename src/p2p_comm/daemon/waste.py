@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import clock
 from ..protocol.limits import InboundLimits, RecentIds
-from .nostr_io import InboundEvent, RelayPool
+from .nostr_io import RelayPool
+from .relay_events import InboundEvent
 
 log = logging.getLogger("p2p.inbound")
 
