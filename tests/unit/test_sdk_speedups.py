@@ -2,6 +2,7 @@
 
 import os
 import random
+from datetime import timedelta
 
 import nostr_sdk as ns
 
@@ -32,3 +33,50 @@ def test_binary_content_survives() -> None:
     blob = os.urandom(3000).hex()
     event = ns.EventBuilder(ns.Kind(1), blob).finalize(ns.Keys.generate())
     assert ns.Event.from_json(event.as_json()).content() == blob
+
+
+def test_async_calls_ready_at_once_skip_the_thread_safe_hand_over() -> None:
+    """An awaited SDK call whose answer is there at the first poll resolves on the loop's
+    own thread, without a wake-up through the loop's pipe; one that has to wait for Rust's
+    threads is still handed over thread-safely, and both give the right answer."""
+    import asyncio
+
+    from p2p_comm.relay import build_relay
+
+    async def main() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        ns.uniffi_set_event_loop(loop)
+        sdk_speedups.apply()
+        _relay, url = await build_relay("127.0.0.1", 0, None)
+        client = ns.ClientBuilder().build()
+        await client.add_relay(ns.RelayUrl.parse(url))
+        await client.connect()
+        handed_over = 0
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal handed_over
+            handed_over += 1
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        try:
+            for _ in range(50):
+                assert len(await client.relays()) == 1  # answered at the first poll
+            quick = handed_over
+            keys = ns.Keys.generate()
+            sent = await client.send_event(
+                ns.EventBuilder(ns.Kind(1), "hello").finalize(keys)
+            )  # waits for the relay's OK: Rust's threads wake us
+            fetched = await client.fetch_events(
+                ns.ReqTarget.auto([ns.Filter().author(keys.public_key())]), timedelta(seconds=5)
+            )
+        finally:
+            loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+            await client.shutdown()
+        assert sent.success, sent.failed
+        return quick, handed_over, len(fetched)
+
+    quick, total, found = asyncio.run(main())
+    assert quick == 0, f"{quick} of 50 ready answers went through the loop's wake-up pipe"
+    assert total > 0 and found == 1
