@@ -47,6 +47,16 @@ def apply() -> bool:
     return _patch_builder(bindings)
 
 
+_handed_over = 0  # answers that came from Rust's threads: each one a wait
+
+
+def waits() -> int:
+    """How many awaited SDK calls so far had to wait for Rust's threads (0 for ever if
+    the async speed-up is not applied): a reader compares it before and after a call to
+    learn whether the call found its answer ready."""
+    return _handed_over
+
+
 def _patch_continuation(bindings: Any) -> bool:
     """Replace the bindings' continuation callback (see the module docstring); False, and
     nothing changed, where the bindings are not the shape this was written for."""
@@ -67,10 +77,12 @@ def _patch_continuation(bindings: Any) -> bool:
         return False  # the callback is not looked up by name any more: leave it
 
     def continuation(future_ptr: int, poll_code: int) -> None:
+        global _handed_over
         eventloop, future = handles.remove(future_ptr)
         if asyncio._get_running_loop() is eventloop:
             settle(future, poll_code)  # on the loop's thread: no wake-up needed
         else:
+            _handed_over += 1  # under the GIL, like every Python callback
             eventloop.call_soon_threadsafe(settle, future, poll_code)
 
     callback = kind(continuation)

@@ -63,7 +63,7 @@ def test_async_calls_ready_at_once_skip_the_thread_safe_hand_over() -> None:
         try:
             for _ in range(50):
                 assert len(await client.relays()) == 1  # answered at the first poll
-            quick = handed_over
+            quick, waited = handed_over, sdk_speedups.waits()
             keys = ns.Keys.generate()
             sent = await client.send_event(
                 ns.EventBuilder(ns.Kind(1), "hello").finalize(keys)
@@ -75,6 +75,8 @@ def test_async_calls_ready_at_once_skip_the_thread_safe_hand_over() -> None:
             loop.call_soon_threadsafe = original  # type: ignore[method-assign]
             await client.shutdown()
         assert sent.success, sent.failed
+        # The relay's pump reads this count to learn that a read had to wait.
+        assert sdk_speedups.waits() - waited == handed_over - quick
         return quick, handed_over, len(fetched)
 
     quick, total, found = asyncio.run(main())

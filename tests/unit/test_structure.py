@@ -75,7 +75,13 @@ def test_no_module_reaches_into_another_parts_private_members() -> None:
     `group_commands` imported private helpers of `commands`: each part now offers what
     others need as public API (`CallService.apply`, `register`, ...)."""
     reaches = {}
+    # The one module whose job is patching another project's code: nostr-sdk's generated
+    # bindings, where the speed-ups replace private functions (each patch checks the
+    # shape it expects first, and leaves bindings of another shape alone).
+    patches_third_party = {"sdk_speedups.py"}
     for path in sorted(SRC.rglob("*.py")):
+        if path.relative_to(SRC).as_posix() in patches_third_party:
+            continue
         found = _private_reaches(path)
         if found:
             reaches[path.relative_to(SRC).as_posix()] = found
