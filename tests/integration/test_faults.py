@@ -62,12 +62,15 @@ def _bytes_under(folder: Path) -> int:
 def test_receiver_restarted_mid_file_gets_it_whole_once(
     relay, make_agent: AgentFactory, tmp_path: Path, how: str
 ) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = start_pair(relay.url, make_agent)
+    # 16 MiB, not 5: reading got fast enough that the rest of a 5 MiB file sometimes
+    # arrived while `daemon stop` was on its way, and the restart came after the file.
+    roomy = {"max_file_bytes": str(32 * MiB)}
+    alice, bob = start_pair(relay.url, make_agent, roomy, roomy)
     call_id = connect(alice, bob)
-    payload = os.urandom(5 * MiB)
-    (tmp_path / "five.bin").write_bytes(payload)
+    payload = os.urandom(16 * MiB)
+    (tmp_path / "file.bin").write_bytes(payload)
     sender = subprocess.Popen(
-        [*p2p_command(), "sendfile", "five.bin", "--path", str(tmp_path / "five.bin"), "--json"],
+        [*p2p_command(), "sendfile", "file.bin", "--path", str(tmp_path / "file.bin"), "--json"],
         env=alice.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from typing import Any
 
 from p2p_comm.harness import Agent, RelayProcess, wait_until
 from p2p_comm.protocol import frag
@@ -259,3 +260,54 @@ def test_a_flood_from_fresh_keys_is_opened_only_within_the_strangers_budget(
     # 50 a second with a burst of 100: bounded by the clock, whatever the machine's speed.
     assert opened <= 100 + 50 * elapsed + 5, (opened, elapsed)
     assert dropped().get("stranger_unwraps", 0) > 0
+
+
+def test_strangers_wraps_past_the_budget_are_opened_once_and_not_paged_through_again(
+    relay, make_agent: AgentFactory
+) -> None:  # type: ignore[no-untyped-def]
+    """A stranger's wrap turned away by the strangers' budget cost a decryption and was
+    forgotten: every catch-up (after a shed burst, or a reconnect) fetched it and opened
+    it again, and a page of junk met before did not end a catch-up, which paged on
+    through the whole flood the relay kept (after 1,500 such wraps, the catch-up of one
+    reconnect had not finished 100 s later)."""
+    # A narrow gate: most of a burst is shed, and a catch-up brings it in.
+    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST, inbound_events_per_second="50")
+    bob_hex = bob.json("whoami")["pubkey"]
+
+    def flood(count: int) -> None:
+        wraps = [
+            RawPeer(relay.url).wrap(bob_hex, _message(os.urandom(16).hex(), 2, "hi"))
+            for _ in range(count)
+        ]
+        RawPeer(relay.url).publish(*wraps)
+
+    def security() -> dict[str, Any]:
+        return dict(bob.json("status")["security"])
+
+    def taken() -> int:
+        dropped = security()["dropped"]
+        return int(dropped.get("stranger_unwraps", 0)) + int(dropped.get("unknown_call", 0))
+
+    started = security()["catch_ups"]  # one at start-up
+    flood(1500)
+    wait_until(
+        lambda: security()["catch_ups"] > started and taken() >= 500,
+        60,
+        "the catch-up of what was shed",
+    )
+    before, taken_then = security(), taken()
+    # What came live within the gate, and one page: a page of junk ends the catch-up.
+    assert before["unwrapped"] <= 100 + 500 + 100, before
+    # A second burst, shed in part too: its catch-up reads wraps of the first one back
+    # from the relay (a page is any 500: a wrap's date is random), and opens only what
+    # is new. (A page of junk ends a catch-up, so not all of a flood is ever opened.)
+    flood(200)
+    wait_until(
+        lambda: security()["catch_ups"] > before["catch_ups"] and taken() >= taken_then + 100,
+        60,
+        "the second burst's catch-up",
+    )
+    after = security()
+    assert after["unwrapped"] - before["unwrapped"] <= 200, (before, after)
+    catch_ups = after["catch_ups"] - before["catch_ups"]
+    assert after["catch_up_pages"] - before["catch_up_pages"] <= 2 * catch_ups, (before, after)

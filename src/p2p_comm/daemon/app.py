@@ -188,6 +188,8 @@ class Daemon:
             "blocked": len(self.calls.blocked),
             "unwrapped": self.inbound.stats["unwrapped"],
             "shed": self.gate.shed,
+            "catch_ups": self.inbound.stats["catch_ups"],
+            "catch_up_pages": self.inbound.stats["catch_up_pages"],
             "dropped": {**dropped, **self.gate.refused},
         }
 

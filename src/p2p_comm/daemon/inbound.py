@@ -29,7 +29,7 @@ from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
 from .budget import BudgetWait
 from .nostr_io import InboundEvent, RelayPool, spawn
-from .waste import WEIGHT, Waste
+from .waste import Waste
 
 log = logging.getLogger("p2p.inbound")
 
@@ -101,7 +101,13 @@ class Inbound:
         self.store = store
         self.gate = gate
         self.sink = sink
-        self.stats: dict[str, Any] = {"unwrapped": 0, "dropped": {}, "max_delivery_delay_s": 0.0}
+        self.stats: dict[str, Any] = {
+            "unwrapped": 0,
+            "catch_ups": 0,  # finished, and the pages they read: what a flood makes them cost
+            "catch_up_pages": 0,
+            "dropped": {},
+            "max_delivery_delay_s": 0.0,
+        }
         # One queue per relay, served in turn: a relay that floods us cannot make wraps
         # that arrive through a good relay wait behind its junk.
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
@@ -181,8 +187,7 @@ class Inbound:
             return True
         if self.gate.admit_stranger(now):
             return True
-        if live and not event.stored:  # it cost a decryption, as junk does
-            self.waste.wasted(event.relay, WEIGHT, now)
+        self.waste.turned_away(event, now, live)
         return False
 
     def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
@@ -358,6 +363,7 @@ class Inbound:
                 self.schedule_catch_up()
             else:
                 count += result
+        self.stats["catch_ups"] += 1
         return count
 
     async def _catch_up_from(self, relay: str, claimed: set[str]) -> int:
@@ -381,20 +387,23 @@ class Inbound:
             except Exception as exc:
                 log.warning("catch-up query to %s failed: %s", relay, exc)
                 break
+            self.stats["catch_up_pages"] += 1
             # Only the wraps not yet processed are kept: a catch-up after a live burst
             # pages through thousands we already have.
             fresh = [e for e in page if e.id not in met]
             met.update(e.id for e in fresh)
             new = [e for e in fresh if e.id not in claimed and not self.known(e.id)]
             claimed.update(e.id for e in new)
-            junk_before = self.waste.found
+            # Junk met before counts as junk found now: a flood's wraps, read back by every
+            # catch-up, would otherwise be paged through to the end of the lookback each time.
+            junk_before = self.waste.found - sum(1 for e in fresh if e.id in self.waste.ids)
             for start in range(0, len(new), BATCH):
                 items += self.unwrap_all(new[start : start + BATCH])
                 await asyncio.sleep(0)
             if not fresh:
                 break
             junk = self.waste.found - junk_before
-            if junk >= JUNK_PAGE_STOP and junk * 10 >= len(new) * 9:
+            if junk >= JUNK_PAGE_STOP and junk * 10 >= len(fresh) * 9:
                 log.warning("catch-up at %s: a page of %d junk wraps; stopped there", relay, junk)
                 break
             oldest = min(e.created_at for e in page)

@@ -48,6 +48,7 @@ REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay ar
 # in a flood, the peer's messages wait at most NAP more.
 BUSY_RATE = 300
 NAP = 0.01
+YIELD_EVERY = 32  # notifications read without waiting before the reader lets others run
 
 
 Handler = Callable[[InboundEvent], Awaitable[None]]
@@ -112,7 +113,10 @@ class RelayPool:
         # By id over all relays we read (see _count_repeat): each may send an event once.
         self._copies = RepeatCounter(REPEAT_WINDOW, self._repeats.allowance * len(self.all))
         self._busy = (0.0, 0, False)  # (window start, notifications in it, busy last window)
-        self._replaying: dict[str, float] = {}  # url -> until when (monotonic), after a mute
+        # After a mute: url -> (until when, monotonic; our subscriptions there that have
+        # not said EOSE yet). Per subscription: the EOSE of another query at that relay
+        # (a catch-up page, a presence fetch) does not end the replay of ours.
+        self._replaying: dict[str, tuple[float, set[str]]] = {}
         self._watch_task: asyncio.Task[Any] | None = None
         self._reach_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
@@ -297,7 +301,11 @@ class RelayPool:
             if "auth-required" in reason:
                 self._resubscribe_soon(url, 0.5)
         elif message.is_end_of_stored_events():
-            self._replaying.pop(url, None)
+            replay = self._replaying.get(url)
+            if replay is not None:
+                replay[1].discard(str(message.subscription_id))
+                if not replay[1]:
+                    del self._replaying[url]
         elif message.is_notice():
             health.notice = str(message.message)
             health.notice_at = time.time()
@@ -354,9 +362,10 @@ class RelayPool:
             health.muted_until = 0.0
             if health.last_error.startswith("flooding"):
                 health.last_error = ""
-            # Until its EOSE (or a while, for a relay that never says it), what it sends
-            # is what it stored meanwhile.
-            self._replaying[url] = time.monotonic() + REPLAY_SECONDS
+            # Until each subscription's EOSE (or a while, for a relay that never says it),
+            # what it sends there is what it stored meanwhile.
+            ours = {sub for sub, filters in self._subs.items() if url in self.read_relays(filters)}
+            self._replaying[url] = (time.monotonic() + REPLAY_SECONDS, ours)
         await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
 
     def _count_repeat(self, note: Any, event: Any) -> None:
@@ -387,13 +396,26 @@ class RelayPool:
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader
         subscribes), everything else a relay says teaches the relay model."""
+        unyielded = 0
         while True:
             waits = sdk_speedups.waits()
             note = await stream.next()
             if note is None or note.is_shutdown():
                 return
-            if reader and self._flooded(time.monotonic()) and sdk_speedups.waits() != waits:
-                await asyncio.sleep(NAP)  # the channel was empty: let a run build up
+            if sdk_speedups.waits() != waits:
+                unyielded = 0  # it waited: the loop ran other tasks meanwhile
+                if reader and self._flooded(time.monotonic()):
+                    await asyncio.sleep(NAP)  # the channel was empty: let a run build up
+            else:
+                # A ready answer does not yield to the loop (sdk_speedups): a channel that
+                # never empties, as under a flood on a slow machine, would otherwise keep
+                # every other task (the inbound queue, commands, re-sends) from running.
+                unyielded += 1
+                if reader:
+                    self._flooded(time.monotonic())
+                if unyielded >= YIELD_EVERY:
+                    unyielded = 0
+                    await asyncio.sleep(0)
             if note.is_message():
                 try:
                     message = note.message.as_enum()
@@ -411,8 +433,12 @@ class RelayPool:
             url = str(note.relay_url)
             if self.muted(url):
                 continue  # the backlog of a flood, still queued in the SDK's channel
-            replaying = self._replaying.get(url)
-            stored = replaying is not None and time.monotonic() < replaying
+            replay = self._replaying.get(url)
+            stored = (
+                replay is not None
+                and time.monotonic() < replay[0]
+                and str(note.subscription_id) in replay[1]
+            )
             try:
                 await self._handler(to_inbound(note.event, url, stored))
             except Exception:

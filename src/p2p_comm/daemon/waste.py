@@ -76,6 +76,16 @@ class Waste:
         if self._logged[1] <= LOG_LINES:
             log.info("dropped wrap %s (%s): %s", event.id[:12], reason, detail)
 
+    def turned_away(self, event: InboundEvent, now: float, live: bool) -> None:
+        """A stranger's wrap past the strangers' budget, opened to its seal only: it cost a
+        decryption, as junk does, and is remembered as junk is, so a catch-up that brings
+        it back (they page through a flood's wraps) does not open it again; a sender that
+        is genuine re-sends it as a fresh wrap, with a fresh id."""
+        self.ids.add(event.id)
+        self.found += 1
+        if live and not event.stored:
+            self.wasted(event.relay, WEIGHT, now)
+
     def wasted(self, relay: str, weight: int, now: float | None = None) -> None:
         """Count ``weight`` against ``relay``; mute it when its window is over the limit:
         even shed, a flood costs the CPU that wraps from good relays need."""
