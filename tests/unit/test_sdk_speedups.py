@@ -1,9 +1,12 @@
 """The string-passing speed-up must change speed only, never bytes."""
 
+import linecache
 import os
 import random
+from typing import Any
 
 import nostr_sdk as ns
+import pytest
 
 from p2p_comm import sdk_speedups
 
@@ -32,3 +35,23 @@ def test_binary_content_survives() -> None:
     blob = os.urandom(3000).hex()
     event = ns.EventBuilder(ns.Kind(1), blob).finalize(ns.Keys.generate())
     assert ns.Event.from_json(event.as_json()).content() == blob
+
+
+def test_applying_keeps_no_source_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads the loop's code, not the bindings' 1.5 MB of source: inspect.getsource
+    left every line of it in linecache for the daemon's lifetime (4 MiB of private memory)."""
+    from nostr_sdk import nostr_sdk as bindings
+
+    # The slow loop as the bindings have it, from their file (an earlier test patched it).
+    loop = (
+        "def write(self, value):\n"
+        "    with self._reserve(len(value)):\n"
+        "        for i, byte in enumerate(value):\n"
+        "            self.rbuf.data[self.rbuf.len + i] = byte\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(loop, bindings.__file__, "exec"), namespace)
+    monkeypatch.setattr(bindings._UniffiRustBufferBuilder, "write", namespace["write"])
+    linecache.cache.pop(bindings.__file__, None)
+    assert sdk_speedups.apply() is True
+    assert bindings.__file__ not in linecache.cache
