@@ -9,14 +9,20 @@ of the wrong type or absurd is left unknown (``None``) rather than trusted.
 
 from __future__ import annotations
 
-import http.client
 import json
-import urllib.request
+import socket
+import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 """We read at most this much of a document (real ones are well under 4 KiB)."""
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 _YEAR = 365 * 24 * 3600
 
@@ -89,21 +95,103 @@ def fetch(url: str, timeout: float = 5.0) -> RelayLimits | None:
     """GET the relay's NIP-11 document (blocking); ``None`` if there is no readable one.
 
     A document that is JSON but says nothing useful gives an all-unknown ``RelayLimits``.
+    ``timeout`` bounds the whole exchange, redirects included. One GET over a socket of
+    our own: urllib.request and http.client (with the email package) would add 1.8 MiB to
+    every daemon, which asks this once per relay.
     """
     target = http_url(url)
-    if not target.startswith(("http://", "https://")):
-        return None  # urllib would also open file:// and others
-    request = urllib.request.Request(target, headers={"Accept": "application/nostr+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(MAX_DOCUMENT_BYTES + 1)
-        if len(body) > MAX_DOCUMENT_BYTES:
+    deadline = time.monotonic() + timeout
+    for _ in range(MAX_REDIRECTS + 1):
+        if not target.startswith(("http://", "https://")):
+            return None  # nor file:// or anything else a redirect may name
+        try:
+            status, headers, body = _get(target, deadline)
+            if status in _REDIRECTS and "location" in headers:
+                target = urljoin(target, headers["location"])
+                continue
+            if status != 200 or body is None:
+                return None
+            document = json.loads(body)
+        # Unreachable, refused, TLS, timeout, broken HTTP, not UTF-8 JSON, nested too deep.
+        except (OSError, ValueError, RecursionError):
             return None
-        document = json.loads(body)
-    # Unreachable, refused, HTTP error, timeout, broken HTTP, not UTF-8 JSON, nested too deep.
-    except (OSError, http.client.HTTPException, ValueError, RecursionError):
-        return None
-    return parse(document)
+        return parse(document)
+    return None
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("NIP-11 fetch timed out")
+    return left
+
+
+def _get(target: str, deadline: float) -> tuple[int, dict[str, str], bytes | None]:
+    """Status, headers (lower-case names) and body of one GET; body None if over the cap."""
+    parts = urlsplit(target)
+    host = parts.hostname
+    if not host:
+        raise ValueError("no host")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    netloc = parts.netloc.rpartition("@")[2]
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nAccept: application/nostr+json\r\n"
+        "User-Agent: p2p-comm\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+    data = bytearray()
+    sock = socket.create_connection((host, port), timeout=_left(deadline))
+    try:
+        if tls:
+            sock.settimeout(_left(deadline))
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        sock.settimeout(_left(deadline))
+        sock.sendall(request)
+        while len(data) <= MAX_HEADER_BYTES + MAX_DOCUMENT_BYTES:
+            sock.settimeout(_left(deadline))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    head, found, body = bytes(data).partition(b"\r\n\r\n")
+    if not found or len(head) > MAX_HEADER_BYTES:
+        raise ValueError("no HTTP header")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _unchunk(body)
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        if length > MAX_DOCUMENT_BYTES:
+            return status, headers, None
+        if len(body) < length:
+            raise ValueError("body cut short")
+        body = body[:length]
+    return status, headers, None if len(body) > MAX_DOCUMENT_BYTES else body
+
+
+def _unchunk(data: bytes) -> bytes:
+    """The body of a chunked response (up to just past the size cap)."""
+    out = bytearray()
+    at = 0
+    while len(out) <= MAX_DOCUMENT_BYTES:
+        end = data.index(b"\r\n", at)  # ValueError: cut short
+        size = int(data[at:end].split(b";")[0], 16)
+        if size == 0:
+            break
+        piece = data[end + 2 : end + 2 + size]
+        if len(piece) < size:
+            raise ValueError("chunk cut short")
+        out += piece
+        at = end + 2 + size + 2
+    return bytes(out)
 
 
 def _integer(value: object) -> int | None:
