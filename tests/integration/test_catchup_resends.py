@@ -2,7 +2,13 @@
 
 While the peer's receipts advance, it is draining what it missed from the relay: a re-send
 is a fresh wrap it must open in full, and only slows it down. Re-sends wait until receipts
-stall. Real daemons and relay; the sender's own count of re-sends.
+stall. And the peer takes every message of a backlog larger than its reorder window (4,096)
+from the relay itself: the relay replays the backlog to its new subscription newest first,
+and what came too far ahead is fetched again by a catch-up, in order, instead of waiting
+for re-sends. Real daemons and relay; the sender's own count of re-sends.
+
+5,000 messages: 1,646 re-sends before; 841 with the hold alone (and 38 s for the test, the
+last 900 messages coming 128 at a time, one window per stall); 128 with both (10.6 s).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import connect
 from tests.integration.test_delivery import start_pair, unread_messages
 
-BACKLOG = 1_000
+BACKLOG = 5_000
 
 
 def _resends(agent) -> int:  # type: ignore[no-untyped-def]
@@ -42,5 +48,6 @@ def test_a_peer_catching_up_gets_few_resends(relay, make_agent: AgentFactory) ->
     resent = _resends(alice) - before
     assert unread_messages(bob) == BACKLOG
     # Before: about one re-send per message (each came into the window of the oldest
-    # unreceipted long overdue, and was re-sent at once, while bob was fetching it).
-    assert resent <= BACKLOG // 10, f"{resent} re-sends while bob caught up {BACKLOG}"
+    # unreceipted long overdue, and was re-sent at once, while bob was fetching it). Now at
+    # most a window's worth, due before bob's first receipt.
+    assert resent <= BACKLOG // 20, f"{resent} re-sends while bob caught up {BACKLOG}"
