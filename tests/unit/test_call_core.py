@@ -426,3 +426,17 @@ def test_receipts_that_advance_hold_the_resends_of_the_rest() -> None:
     caller.receive(WireMessage("ack", CALL_ID, 0, ack=first), overdue + 3.0)
     resent = [e for e in caller.tick(overdue + RECEIPT_HOLD) if isinstance(e, Retransmit)]
     assert len(resent) == 4
+
+
+def test_a_message_no_relay_took_is_not_held_by_advancing_receipts() -> None:
+    """The peer cannot be fetching what no relay took: its re-send keeps its time."""
+    caller, _ = connected()
+    caller.take_ack()
+    for index in range(3):
+        caller.send_text(f"burst {index}", 10.0)
+    first, lost, _ = sorted(caller.pending)
+    caller.mark_published(lost, False)
+    caller.receive(WireMessage("ack", CALL_ID, 0, ack=first), 11.0)
+    assert caller.pending[lost].next_at == 10.0 + FIRST_RETRY
+    resent = [e.seq for e in caller.tick(10.0 + FIRST_RETRY) if isinstance(e, Retransmit)]
+    assert resent == [lost]

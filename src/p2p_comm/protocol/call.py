@@ -115,6 +115,9 @@ class Pending:
 
     attempts: int
     next_at: float
+    # Taken by a relay when last published: only then may the peer be fetching it, and
+    # its re-send wait while the peer's receipts advance.
+    published: bool = True
 
 
 @dataclass
@@ -354,6 +357,12 @@ class Call:
         self._due = None
         return moved
 
+    def mark_published(self, seq: int, published: bool) -> None:
+        """Whether a relay took our message ``seq`` when we last published it."""
+        pending = self.pending.get(seq)
+        if pending is not None:
+            pending.published = published
+
     def next_deadline(self) -> float | None:
         if self._due is None and self.pending:
             self._due = min(self.pending[seq].next_at for seq in self._window())
@@ -491,7 +500,8 @@ class Call:
         if now is not None:  # receipts advance: hold the re-sends of what is left
             for seq in self._window():
                 pending = self.pending[seq]
-                pending.next_at = max(pending.next_at, now + RECEIPT_HOLD)
+                if pending.published:
+                    pending.next_at = max(pending.next_at, now + RECEIPT_HOLD)
         return [Acked(done)]
 
     def _finish(self, outcome: Outcome, by: EndedBy, now: float, reason: str) -> None:
