@@ -27,9 +27,12 @@ from .relay_publish import Publishing
 
 log = logging.getLogger("p2p.relays")
 
-# Wraps lost to an overflow are fetched again by the next catch-up, so the channel need
-# not hold a whole flood (65,536 slots cost about 9 MiB).
-NOTIFICATION_BUFFER = 8_192
+# Wraps lost to an overflow are fetched again by the next catch-up or re-sent, so the
+# channel need not hold a whole flood: each slot costs ~150 bytes of every daemon (65,536
+# cost about 9 MiB, 8,192 1.5 MiB). An event takes two slots (the relay's message and the
+# event), so 4,096 (the SDK's default) hold 2,048 wraps: 3.4 s of the event loop stalled
+# at the inbound gate's 600 wraps/s.
+NOTIFICATION_BUFFER = 4_096
 # The publishing connection hears little but an OK per publish, which publish() reads
 # itself: the SDK's default of 4,096 slots cost 0.45 MiB more in every daemon.
 WRITER_NOTIFICATION_BUFFER = 1_024
@@ -192,7 +195,7 @@ class RelayPool(Publishing):
 
     async def _read_limits(self, url: str) -> None:
         """Learn the relay's limits from its NIP-11 document, if any."""
-        limits = await asyncio.to_thread(nip11.fetch, url)
+        limits = await nip11.fetch_async(url)
         if limits is None:
             return
         self.health.of(url).learn(limits)
