@@ -285,7 +285,8 @@ class Inbound:
         A live message its call could not take for its order (too far ahead, or no room to
         hold it) is not marked processed: a catch-up takes it later, in order, rather than
         the sender's re-sends (a relay replays a stored backlog to a new subscription
-        newest first). Elsewhere it is marked: a wrap is opened at most twice that way."""
+        newest first). A catch-up marks what it cannot take, so such a wrap is opened
+        once live and once more by the catch-up (and again only if a relay replays it)."""
         assert self.sink is not None
         if not items:
             return  # a batch of junk: nothing to write
