@@ -106,6 +106,25 @@ def uss_kib(pid: int) -> int:
     return total
 
 
+# The memory baseline: nostr-sdk and one connected client, nothing else (prints USS in KiB).
+_BARE_CLIENT = """
+import asyncio, sys
+from datetime import timedelta
+import nostr_sdk as ns
+async def main():
+    client = ns.Client()
+    await client.add_relay(ns.RelayUrl.parse(sys.argv[1]))
+    await client.try_connect(timedelta(seconds=10))
+    await asyncio.sleep(2)
+    total = 0
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1])
+    print(total)
+asyncio.run(main())
+"""
+
+
 def database_bytes(agent: Agent) -> int:
     base = agent.paths.database
     return sum(
@@ -474,6 +493,42 @@ class Bench:
             lambda f: f.median <= 60,
         )
 
+    def extra_agent_memory(self) -> None:
+        """Issue 20: what one more agent costs, as private memory (USS: private clean + dirty)
+        of a new agent's daemon, idle after start-up, with alice's and bob's running beside
+        it (so shared libraries count as shared). Baseline: a bare interpreter with nostr-sdk
+        imported and one client connected to the same relay."""
+        baseline_kib = int(
+            subprocess.run(
+                [sys.executable, "-c", _BARE_CLIENT, self.relay.url],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        carol = Agent("carol", [self.relay.url])
+        try:
+            carol.run("daemon", "start")
+            wait_until(lambda: carol.json("status")["connected_relays"] == 1, 30, "carol's relay")
+            time.sleep(2)  # measured idle: whatever start-up left behind has settled
+            pid = carol.daemon_pid()
+            assert pid
+            ours = uss_kib(pid)
+        finally:
+            carol.cleanup()
+        self.add(
+            Figure(
+                "private memory per extra agent (USS of its daemon, idle)",
+                "MiB",
+                ours / 1024,
+                None,
+                baseline_kib / 1024,
+                ours / baseline_kib,
+                "<= 25 MiB",
+            ),
+            lambda f: f.median <= 25,
+        )
+
     def memory(self) -> None:
         """RSS after many messages against RSS just before them: growth must stay bounded."""
         pid = self.bob.daemon_pid()
@@ -799,6 +854,7 @@ class Bench:
 
     ORDER = (
         "memory_idle",
+        "extra_agent_memory",
         "status_time",
         "api_latency",
         "daemon_latency",

@@ -44,6 +44,7 @@ BY_MODULE = {
     "unit/test_atomicfile.py": "daemon",
     "unit/test_chunk_size.py": "daemon",
     "unit/test_config.py": "daemon",
+    "unit/test_daemon_imports.py": "daemon",
     "unit/test_daemon_parts.py": "daemon",
     "unit/test_files.py": "daemon",
     "unit/test_frag_seam.py": "daemon",

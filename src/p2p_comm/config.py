@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -192,6 +191,8 @@ _OWNER = re.compile(r"npub1[02-9ac-hj-np-z]{58}|[0-9a-f]{64}")
 
 
 def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
+    import difflib  # only for a mistyped key: not in every daemon's memory
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
 

@@ -12,6 +12,7 @@ from p2p_comm.protocol.call import (
     ACTIVE,
     ENDED,
     FIRST_RETRY,
+    RECEIPT_HOLD,
     RETRANSMIT_WINDOW,
     RETRY_AFTER_END,
     RINGING,
@@ -402,6 +403,40 @@ def test_nudge_brings_long_waiting_retries_forward_only() -> None:
     caller.pending[old].attempts = 4
     caller.pending[old].next_at = 100.0
     assert caller.nudge(20.0) is True
-    assert caller.pending[old].next_at == 20.0 and caller.pending[old].attempts == 1
+    # Not at once: the peer gets RECEIPT_HOLD to start receipting what it fetches itself.
+    assert caller.pending[old].next_at == 20.0 + RECEIPT_HOLD
+    assert caller.pending[old].attempts == 1
     assert caller.pending[fresh].next_at == 10.0 + FIRST_RETRY, "fresh messages keep their time"
     assert caller.nudge(20.0) is False
+
+
+def test_receipts_that_advance_hold_the_resends_of_the_rest() -> None:
+    """A peer whose receipts advance is catching up: what it has not receipted yet is not
+    re-sent until its receipts stall for RECEIPT_HOLD (issue 20)."""
+    caller, _ = connected()
+    caller.take_ack()
+    for index in range(5):
+        caller.send_text(f"backlog {index}", 10.0)
+    first = min(caller.pending)
+    overdue = 500.0  # long past every message's retry time
+    caller.receive(WireMessage("ack", CALL_ID, 0, ack=first), overdue)
+    assert all(p.next_at == overdue + RECEIPT_HOLD for p in caller.pending.values())
+    assert not [e for e in caller.tick(overdue + 1.0) if isinstance(e, Retransmit)]
+    # The same receipt again does not advance: it holds nothing, and the stall is re-sent.
+    caller.receive(WireMessage("ack", CALL_ID, 0, ack=first), overdue + 3.0)
+    resent = [e for e in caller.tick(overdue + RECEIPT_HOLD) if isinstance(e, Retransmit)]
+    assert len(resent) == 4
+
+
+def test_a_message_no_relay_took_is_not_held_by_advancing_receipts() -> None:
+    """The peer cannot be fetching what no relay took: its re-send keeps its time."""
+    caller, _ = connected()
+    caller.take_ack()
+    for index in range(3):
+        caller.send_text(f"burst {index}", 10.0)
+    first, lost, _ = sorted(caller.pending)
+    caller.mark_published(lost, False)
+    caller.receive(WireMessage("ack", CALL_ID, 0, ack=first), 11.0)
+    assert caller.pending[lost].next_at == 10.0 + FIRST_RETRY
+    resent = [e.seq for e in caller.tick(10.0 + FIRST_RETRY) if isinstance(e, Retransmit)]
+    assert resent == [lost]

@@ -1,10 +1,13 @@
 """The string-passing speed-up must change speed only, never bytes."""
 
+import linecache
 import os
 import random
 from datetime import timedelta
+from typing import Any
 
 import nostr_sdk as ns
+import pytest
 
 from p2p_comm import sdk_speedups
 
@@ -82,3 +85,23 @@ def test_async_calls_ready_at_once_skip_the_thread_safe_hand_over() -> None:
     quick, total, found = asyncio.run(main())
     assert quick == 0, f"{quick} of 50 ready answers went through the loop's wake-up pipe"
     assert total > 0 and found == 1
+
+
+def test_applying_keeps_no_source_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads the loop's code, not the bindings' 1.5 MB of source: inspect.getsource
+    left every line of it in linecache for the daemon's lifetime (4 MiB of private memory)."""
+    from nostr_sdk import nostr_sdk as bindings
+
+    # The slow loop as the bindings have it, from their file (an earlier test patched it).
+    loop = (
+        "def write(self, value):\n"
+        "    with self._reserve(len(value)):\n"
+        "        for i, byte in enumerate(value):\n"
+        "            self.rbuf.data[self.rbuf.len + i] = byte\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(loop, bindings.__file__, "exec"), namespace)
+    monkeypatch.setattr(bindings._UniffiRustBufferBuilder, "write", namespace["write"])
+    linecache.cache.pop(bindings.__file__, None)
+    assert sdk_speedups.apply() is True
+    assert bindings.__file__ not in linecache.cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import time
@@ -30,6 +29,7 @@ from .process import (
     AlreadyRunning,
     StartupError,
     acquire_lock,
+    limit_malloc_arenas,
     max_request,
     open_state,
     setup_logging,
@@ -265,6 +265,7 @@ def run(paths: HomePaths, ready_fd: int | None = None) -> int:
     # escalation log, transcripts, received files) is the owner's alone, whatever the mode
     # of the home it finds (~/.openclaw is often 0755).
     os.umask(0o077)
+    limit_malloc_arenas()
     try:
         ensure_private_dir(paths.home)
         tighten(paths)

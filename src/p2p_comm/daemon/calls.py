@@ -22,6 +22,7 @@ from ..protocol.call import (
     ENDED,
     INCOMING,
     OUTGOING,
+    REORDER_WINDOW,
     RETRY_AFTER_END,
     RINGING,
     Call,
@@ -260,6 +261,20 @@ class CallService:
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self.apply(call, effects, now)
+
+    def out_of_reach(self, sender: str, message: wire.WireMessage) -> bool:
+        """Whether `receive` would drop ``message`` for its order: too far ahead of its call,
+        or ahead with no room (or no call state) to hold it. Inbound then fetches it again
+        later instead of counting on the peer's re-sends."""
+        call = self.calls.get(message.call)
+        if call is None or call.peer != sender or message.type == "ack":
+            return False
+        gap = message.seq - call.recv_next
+        if gap <= 0 or message.seq in call.reorder:
+            return False
+        if gap >= REORDER_WINDOW:
+            return True
+        return not (call.holds_out_of_order and self.held.room_for(len(message.encode())))
 
     def _ring_in(
         self, sender: str, message: wire.WireMessage, sent_at: int, now: float

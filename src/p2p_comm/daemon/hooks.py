@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +61,9 @@ async def run_command(
 
 
 def _post(url: str, payload: dict[str, Any], token: str, timeout: float) -> None:
+    # urllib.request pulls http.client and the email package (1.8 MiB): only for webhooks.
+    import urllib.request
+
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -77,6 +78,8 @@ async def post_webhook(
     url: str, payload: dict[str, Any], token: str, timeout: float
 ) -> tuple[bool, str]:
     """POST JSON with a few retries on failure; the reason of the last failure if all fail."""
+    import urllib.error
+
     reason = ""
     for attempt in range(WEBHOOK_ATTEMPTS):
         try:

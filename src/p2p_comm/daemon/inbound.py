@@ -76,6 +76,8 @@ class CallSink(Protocol):
 
     def receive_from_blocked(self, sender: str, message: wire.WireMessage) -> None: ...
 
+    def out_of_reach(self, sender: str, message: wire.WireMessage) -> bool: ...
+
     def owner_reply(self, text: str, now: float) -> None: ...
 
     def reload(self) -> None: ...
@@ -169,7 +171,7 @@ class Inbound:
             if not self._queues:
                 self._ready.clear()
             try:
-                self.take(self.unwrap_all(batch, live=True))
+                self.take(self.unwrap_all(batch, live=True), live=True)
             except Exception:
                 log.exception("an inbound batch failed; its wraps will be fetched again")
                 self.schedule_catch_up()
@@ -290,14 +292,21 @@ class Inbound:
             self.waste.drop("bad_fragment")
             return None
 
-    def take(self, items: list[Taken | str]) -> None:
-        """Hand a batch to the calls, in (call, seq) order, in one transaction."""
+    def take(self, items: list[Taken | str], live: bool = False) -> None:
+        """Hand a batch to the calls, in (call, seq) order, in one transaction.
+
+        A live message its call could not take for its order (too far ahead, or no room to
+        hold it) is not marked processed: a catch-up takes it later, in order, rather than
+        the sender's re-sends (a relay replays a stored backlog to a new subscription
+        newest first). A catch-up marks what it cannot take, so such a wrap is opened
+        once live and once more by the catch-up (and again only if a relay replays it)."""
         assert self.sink is not None
         if not items:
             return  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
         now = clock.now()
         work: list[Awaitable[None]] = []
+        again = False
         try:
             with self.store.transaction():
                 for item in items:
@@ -307,6 +316,9 @@ class Inbound:
                     # Unwrapped a while ago (a catch-up unwraps page by page, the live path
                     # meanwhile goes on): handed over since by another path, not twice.
                     if self.store.seen(item.wrap_id):
+                        continue
+                    if live and item.message and self.sink.out_of_reach(item.sender, item.message):
+                        again = True
                         continue
                     self.store.mark_seen(item.wrap_id, now)
                     if item.message is None:
@@ -327,6 +339,8 @@ class Inbound:
                     coroutine.close()
             raise
         self.sink.publish(work)
+        if again:
+            self.schedule_catch_up()
 
     # Catch-up -------------------------------------------------------------------------
 

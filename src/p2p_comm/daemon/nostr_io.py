@@ -33,9 +33,15 @@ __all__ = ["InboundEvent", "RelayPool", "spawn"]
 
 log = logging.getLogger("p2p.relays")
 
-# Wraps lost to an overflow are fetched again by the next catch-up, so the channel need
-# not hold a whole flood (65,536 slots cost about 9 MiB).
-NOTIFICATION_BUFFER = 8_192
+# Wraps lost to an overflow are fetched again by the next catch-up or re-sent, so the
+# channel need not hold a whole flood: each slot costs ~150 bytes of every daemon (65,536
+# cost about 9 MiB, 8,192 1.5 MiB). An event takes two slots (the relay's message and the
+# event), so 4,096 (the SDK's default) hold 2,048 wraps: 3.4 s of the event loop stalled
+# at the inbound gate's 600 wraps/s.
+NOTIFICATION_BUFFER = 4_096
+# The publishing connection hears little but an OK per publish, which publish() reads
+# itself: the SDK's default of 4,096 slots cost 0.45 MiB more in every daemon.
+WRITER_NOTIFICATION_BUFFER = 1_024
 RESUBSCRIBE_RETRY = 5.0  # seconds before sending our REQs again where that failed
 REPLAY_SECONDS = 10.0  # at most this long after a mute, a relay's events count as stored
 REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay are counted
@@ -90,7 +96,7 @@ class RelayPool:
         # A burst must not overflow the channel between the SDK and us while Python is
         # busy: a dropped gift wrap is never broadcast to us again by the relay.
         reader = ns.ClientBuilder().notification_channel_size(NOTIFICATION_BUFFER)
-        writer = ns.ClientBuilder()
+        writer = ns.ClientBuilder().notification_channel_size(WRITER_NOTIFICATION_BUFFER)
         if keys is not None:
             # NIP-42: both connections answer AUTH challenges (app.py sets the SDK's event
             # loop first: the authenticator calls back into Python).

@@ -232,9 +232,13 @@ class Outbound:
                 return
         except Exception as exc:
             log.warning("call %s: publish failed, will retry: %s", call.id[:8], exc)
+            if seq is not None:
+                call.mark_published(seq, False)
             return
         finally:
             self._in_flight.discard(key)
+        if seq is not None:
+            call.mark_published(seq, bool(result.accepted))
         if result.failed:
             log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
         if seq is not None and not result.accepted and _never_taken(result):

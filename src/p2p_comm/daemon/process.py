@@ -3,10 +3,11 @@ opening the identity and the database (refusing state that belongs to a lost key
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
-import logging.handlers
 import os
+from pathlib import Path
 
 from ..config import Config
 from ..identity import Identity, load_or_create
@@ -14,6 +15,16 @@ from ..paths import HomePaths
 from ..store import Store
 
 log = logging.getLogger("p2p.daemon")
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas: the SDK's threads then share one instead of
+    each keeping its own (0.25 MiB less private memory idle, more after traffic). Call it
+    before any thread starts; elsewhere than glibc it does nothing."""
+    import ctypes  # loaded already by nostr-sdk's bindings
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(-8, arenas)  # -8: M_ARENA_MAX (malloc.h)
 
 
 def tighten(paths: HomePaths) -> None:
@@ -62,10 +73,42 @@ def acquire_lock(paths: HomePaths) -> int:
     return fd
 
 
+class RotatingLog(logging.FileHandler):
+    """logging.handlers.RotatingFileHandler's rotation (log, log.1 .. log.N), without
+    importing logging.handlers: it pulls in pickle and queue, 0.4 MiB of every daemon."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.max_bytes = max_bytes
+        self.backups = backups
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            line = self.format(record) + "\n"
+            self.stream.seek(0, 2)
+            if self.backups and self.stream.tell() + len(line) >= self.max_bytes:
+                self._rotate()
+        except Exception:
+            self.handleError(record)
+            return
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        for number in range(self.backups - 1, 0, -1):
+            older = f"{self.baseFilename}.{number}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.baseFilename}.{number + 1}")
+        os.replace(self.baseFilename, f"{self.baseFilename}.1")
+        self.stream = self._open()
+
+
 def setup_logging(paths: HomePaths, level: str) -> None:
-    handler = logging.handlers.RotatingFileHandler(
-        paths.log, maxBytes=2 * 1024 * 1024, backupCount=3, encoding="utf-8"
-    )
+    handler = RotatingLog(paths.log, max_bytes=2 * 1024 * 1024, backups=3)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

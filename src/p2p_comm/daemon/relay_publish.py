@@ -67,7 +67,7 @@ class Publisher:
 
     async def learn_limits(self, url: str) -> None:
         """Learn the relay's limits from its NIP-11 document, if any."""
-        limits = await asyncio.to_thread(nip11.fetch, url)
+        limits = await nip11.fetch_async(url)
         if limits is None:
             return
         self.health.of(url).learn(limits)

@@ -89,6 +89,10 @@ REORDER_WINDOW = 4096
 # Only the oldest unacknowledged messages are re-sent: receipts are cumulative, so the
 # rest cannot be taken before these anyway, and a peer that was away fetches the originals.
 RETRANSMIT_WINDOW = 128
+# While the peer's receipts advance it is draining a backlog (what the relay kept for it):
+# a re-send is one more fresh wrap for it to open. Re-sends wait until receipts have not
+# advanced for this long; a peer back online gets this long to start receipting.
+RECEIPT_HOLD = 4.0
 # A request older than its ring time plus this margin is a replay of a call long over: it
 # is shown as missed. The margin tolerates clocks up to ten minutes apart.
 STALE_MARGIN = 600.0
@@ -111,6 +115,9 @@ class Pending:
 
     attempts: int
     next_at: float
+    # Taken by a relay when last published: only then may the peer be fetching it, and
+    # its re-send wait while the peer's receipts advance.
+    published: bool = True
 
 
 @dataclass
@@ -336,17 +343,25 @@ class Call:
         return effects
 
     def nudge(self, now: float) -> bool:
-        """The peer is reachable again: messages already retried twice go out now, with a
-        fresh backoff. Returns True if anything was brought forward."""
+        """The peer is reachable again: messages already retried twice go out soon (unless
+        its receipts start to advance first: it is catching up), with a fresh backoff.
+        Returns True if anything was brought forward."""
         moved = False
+        soon = now + RECEIPT_HOLD
         for seq in self._window():
             pending = self.pending[seq]
-            if pending.attempts >= 2 and pending.next_at > now:
+            if pending.attempts >= 2 and pending.next_at > soon:
                 pending.attempts = 1
-                pending.next_at = now
+                pending.next_at = soon
                 moved = True
         self._due = None
         return moved
+
+    def mark_published(self, seq: int, published: bool) -> None:
+        """Whether a relay took our message ``seq`` when we last published it."""
+        pending = self.pending.get(seq)
+        if pending is not None:
+            pending.published = published
 
     def next_deadline(self) -> float | None:
         if self._due is None and self.pending:
@@ -374,7 +389,7 @@ class Call:
     def receive(self, message: WireMessage, now: float, may_hold: bool = True) -> list[Effect]:
         """Take one message from the peer (already verified to come from it). ``may_hold``:
         whether the shell has room to hold it, should it come before its predecessors."""
-        effects: list[Effect] = self._take_ack(message.ack)
+        effects: list[Effect] = self._take_ack(message.ack, now)
         if message.type == "ack":
             return effects
         if message.seq < self.recv_next or message.seq in self.reorder:
@@ -474,7 +489,7 @@ class Call:
         ]
         return True
 
-    def _take_ack(self, upto: int) -> list[Effect]:
+    def _take_ack(self, upto: int, now: float | None = None) -> list[Effect]:
         done = tuple(s for s in self.pending if s <= upto) if self.pending else ()
         if not done:
             return []
@@ -482,6 +497,11 @@ class Call:
             del self.pending[seq]
         self.delivered += len(done)
         self._due = None
+        if now is not None:  # receipts advance: hold the re-sends of what is left
+            for seq in self._window():
+                pending = self.pending[seq]
+                if pending.published:
+                    pending.next_at = max(pending.next_at, now + RECEIPT_HOLD)
         return [Acked(done)]
 
     def _finish(self, outcome: Outcome, by: EndedBy, now: float, reason: str) -> None:

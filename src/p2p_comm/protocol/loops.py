@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 
 # Two messages whose normalised forms are at least this similar count as "the same again".
 SIMILARITY = 0.9
@@ -39,6 +38,8 @@ def normalise(text: str) -> str:
 def similar(a: str, b: str) -> bool:
     if a == b:
         return True
+    from difflib import SequenceMatcher  # imported when first needed: memory (issue 20)
+
     matcher = SequenceMatcher(None, a, b, autojunk=False)
     return matcher.real_quick_ratio() >= SIMILARITY and matcher.ratio() >= SIMILARITY
 

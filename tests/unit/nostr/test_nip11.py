@@ -117,18 +117,34 @@ class _Relay(BaseHTTPRequestHandler):
     content_type: ClassVar[str] = "application/nostr+json"
     delay: ClassVar[float] = 0.0
     accepts: ClassVar[list[str]] = []
+    redirect: ClassVar[str] = ""  # answer GET / with a 301 to this path
+    chunked: ClassVar[bool] = False
 
     def do_GET(self) -> None:
         accept = self.headers.get("Accept", "")
         type(self).accepts.append(accept)
         if self.delay:
             time.sleep(self.delay)
+        if self.redirect and self.path == "/":
+            self.send_response(301)
+            self.send_header("Location", self.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if accept != "application/nostr+json":
             body, kind = b"<html>Please use a Nostr client</html>", "text/html"
         else:
             body, kind = self.body, self.content_type
         self.send_response(200)
         self.send_header("Content-Type", kind)
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for at in range(0, len(body), 7):
+                piece = body[at : at + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -184,6 +200,16 @@ def test_fetch_tolerates_bad_documents(
     url, handler = relay_http
     handler.body = body
     assert nip11.fetch(url, timeout=2) == expected
+
+
+def test_fetch_follows_a_redirect_and_reads_a_chunked_body(
+    relay_http: tuple[str, type[_Relay]],
+) -> None:
+    url, handler = relay_http
+    handler.body = json.dumps(CASES[0]["document"]).encode()
+    handler.redirect, handler.chunked = "/nip11", True
+    assert nip11.fetch(url, timeout=2) == RelayLimits(**CASES[0]["expect"])
+    assert handler.accepts == ["application/nostr+json"] * 2
 
 
 def test_fetch_gives_up_at_its_timeout(relay_http: tuple[str, type[_Relay]]) -> None:
