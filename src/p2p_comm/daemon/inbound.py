@@ -24,11 +24,12 @@ import nostr_sdk as ns
 
 from .. import clock
 from ..nostr import kinds, nip59
-from ..protocol import frag, wire
+from ..protocol import frag, ratchet, wire
 from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
 from .budget import BudgetWait
 from .nostr_io import InboundEvent, RelayPool, spawn
+from .secrecy import RATCHETED_TYPES
 from .waste import WEIGHT, Waste
 
 log = logging.getLogger("p2p.inbound")
@@ -80,6 +81,14 @@ class CallSink(Protocol):
 
     def reload(self) -> None: ...
 
+    def opener(self, now: float) -> nip59.Opener: ...
+
+    def flush_secrets(self) -> None: ...
+
+    def ratcheted(self, call_id: str, sender: str) -> bool: ...
+
+    def duplicate(self, call_id: str, sender: str) -> bool: ...
+
     def publish(self, work: list[Awaitable[None]]) -> None: ...
 
 
@@ -110,6 +119,9 @@ class Inbound:
         self._requested = RecentIds(4096)
         # Wraps opened, then found over their sender's byte budget (see budget.py).
         self.deferred = BudgetWait(self.gate, self._opened, self._take_released)
+        # Ratchet seals read (their keys now gone) and not yet taken: another path that
+        # meets the same wrap meanwhile must not take it for a duplicate and mark it.
+        self._reading: set[str] = set()
         pool.on_waste = self.waste.wasted
 
     def known(self, event_id: str) -> bool:
@@ -200,6 +212,7 @@ class Inbound:
         assert self.sink is not None
         out: list[Taken | str] = []
         now = clock.now()
+        opener = self.sink.opener(now)
         for event in events:
             if self.known(event.id):
                 continue
@@ -208,9 +221,27 @@ class Inbound:
                 sealed = nip59.open_wrap(self.keys, event.event, verified=True)
                 if not self._worth_opening(sealed.sender, event, now, live):
                     continue
-                gift = nip59.open_seal(self.keys, sealed)
+                gift = nip59.open_seal(self.keys, sealed, opener)
             except nip59.UnwrapError as exc:
                 self.waste.junk(event, "unwrap_failed", now, live, str(exc))
+                continue
+            except ratchet.MessageKeyGone as exc:
+                log.debug("ratchet seal from %s read already: %s", sealed.sender[:12], exc)
+                if event.id in self._reading:
+                    continue  # this very wrap, read by the other path (live or catch-up)
+                # A ratchet message already read (its key is gone): a retransmission whose
+                # receipt was lost. Processed, and receipted again.
+                if sealed.call is not None and self.sink.duplicate(sealed.call, sealed.sender):
+                    out.append(event.id)
+                else:
+                    self.waste.junk(event, "unknown_call", now, live, "ratchet seal, no call")
+                continue
+            except ratchet.TooFarAhead as exc:
+                # Not now: once the gap fills, a catch-up or the sender's re-send brings it.
+                log.info("ratchet seal from %s not read yet: %s", sealed.sender[:12], exc)
+                continue
+            except ratchet.RatchetError as exc:
+                self.waste.junk(event, "unwrap_failed", now, live, f"ratchet: {exc}")
                 continue
             sender = gift.sender
             if self.deferred.waiting_from(sender) or (
@@ -245,6 +276,25 @@ class Inbound:
         except wire.WireError as exc:
             self.waste.junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
             return
+        if gift.ratchet_call is not None and gift.ratchet_call != message.call:
+            self.waste.junk(event, "malformed", now, live, "ratchet seal of another call")
+            return
+        if (
+            gift.ratchet_call is None
+            and message.type in RATCHETED_TYPES
+            and self.sink.ratcheted(message.call, sender)
+        ):
+            # A downgrade: the peer set up forward secrecy, then sent content without it.
+            log.warning(
+                "refused %s seq %s of call %s from %s: sent without the ratchet it set up",
+                message.type,
+                message.seq,
+                message.call[:8],
+                sender[:12],
+            )
+            self.waste.drop("downgrade")
+            out.append(event.id)  # processed: never shown to the agent, never receipted
+            return
         nowhere = self._leads_somewhere(sender, message)
         if nowhere is not None:
             self.waste.junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
@@ -255,6 +305,8 @@ class Inbound:
                 out.append(event.id)  # kept in memory: the sender re-sends every piece
                 return
             message = whole
+        if gift.ratchet_call is not None:
+            self._reading.add(event.id)
         out.append(Taken(event.id, sender, message, gift.created_at))
 
     def _take_released(self, items: list[Taken | str]) -> None:
@@ -283,10 +335,13 @@ class Inbound:
         if not items:
             return  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
+        self._reading.difference_update(item.wrap_id for item in taken)
         now = clock.now()
         work: list[Awaitable[None]] = []
         try:
             with self.store.transaction():
+                # The ratchet states these messages advanced, with the messages.
+                self.sink.flush_secrets()
                 for item in items:
                     if isinstance(item, str):
                         self.store.mark_seen(item, now)
@@ -308,7 +363,7 @@ class Inbound:
                             if delay > self.stats["max_delivery_delay_s"]:
                                 self.stats["max_delivery_delay_s"] = delay
         except Exception:
-            self.sink.reload()  # the calls as the database has them
+            self.sink.reload()  # the calls (and ratchets) as the database has them
             for coroutine in work:
                 if asyncio.iscoroutine(coroutine):
                     coroutine.close()

@@ -23,6 +23,7 @@ class Records:
         self.store = store
         self.outbound = outbound
         self.me: tuple[str, str] = ("", "")  # (name, npub), set by the daemon
+        self.keep = True  # config `keep_transcripts`, set by the daemon
         # Calls whose peer is named only by its own claim: it announced no presence.
         self.unverified: set[str] = set()
 
@@ -43,6 +44,7 @@ class Records:
             "me": peer(self.me[1], self.me[0]),
             "unacked": call.unacked,
             "delivery": self.outbound.delivery(call),
+            "forward_secrecy": call.forward_secrecy,
         }
 
     def transcript(self, call: Call, peer_name: str) -> tuple[str, dict[str, Any]]:
@@ -57,12 +59,17 @@ class Records:
         }
 
     def write_transcript(self, call: Call, peer_names: dict[str, str]) -> None:
-        """Both renderings under the home's transcripts folder, each replaced atomically."""
+        """Both renderings under the home's transcripts folder, each replaced atomically
+        (none with ``keep_transcripts`` false)."""
+        if not self.keep:
+            return
         markdown, document = self.transcript(call, peer_names.get(call.id, ""))
         self.write_files(call.id, markdown, render_json(document["call"], document["entries"]))
 
     def write_files(self, call_id: str, markdown: str, json_text: str) -> None:
         """A transcript's two files, each replaced atomically."""
+        if not self.keep:
+            return
         folder = self.paths.transcripts
         ensure_private_dir(folder)
         for suffix, text in ((".md", markdown), (".json", json_text)):
