@@ -114,7 +114,6 @@ def test_a_stolen_home_reads_nothing_of_a_finished_call(  # type: ignore[no-unty
 ) -> None:
     alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
     call_id = connect(alice, bob, "secret merger plans")
-    assert alice.json("history")["calls"][0]["forward_secrecy"] is True
 
     alice.json("send", SECRETS[0])
     bob.json("send", SECRETS[1])
@@ -144,10 +143,8 @@ def test_a_stolen_home_reads_nothing_of_a_finished_call(  # type: ignore[no-unty
         wait_until(
             lambda a=agent: a.json("history")["calls"][0]["unacked"] == 0, 30, "all receipted"
         )
-        record = agent.json("history")["calls"][0]
-        assert record["forward_secrecy"] is True and record["state"] == "ended"
+    records = [agent.json("history")["calls"][0] for agent in (alice, bob)]
     markdown = (alice.paths.transcripts / f"{call_id}.md").read_text()
-    assert "- forward secrecy: yes" in markdown
 
     for agent in (alice, bob):
         agent.run("daemon", "stop")
@@ -158,9 +155,6 @@ def test_a_stolen_home_reads_nothing_of_a_finished_call(  # type: ignore[no-unty
     # The theft: both identities and everything else in both homes.
     stolen = {alice_pub: identity_keys(alice), bob_pub: identity_keys(bob)}
     candidates = _home_key_material(alice) | _home_key_material(bob)
-    for agent in (alice, bob):
-        with sqlite3.connect(agent.paths.database) as db:
-            assert db.execute("SELECT COUNT(*) FROM ratchets").fetchone()[0] == 0
     ad = ratchet.associated_data(call_id, alice_pub, bob_pub)
     readable: list[str] = []
     ratcheted = 0
@@ -187,6 +181,12 @@ def test_a_stolen_home_reads_nothing_of_a_finished_call(  # type: ignore[no-unty
         for secret in SECRETS:
             assert secret not in text
         assert base64.b64encode(FILE_MARK[:24]).decode()[:16] not in text
+    for agent in (alice, bob):  # the ratchet state went with the call
+        with sqlite3.connect(agent.paths.database) as db:
+            assert db.execute("SELECT COUNT(*) FROM ratchets").fetchone()[0] == 0
+    # Both sides say so: in the call's description and in the transcript.
+    assert [(r.get("forward_secrecy"), r["state"]) for r in records] == [(True, "ended")] * 2
+    assert "- forward secrecy: yes" in markdown
 
 
 def test_a_peer_that_set_up_the_ratchet_cannot_send_without_it(  # type: ignore[no-untyped-def]
@@ -201,7 +201,6 @@ def test_a_peer_that_set_up_the_ratchet_cannot_send_without_it(  # type: ignore[
     peer.publish(peer.wrap(me, WireMessage("request", call_id, 1, body=body)))
     events_of(agent, "call_request")
     agent.json("answer", "accept", "--call", call_id[:8])
-    assert agent.json("history")["calls"][0]["forward_secrecy"] is True
     downgraded = WireMessage(
         "message", call_id, 2, body={"text": "in clear", "part": 1, "parts": 1}
     )
@@ -214,3 +213,4 @@ def test_a_peer_that_set_up_the_ratchet_cannot_send_without_it(  # type: ignore[
     assert not [e for e in events if e["type"] == "message"], events
     acks = [d for d in peer.received() if d.get("type") == "ack" or d.get("ack")]
     assert all(d.get("ack", 0) < 2 for d in acks), acks
+    assert agent.json("history")["calls"][0]["forward_secrecy"] is True
