@@ -214,3 +214,72 @@ def test_a_peer_that_set_up_the_ratchet_cannot_send_without_it(  # type: ignore[
     acks = [d for d in peer.received() if d.get("type") == "ack" or d.get("ack")]
     assert all(d.get("ack", 0) < 2 for d in acks), acks
     assert agent.json("history")["calls"][0]["forward_secrecy"] is True
+
+
+def test_a_state_copied_mid_call_reads_nothing_after_one_round_trip(  # type: ignore[no-untyped-def]
+    relay, make_agent: AgentFactory
+) -> None:
+    """Healing through the daemons: bob's whole ratchet state, copied from its database
+    mid-call, with its identity key, reads alice's next message (that is what a compromise
+    is) and nothing once bob has answered and alice has spoken again."""
+    alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
+    call_id = connect(alice, bob)
+    alice.json("send", "before the theft")
+    events_of(bob, "message")
+    with sqlite3.connect(bob.paths.database) as db:
+        (state,) = db.execute("SELECT state FROM ratchets WHERE call_id = ?", (call_id,)).fetchone()
+    alice.json("send", "still exposed")
+    events_of(bob, "message")
+    bob.json("send", "the answer that heals")
+    events_of(alice, "message")
+    alice.json("send", "healed: the new plan")
+    events_of(bob, "message")
+
+    bob_pub = bob.json("whoami")["pubkey"]
+    stolen = ratchet.Session.from_dict(json.loads(state))
+    keys = identity_keys(bob)
+    read: list[str] = []
+    for wrap in _wraps_for(relay.url, bob_pub):
+        sealed = nip59.open_wrap(keys, wrap)
+        if sealed.call != call_id:
+            continue
+        try:
+            rumor = stolen.decrypt(base64.b64decode(sealed.content), now=wrap_time(wrap))
+        except ratchet.RatchetError:
+            continue
+        read.append(json.loads(json.loads(rumor)["content"]).get("text", ""))
+    assert "still exposed" in read
+    assert "healed: the new plan" not in read
+
+
+def wrap_time(wrap: Any) -> float:
+    return float(wrap.created_at().as_secs())
+
+
+def test_require_forward_secrecy_turns_older_peers_away(  # type: ignore[no-untyped-def]
+    relay, make_agent: AgentFactory
+) -> None:
+    """With `require_forward_secrecy`, a call from a peer that cannot set up the ratchet is
+    refused, and the caller hears why; one that can is taken as usual. Without the setting,
+    no transcript is kept if `keep_transcripts` is false."""
+    (agent,) = start_agents(
+        relay.url, make_agent, "agent", require_forward_secrecy="true", keep_transcripts="false"
+    )
+    me = agent.json("whoami")["pubkey"]
+    old, new = RawPeer(relay.url), RawPeer(relay.url)
+    old_call, new_call = "cd" * 16, "ef" * 16
+    older = {"topic": "t", "name": "o", "pv": 4}
+    old.publish(old.wrap(me, WireMessage("request", old_call, 1, body=older)))
+    ek = X25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    body = {"topic": "t", "name": "n", "pv": 5, "ek": ek}
+    new.publish(new.wrap(me, WireMessage("request", new_call, 1, body=body)))
+    (request,) = events_of(agent, "call_request")
+    assert request["call_id"] == new_call
+    rejects = wait_until(
+        lambda: [d for d in old.received() if d.get("type") == "reject"], 20, "the refusal"
+    )
+    assert rejects[0]["reason"] == "this agent takes only calls with forward secrecy"
+    agent.json("answer", "reject", "--call", new_call[:8])
+    wait_until(lambda: [d for d in new.received() if d.get("type") == "reject"], 20, "the reject")
+    folder = agent.paths.transcripts
+    assert not folder.exists() or not list(folder.iterdir())
