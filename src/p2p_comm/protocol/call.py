@@ -613,6 +613,11 @@ class Call:
         return [Deliver(AgentEvent.REFUSED, {**fields, "ref_seq": body["ref"]})]
 
     def _on_end(self, message: WireMessage, now: float) -> list[Effect]:
+        if self.forward_secrecy:
+            # The peer erased its ratchet with its `end`: what it has not taken by then it
+            # can never read, so re-sending it for two days would only load the relays.
+            self.pending.clear()
+            self._due = None
         if self.state == ENDED:
             return []
         reason = message.body["reason"]
