@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import nostr_sdk as ns
+import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from p2p_comm import rpc
 from p2p_comm.harness import Agent, wait_until
 from p2p_comm.nostr import nip59
 from p2p_comm.protocol import ratchet
@@ -283,3 +285,20 @@ def test_require_forward_secrecy_turns_older_peers_away(  # type: ignore[no-unty
     wait_until(lambda: [d for d in new.received() if d.get("type") == "reject"], 20, "the reject")
     folder = agent.paths.transcripts
     assert not folder.exists() or not list(folder.iterdir())
+
+
+@pytest.mark.timeout(240)
+def test_a_backlog_longer_than_max_skip_arrives_on_catch_up(  # type: ignore[no-untyped-def]
+    relay, make_agent: AgentFactory
+) -> None:
+    """2,500 messages while the peer is away: one ratchet chain far longer than MAX_SKIP,
+    and the catch-up gets them newest page first, in no order. Every one arrives, once."""
+    alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
+    connect(alice, bob)
+    bob.run("daemon", "stop")
+    sent = [f"backlog {index}" for index in range(2 * ratchet.MAX_SKIP + 500)]
+    for text in sent:
+        rpc.request(alice.paths.socket, "send", {"text": text}, timeout=30)
+    bob.run("daemon", "start")
+    messages = events_of(bob, "message", len(sent), timeout=120)
+    assert [m["text"] for m in messages] == sent

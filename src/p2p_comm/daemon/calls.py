@@ -301,8 +301,8 @@ class CallService(LocalActions):
 
     # Forward secrecy (daemon/secrecy.py), for `Inbound` ----------------------------------
 
-    def opener(self, now: float) -> Any:
-        return self.outbound.secrecy.opener(now)
+    def opener(self, now: float, max_skip: int | None = None) -> Any:
+        return self.outbound.secrecy.opener(now, max_skip)
 
     def flush_secrets(self) -> None:
         self.outbound.secrecy.flush()

@@ -29,7 +29,7 @@ from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
 from .budget import BudgetWait
 from .nostr_io import InboundEvent, RelayPool, spawn
-from .secrecy import RATCHETED_TYPES
+from .secrecy import RATCHETED_TYPES, header_n
 from .waste import WEIGHT, Waste
 
 log = logging.getLogger("p2p.inbound")
@@ -45,6 +45,11 @@ FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
 # answers our query with noise (stored or made up on the spot), and paging on would only
 # unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
 JUNK_PAGE_STOP = 100
+# A ratchet seal that would make its session skip more message keys than this is read
+# later, by a catch-up that sorts such seals by message number first: wraps come in the
+# relay's order (newest first, jittered), and reading a long backlog in that order would
+# overflow the session's skipped keys (docs/PROTOCOL.md 3.12.4) and lose messages.
+IN_ORDER_SKIP = 64
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class CallSink(Protocol):
 
     def reload(self) -> None: ...
 
-    def opener(self, now: float) -> nip59.Opener: ...
+    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener: ...
 
     def flush_secrets(self) -> None: ...
 
@@ -205,14 +210,22 @@ class Inbound:
             return None if f"{sender}:{message.call}" in self._requested else "unknown_call"
         return None if peer == sender else "not_in_call"
 
-    def unwrap_all(self, events: list[InboundEvent], live: bool = False) -> list[Taken | str]:
+    def unwrap_all(
+        self,
+        events: list[InboundEvent],
+        live: bool = False,
+        ahead: list[tuple[int, InboundEvent]] | None = None,
+        max_skip: int | None = IN_ORDER_SKIP,
+    ) -> list[Taken | str]:
         """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
         without effect (a fragment kept, a forged wrap of a known peer). Junk is
-        remembered in memory (`junk`); passing refusals leave nothing."""
+        remembered in memory (`junk`); passing refusals leave nothing. Ratchet seals that
+        would skip more than ``max_skip`` keys go to ``ahead`` with their message number
+        (a catch-up reads them sorted once the rest is read), or wait for a catch-up."""
         assert self.sink is not None
         out: list[Taken | str] = []
         now = clock.now()
-        opener = self.sink.opener(now)
+        opener = self.sink.opener(now, max_skip)
         for event in events:
             if self.known(event.id):
                 continue
@@ -238,7 +251,11 @@ class Inbound:
                 continue
             except ratchet.TooFarAhead as exc:
                 # Not now: once the gap fills, a catch-up or the sender's re-send brings it.
-                log.info("ratchet seal from %s not read yet: %s", sealed.sender[:12], exc)
+                log.debug("ratchet seal from %s not read yet: %s", sealed.sender[:12], exc)
+                if ahead is not None:
+                    ahead.append((header_n(sealed.content), event))
+                else:
+                    self.schedule_catch_up()
                 continue
             except ratchet.RatchetError as exc:
                 self.waste.junk(event, "unwrap_failed", now, live, f"ratchet: {exc}")
@@ -415,6 +432,7 @@ class Inbound:
         me = ns.PublicKey.parse(self.pubkey)
         met: set[str] = set()
         items: list[Taken | str] = []
+        ahead: list[tuple[int, InboundEvent]] = []
         until: int | None = None
         for _ in range(MAX_PAGES):
             if self.pool.muted(relay):
@@ -436,7 +454,7 @@ class Inbound:
             claimed.update(e.id for e in new)
             junk_before = self.waste.found
             for start in range(0, len(new), BATCH):
-                items += self.unwrap_all(new[start : start + BATCH])
+                items += self.unwrap_all(new[start : start + BATCH], ahead=ahead)
                 await asyncio.sleep(0)
             if not fresh:
                 break
@@ -448,6 +466,17 @@ class Inbound:
             if until is not None and oldest > until:
                 break  # the relay ignored `until`: paging would not progress
             until = oldest  # inclusive: several wraps may share the boundary second
+        # Pages come newest first, and a call's ratchet reads at most MAX_SKIP messages
+        # ahead of the last it read: what was too far ahead is read once the rest is.
+        while ahead:
+            again = [event for _, event in sorted(ahead, key=lambda pair: pair[0])]
+            ahead = []
+            for start in range(0, len(again), BATCH):
+                items += self.unwrap_all(again[start : start + BATCH], ahead=ahead, max_skip=None)
+                await asyncio.sleep(0)
+            if len(ahead) == len(again):
+                self.schedule_catch_up()
+                break
         if not items:
             return 0
         log.info("catch-up at %s: %d wraps not yet processed", relay, len(items))

@@ -106,10 +106,17 @@ class Secrecy:
 
     # Receiving ------------------------------------------------------------------------
 
-    def open(self, call_id: str, sender: str, content: str, now: float) -> str:
+    def open(
+        self, call_id: str, sender: str, content: str, now: float, max_skip: int | None = None
+    ) -> str:
         """The rumor's JSON from a ratchet seal of ``sender`` for ``call_id``;
         `ratchet.RatchetError` (or its kinds) if it cannot be read. The session's new state
-        waits in memory for `flush`, in the transaction that takes the message."""
+        waits in memory for `flush`, in the transaction that takes the message.
+
+        ``max_skip``: refuse (`ratchet.TooFarAhead`, session untouched) a message that
+        would make us skip more keys than this: the live path reads only what comes about
+        in order, and leaves the rest to a catch-up that reads it sorted (`header_n`), so a
+        backlog read in the relay's order never overflows the skipped keys."""
         session = self.sessions.get(call_id)
         if session is None:
             raise ratchet.MessageKeyGone("no ratchet state for this call (ended or unknown)")
@@ -120,6 +127,8 @@ class Secrecy:
             data = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
             raise ratchet.RatchetError("a ratchet seal that is not base64") from None
+        if max_skip is not None and _skips(session, data) > max_skip:
+            raise ratchet.TooFarAhead("read later, in order")
         plaintext = session.decrypt(data, now=now)
         log.debug("call %s: read ratchet message n=%s", call_id[:8], session.nr - 1)
         self._dirty.add(call_id)
@@ -128,8 +137,8 @@ class Secrecy:
         except UnicodeDecodeError:
             raise ratchet.RatchetError("a ratchet message that is not UTF-8") from None
 
-    def opener(self, now: float) -> nip59.Opener:
-        return lambda call_id, sender, content: self.open(call_id, sender, content, now)
+    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
+        return lambda call_id, sender, content: self.open(call_id, sender, content, now, max_skip)
 
     def flush(self) -> None:
         """Write the sessions inbound messages advanced (inside the caller's transaction)."""
@@ -152,3 +161,28 @@ class Secrecy:
         self.sessions[call_id] = session
         self._dirty.discard(call_id)
         self.store.save_ratchet(call_id, session.to_dict())
+
+
+def header_n(content: str) -> int:
+    """The message number in a ratchet seal's header (0 if it has none): what a catch-up
+    sorts by before reading."""
+    try:
+        data = base64.b64decode(content[: 4 * -(-ratchet.HEADER_BYTES // 3)] + "==")
+        return ratchet.Header.decode(data[: ratchet.HEADER_BYTES]).n
+    except (binascii.Error, ValueError):
+        return 0
+
+
+def _skips(session: ratchet.Session, data: bytes) -> int:
+    """How many message keys reading ``data`` would make ``session`` skip (an estimate
+    from the header alone; 0 for a key it holds or a duplicate)."""
+    try:
+        header = ratchet.Header.decode(data[: ratchet.HEADER_BYTES])
+    except ratchet.RatchetError:
+        return 0
+    if (header.dh, header.n) in session.skipped or header.dh in session.old_dhr:
+        return 0
+    if header.dh == session.dhr:
+        return max(0, header.n - session.nr)
+    previous = max(0, header.pn - session.nr) if session.ckr is not None else 0
+    return header.n + previous
