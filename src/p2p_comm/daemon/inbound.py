@@ -214,14 +214,16 @@ class Inbound:
         self,
         events: list[InboundEvent],
         live: bool = False,
-        ahead: list[tuple[int, InboundEvent]] | None = None,
+        ahead: list[tuple[int, InboundEvent, nip59.Sealed]] | None = None,
         max_skip: int | None = IN_ORDER_SKIP,
+        opened: dict[str, nip59.Sealed] | None = None,
     ) -> list[Taken | str]:
         """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
         without effect (a fragment kept, a forged wrap of a known peer). Junk is
         remembered in memory (`junk`); passing refusals leave nothing. Ratchet seals that
         would skip more than ``max_skip`` keys go to ``ahead`` with their message number
-        (a catch-up reads them sorted once the rest is read), or wait for a catch-up."""
+        (a catch-up reads them sorted once the rest is read, passing their outer layers
+        back as ``opened``), or wait for a catch-up."""
         assert self.sink is not None
         out: list[Taken | str] = []
         now = clock.now()
@@ -231,7 +233,8 @@ class Inbound:
                 continue
             self.stats["unwrapped"] += 1
             try:
-                sealed = nip59.open_wrap(self.keys, event.event, verified=True)
+                outer = opened.get(event.id) if opened else None
+                sealed = outer or nip59.open_wrap(self.keys, event.event, verified=True)
                 if not self._worth_opening(sealed.sender, event, now, live):
                     continue
                 gift = nip59.open_seal(self.keys, sealed, opener)
@@ -253,7 +256,7 @@ class Inbound:
                 # Not now: once the gap fills, a catch-up or the sender's re-send brings it.
                 log.debug("ratchet seal from %s not read yet: %s", sealed.sender[:12], exc)
                 if ahead is not None:
-                    ahead.append((header_n(sealed.content), event))
+                    ahead.append((header_n(sealed.content), event, sealed))
                 else:
                     self.schedule_catch_up()
                 continue
@@ -432,7 +435,7 @@ class Inbound:
         me = ns.PublicKey.parse(self.pubkey)
         met: set[str] = set()
         items: list[Taken | str] = []
-        ahead: list[tuple[int, InboundEvent]] = []
+        ahead: list[tuple[int, InboundEvent, nip59.Sealed]] = []
         until: int | None = None
         for _ in range(MAX_PAGES):
             if self.pool.muted(relay):
@@ -469,10 +472,13 @@ class Inbound:
         # Pages come newest first, and a call's ratchet reads at most MAX_SKIP messages
         # ahead of the last it read: what was too far ahead is read once the rest is.
         while ahead:
-            again = [event for _, event in sorted(ahead, key=lambda pair: pair[0])]
+            ahead.sort(key=lambda entry: entry[0])
+            again = [event for _, event, _ in ahead]
+            opened = {event.id: sealed for _, event, sealed in ahead}
             ahead = []
             for start in range(0, len(again), BATCH):
-                items += self.unwrap_all(again[start : start + BATCH], ahead=ahead, max_skip=None)
+                part = again[start : start + BATCH]
+                items += self.unwrap_all(part, ahead=ahead, max_skip=None, opened=opened)
                 await asyncio.sleep(0)
             if len(ahead) == len(again):
                 self.schedule_catch_up()
