@@ -304,8 +304,8 @@ class CallService(LocalActions):
     def opener(self, now: float, max_skip: int | None = None) -> Any:
         return self.outbound.secrecy.opener(now, max_skip)
 
-    def flush_secrets(self) -> None:
-        self.outbound.secrecy.flush()
+    def flush_secrets(self, busy: set[str]) -> None:
+        self.outbound.secrecy.flush(busy)
 
     def ratcheted(self, call_id: str, sender: str) -> bool:
         """Whether ``sender`` set up the ratchet in this call: then whatever it sends that

@@ -88,7 +88,7 @@ class CallSink(Protocol):
 
     def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener: ...
 
-    def flush_secrets(self) -> None: ...
+    def flush_secrets(self, busy: set[str]) -> None: ...
 
     def ratcheted(self, call_id: str, sender: str) -> bool: ...
 
@@ -124,9 +124,11 @@ class Inbound:
         self._requested = RecentIds(4096)
         # Wraps opened, then found over their sender's byte budget (see budget.py).
         self.deferred = BudgetWait(self.gate, self._opened, self._take_released)
-        # Ratchet seals read (their keys now gone) and not yet taken: another path that
-        # meets the same wrap meanwhile must not take it for a duplicate and mark it.
-        self._reading: set[str] = set()
+        # Ratchet seals read (their keys now gone) and not yet taken, by wrap id, with their
+        # call: another path that meets the same wrap meanwhile must not take it for a
+        # duplicate and mark it, and the call's ratchet state is not written while any is
+        # pending (a crash before it is taken must leave a state that reads it again).
+        self._reading: dict[str, str] = {}
         pool.on_waste = self.waste.wasted
 
     def known(self, event_id: str) -> bool:
@@ -178,6 +180,7 @@ class Inbound:
                 self.take(self.unwrap_all(batch, live=True))
             except Exception:
                 log.exception("an inbound batch failed; its wraps will be fetched again")
+                self._recover()
                 self.schedule_catch_up()
             await asyncio.sleep(0)  # let commands in between two batches
 
@@ -263,6 +266,8 @@ class Inbound:
             except ratchet.RatchetError as exc:
                 self.waste.junk(event, "unwrap_failed", now, live, f"ratchet: {exc}")
                 continue
+            if gift.ratchet_call is not None:
+                self._reading[event.id] = gift.ratchet_call
             sender = gift.sender
             if self.deferred.waiting_from(sender) or (
                 sender not in self.sink.blocked
@@ -283,6 +288,19 @@ class Inbound:
         out: list[Taken | str],
     ) -> None:
         """The checks after a wrap is open and its sender's budget allows it."""
+        self._check(event, gift, now, live, out)
+        last = out[-1] if out else None
+        if not (isinstance(last, Taken) and last.wrap_id == event.id):
+            self._reading.pop(event.id, None)  # read, and gone: nothing to take later
+
+    def _check(
+        self,
+        event: InboundEvent,
+        gift: nip59.Unwrapped,
+        now: float,
+        live: bool,
+        out: list[Taken | str],
+    ) -> None:
         assert self.sink is not None
         sender, kind = gift.sender, gift.kind
         if kind == kinds.PRIVATE_MESSAGE and self.sink.owner and sender == self.sink.owner:
@@ -325,9 +343,14 @@ class Inbound:
                 out.append(event.id)  # kept in memory: the sender re-sends every piece
                 return
             message = whole
-        if gift.ratchet_call is not None:
-            self._reading.add(event.id)
         out.append(Taken(event.id, sender, message, gift.created_at))
+
+    def _recover(self) -> None:
+        """After a failure between reading wraps and taking them: the calls and their
+        ratchets as the database has them, so what was read and not taken reads again."""
+        assert self.sink is not None
+        self.sink.reload()
+        self._reading.clear()
 
     def _take_released(self, items: list[Taken | str]) -> None:
         """Wraps whose senders' budgets now allow them, handed over like a batch."""
@@ -355,13 +378,14 @@ class Inbound:
         if not items:
             return  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
-        self._reading.difference_update(item.wrap_id for item in taken)
+        for read in taken:
+            self._reading.pop(read.wrap_id, None)
         now = clock.now()
         work: list[Awaitable[None]] = []
         try:
             with self.store.transaction():
                 # The ratchet states these messages advanced, with the messages.
-                self.sink.flush_secrets()
+                self.sink.flush_secrets(set(self._reading.values()))
                 for item in items:
                     if isinstance(item, str):
                         self.store.mark_seen(item, now)
@@ -422,6 +446,7 @@ class Inbound:
             if isinstance(result, BaseException):
                 # Nothing it found was marked processed: the next catch-up finds it again.
                 log.error("catch-up at %s failed; again later", url, exc_info=result)
+                self._recover()
                 self.schedule_catch_up()
             else:
                 count += result

@@ -140,9 +140,13 @@ class Secrecy:
     def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
         return lambda call_id, sender, content: self.open(call_id, sender, content, now, max_skip)
 
-    def flush(self) -> None:
-        """Write the sessions inbound messages advanced (inside the caller's transaction)."""
-        dirty, self._dirty = self._dirty, set()
+    def flush(self, busy: set[str] | None = None) -> None:
+        """Write the sessions inbound messages advanced (inside the caller's transaction),
+        but not those of ``busy`` calls: messages of theirs were read and are not taken yet,
+        so a crash now must leave the state that reads them again (what was taken meanwhile
+        is then read twice and dropped as a duplicate `seq`)."""
+        waiting = self._dirty & busy if busy else set()
+        dirty, self._dirty = self._dirty - waiting, waiting
         for call_id in dirty:
             session = self.sessions.get(call_id)
             if session is not None:
