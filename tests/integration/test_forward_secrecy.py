@@ -29,6 +29,7 @@ from p2p_comm.protocol.wire import WireMessage
 from tests.conftest import AgentFactory
 from tests.faults import RawPeer, identity_keys
 from tests.integration.calls_helpers import connect, events_of, start_agents
+from tests.relaysim import simulated_relay
 
 SECRETS = (
     "the password is hunter2",
@@ -107,6 +108,46 @@ def _try_ratchet(ciphertext: bytes, ad: bytes, candidates: set[bytes]) -> bytes 
     return None
 
 
+def _nothing_readable(
+    wraps: list[Any],
+    alice: Agent,
+    bob: Agent,
+    call_id: str,
+    alice_pub: str,
+    bob_pub: str,
+    minimum: int,
+) -> None:
+    """The theft: both identities and everything else in both homes, tried on every wrap."""
+    stolen = {alice_pub: identity_keys(alice), bob_pub: identity_keys(bob)}
+    candidates = _home_key_material(alice) | _home_key_material(bob)
+    ad = ratchet.associated_data(call_id, alice_pub, bob_pub)
+    readable: list[str] = []
+    ratcheted = 0
+    for wrap in wraps:
+        receiver = next(t[1] for t in json.loads(wrap.as_json())["tags"] if t[0] == "p")
+        keys = stolen[receiver]
+        try:  # nostr-sdk's standard unwrap, with the stolen identity key
+            readable.append(ns.UnwrappedGift.from_gift_wrap(keys, wrap).rumor().content())
+            continue
+        except Exception:
+            pass
+        sealed = nip59.open_wrap(keys, wrap)  # the outer layer opens: the seal inside
+        assert sealed.call == call_id
+        ratcheted += 1
+        plain = _try_ratchet(base64.b64decode(sealed.content), ad, candidates)
+        if plain is not None:
+            readable.append(json.loads(plain)["content"])
+    # Only the set-up travels outside the ratchet: the request (topic), the callee's
+    # receipt of it, the accept; nothing after it.
+    documents = [json.loads(text) for text in readable]
+    assert {d["type"] for d in documents} <= {"request", "accept", "ack"}, documents
+    assert ratcheted >= minimum
+    for text in readable:
+        for secret in SECRETS:
+            assert secret not in text
+        assert base64.b64encode(FILE_MARK[:24]).decode()[:16] not in text
+
+
 def _relay_wrap_count(url: str, pubkey: str) -> int:
     return len(_wraps_for(url, pubkey))
 
@@ -154,35 +195,7 @@ def test_a_stolen_home_reads_nothing_of_a_finished_call(  # type: ignore[no-unty
     wraps = _wraps_for(relay.url, alice_pub, bob_pub)
     assert len(wraps) >= 12, len(wraps)
 
-    # The theft: both identities and everything else in both homes.
-    stolen = {alice_pub: identity_keys(alice), bob_pub: identity_keys(bob)}
-    candidates = _home_key_material(alice) | _home_key_material(bob)
-    ad = ratchet.associated_data(call_id, alice_pub, bob_pub)
-    readable: list[str] = []
-    ratcheted = 0
-    for wrap in wraps:
-        receiver = next(t[1] for t in json.loads(wrap.as_json())["tags"] if t[0] == "p")
-        keys = stolen[receiver]
-        try:  # nostr-sdk's standard unwrap, with the stolen identity key
-            readable.append(ns.UnwrappedGift.from_gift_wrap(keys, wrap).rumor().content())
-            continue
-        except Exception:
-            pass
-        sealed = nip59.open_wrap(keys, wrap)  # the outer layer opens: the seal inside
-        assert sealed.call == call_id
-        ratcheted += 1
-        plain = _try_ratchet(base64.b64decode(sealed.content), ad, candidates)
-        if plain is not None:
-            readable.append(json.loads(plain)["content"])
-    # Only the set-up travels outside the ratchet: the request (topic), the callee's
-    # receipt of it, the accept; nothing after it.
-    documents = [json.loads(text) for text in readable]
-    assert {d["type"] for d in documents} <= {"request", "accept", "ack"}, documents
-    assert ratcheted >= 9
-    for text in readable:
-        for secret in SECRETS:
-            assert secret not in text
-        assert base64.b64encode(FILE_MARK[:24]).decode()[:16] not in text
+    _nothing_readable(wraps, alice, bob, call_id, alice_pub, bob_pub, minimum=9)
     for agent in (alice, bob):  # the ratchet state went with the call
         with sqlite3.connect(agent.paths.database) as db:
             assert db.execute("SELECT COUNT(*) FROM ratchets").fetchone()[0] == 0
@@ -302,3 +315,30 @@ def test_a_backlog_longer_than_max_skip_arrives_on_catch_up(  # type: ignore[no-
     bob.run("daemon", "start")
     messages = events_of(bob, "message", len(sent), timeout=120)
     assert [m["text"] for m in messages] == sent
+
+
+def test_a_stolen_home_reads_no_fragment_either(  # type: ignore[no-untyped-def]
+    make_agent: AgentFactory, tmp_path: Path
+) -> None:
+    """The same theft where the relay takes 32 KiB at most: file chunks refused as too large
+    travel again as `frag` pieces, each piece its own ratchet message."""
+    with simulated_relay(max_event_bytes=32768, declared_max_message_length=131072) as sim:
+        alice, bob = start_agents(sim.url, make_agent, "alice", "bob")
+        call_id = connect(alice, bob, "secret merger plans")
+        payload = FILE_MARK * 5000  # 130 KB: chunks cut for 128 KiB, refused, sent in pieces
+        source = tmp_path / "plans.bin"
+        source.write_bytes(payload)
+        alice.json("sendfile", "plans.bin", "--path", str(source))
+        assert Path(events_of(bob, "file", timeout=30)[0]["path"]).read_bytes() == payload
+        alice.json("end", SECRETS[4])
+        events_of(bob, "call_ended")
+        for agent in (alice, bob):
+            wait_until(
+                lambda a=agent: a.json("history")["calls"][0]["unacked"] == 0, 30, "receipts"
+            )
+        assert re.search(r"seq \d+ sent in \d+ fragments", alice.paths.log.read_text())
+        for agent in (alice, bob):
+            agent.run("daemon", "stop")
+        alice_pub, bob_pub = (a.json("whoami")["pubkey"] for a in (alice, bob))
+        wraps = _wraps_for(sim.url, alice_pub, bob_pub)
+        _nothing_readable(wraps, alice, bob, call_id, alice_pub, bob_pub, minimum=10)
