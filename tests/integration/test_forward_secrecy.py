@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,14 @@ def test_require_forward_secrecy_turns_older_peers_away(  # type: ignore[no-unty
     wait_until(lambda: [d for d in new.received() if d.get("type") == "reject"], 20, "the reject")
     folder = agent.paths.transcripts
     assert not folder.exists() or not list(folder.iterdir())
+
+    # Calling out: a peer whose presence announces no feature level 5 is not rung at all.
+    old.publish(old.presence("oldtimer", int(time.time())))
+    wait_until(lambda: "oldtimer" in agent.online_names(), 20, "the old peer's presence")
+    refused = agent.run("call", "oldtimer", "t", check=False)
+    assert refused.returncode == 1, refused
+    assert "without forward secrecy" in refused.stderr + refused.stdout
+    assert [d for d in old.received() if d.get("type") == "request"] == []
 
 
 @pytest.mark.timeout(240)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import clock
+from ..config import Config
 from ..protocol import wire
 from ..protocol.call import ENDED, Call, CallError, EndedBy, Limits
 from ..protocol.events import Effect
@@ -25,6 +26,7 @@ class LocalActions:
     """`act`, `start_call`, `block` and `pick`: what commands ask of the call service."""
 
     # Provided by CallService.
+    config: Config
     calls: dict[str, Call]
     peer_names: dict[str, str]
     store: Store
@@ -69,6 +71,14 @@ class LocalActions:
             raise CommandError("blocked", "that agent is blocked; 'p2p unblock' it first.")
         if len(topic) > wire.MAX_TOPIC:
             raise CommandError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
+        known = self.directory.presence.lookup(pubkey)
+        required = self.config.require_forward_secrecy
+        if required and known is not None and known.presence.feature_level < wire.FS_LEVEL:
+            raise CommandError(
+                "not_allowed",
+                "that agent runs a version without forward secrecy, and"
+                " require_forward_secrecy is set: the call was not placed.",
+            )
         call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, self.limits)
         self.calls[call.id] = call
         self.peer_names[call.id] = name
