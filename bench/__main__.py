@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, hostile, relays
+from bench import baseline, hostile, relays, secrecy
 from p2p_comm import rpc
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
 from p2p_comm.nostr.nip59 import WRAP_JITTER
@@ -875,7 +875,23 @@ class Bench:
         "relay_file_sizes",
         "relay_pow_story",
         "hostile_floods",
+        "forward_secrecy",
     )
+
+    def forward_secrecy(self) -> None:
+        """Issue 22: CPU per message (sender and receiver) and wrap bytes with the call
+        ratchet against the scheme before it, in the same run. Goals: <= 1.2x CPU, <= 200
+        bytes more per wrap."""
+
+        def add(name: str, unit: str, ours: float, before: float) -> None:
+            if unit == "B":
+                goal, met = "<= +200 B", ours - before <= 200
+            else:
+                goal, met = "ratio <= 1.2", ours / before <= 1.2
+            figure = Figure(name, unit, ours, None, before, ours / before, goal, met)
+            self.add(figure)
+
+        secrecy.figures(add, self.sizes is SMOKE)
 
     def hostile_floods(self) -> None:
         """Issue 18: victim CPU and a real peer's latency under junk and unknown-call floods

@@ -46,6 +46,7 @@ BY_MODULE = {
     "unit/test_config.py": "daemon",
     "unit/test_daemon_imports.py": "daemon",
     "unit/test_daemon_parts.py": "daemon",
+    "unit/test_secrecy.py": "daemon",
     "unit/test_files.py": "daemon",
     "unit/test_frag_seam.py": "daemon",
     "unit/test_held_work.py": "daemon",

@@ -81,6 +81,11 @@ class Config:
     loop_turns_per_minute: int = 20
     loop_max_turns: int = 200
     loop_repeats: int = 3
+    # Forward secrecy (docs/PROTOCOL.md 3.12): true refuses calls with peers that cannot
+    # set up the call ratchet (older versions); false runs those calls as before.
+    require_forward_secrecy: bool = False
+    # Transcripts are the agent's plaintext record of its calls; false keeps none on disk.
+    keep_transcripts: bool = True
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
 
@@ -124,6 +129,8 @@ ENV_VARS = {
     "P2P_LOOP_TURNS_PER_MINUTE": "loop_turns_per_minute",
     "P2P_LOOP_MAX_TURNS": "loop_max_turns",
     "P2P_LOOP_REPEATS": "loop_repeats",
+    "P2P_REQUIRE_FORWARD_SECRECY": "require_forward_secrecy",
+    "P2P_KEEP_TRANSCRIPTS": "keep_transcripts",
 }
 # The other variables that configure the daemon: its hooks.
 HOOK_ENV_VARS = (
@@ -215,6 +222,15 @@ def _coerce(key: str, value: Any, source: str, from_file: bool = False) -> Any:
             f" (it is {value!r})."
         )
     try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower() if not from_file else None
+            if word in ("true", "1", "yes", "on"):
+                return True
+            if word in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
         if kind == "tuple[str, ...]":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())

@@ -23,7 +23,7 @@ from .schema import upgrade_entry, upgrade_event
 
 log = logging.getLogger("p2p.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Version 1 is the schema of the first release (user_version 0 on disk).
 _V1 = """
@@ -78,7 +78,15 @@ CREATE TABLE IF NOT EXISTS groups (
 );
 """
 
-MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
+# Version 4: forward secrecy (docs/PROTOCOL.md 3.12): each call's ratchet state, erased
+# when the call ends, and the ratchet ciphertext of each unreceipted message (made once: a
+# retransmission re-wraps the same bytes, never encrypts again).
+_V4 = """
+CREATE TABLE IF NOT EXISTS ratchets (call_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+ALTER TABLE outbox ADD COLUMN sealed TEXT;
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 
 class StorageError(Exception):
@@ -115,6 +123,9 @@ class Store:
             self._db = sqlite3.connect(target, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Deleted rows (ratchet keys, receipted messages) are overwritten with zeros,
+            # not left in free pages (docs/PROTOCOL.md 3.12.5).
+            self._db.execute("PRAGMA secure_delete=ON")
             # NORMAL in WAL mode survives a process crash; only an OS crash can lose the
             # last commit.
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -130,6 +141,7 @@ class Store:
             os.replace(target, path)
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
@@ -244,13 +256,20 @@ class Store:
     # Outbox ---------------------------------------------------------------------------
 
     def outbox_put(
-        self, call_id: str, seq: int, kind: str, content: str, created_at: float
+        self,
+        call_id: str,
+        seq: int,
+        kind: str,
+        content: str,
+        created_at: float,
+        sealed: str | None = None,
     ) -> None:
-        """Record one of our messages until the peer receipts it."""
+        """Record one of our messages until the peer receipts it (``sealed``: its ratchet
+        ciphertext, on a call with forward secrecy)."""
         self._db.execute(
             "INSERT OR REPLACE INTO outbox (call_id, seq, type, event_json, status, created_at,"
-            " content) VALUES (?, ?, ?, NULL, 'queued', ?, ?)",
-            (call_id, seq, kind, created_at, content),
+            " content, sealed) VALUES (?, ?, ?, NULL, 'queued', ?, ?, ?)",
+            (call_id, seq, kind, created_at, content, sealed),
         )
 
     def outbox_message(self, call_id: str, seq: int) -> tuple[str | None, str | None, float]:
@@ -262,6 +281,28 @@ class Store:
         if row is None:
             return None, None, 0.0
         return row["content"], row["event_json"], row["created_at"]
+
+    def outbox_sealed(self, call_id: str, seq: int) -> str | None:
+        """The ratchet ciphertext kept for a message, if it was sent under the ratchet."""
+        row = self._db.execute(
+            "SELECT sealed FROM outbox WHERE call_id = ? AND seq = ?", (call_id, seq)
+        ).fetchone()
+        return None if row is None else row["sealed"]
+
+    # Ratchet states (forward secrecy) -------------------------------------------------
+
+    def save_ratchet(self, call_id: str, state: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO ratchets (call_id, state) VALUES (?, ?)",
+            (call_id, json.dumps(state, separators=(",", ":"))),
+        )
+
+    def drop_ratchet(self, call_id: str) -> None:
+        self._db.execute("DELETE FROM ratchets WHERE call_id = ?", (call_id,))
+
+    def ratchets(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._db.execute("SELECT call_id, state FROM ratchets")
+        return [(row["call_id"], json.loads(row["state"])) for row in rows]
 
     def outbox_mark_sent(self, call_id: str, seq: int) -> None:
         self._db.execute(
@@ -357,6 +398,10 @@ class Store:
             "INSERT INTO transcript (call_id, at, direction, type, data) VALUES (?, ?, ?, ?, ?)",
             (call_id, at, direction, kind, json.dumps(data)),
         )
+
+    def drop_entries(self, call_id: str) -> None:
+        """Erase a call's transcript entries (``keep_transcripts`` false)."""
+        self._db.execute("DELETE FROM transcript WHERE call_id = ?", (call_id,))
 
     def entries(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(

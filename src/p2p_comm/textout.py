@@ -303,6 +303,8 @@ def _call_line(call: dict[str, Any], times: bool = False) -> str:
     line = f"call {_short(call['call_id'])} {call['direction']} {call['state']} with {peer}"
     if call.get("outcome"):
         line += f" ({call['outcome']})"
+    if call.get("forward_secrecy") is False and call.get("answered_at") is not None:
+        line += " without forward secrecy"  # an older peer: a stolen key reads this call
     if times:
         line += f" started {_when(call.get('created_at'))}"
         if call.get("ended_at"):

@@ -440,3 +440,28 @@ def test_a_message_no_relay_took_is_not_held_by_advancing_receipts() -> None:
     assert caller.pending[lost].next_at == 10.0 + FIRST_RETRY
     resent = [e.seq for e in caller.tick(10.0 + FIRST_RETRY) if isinstance(e, Retransmit)]
     assert resent == [lost]
+
+
+def _with_keys(effects: list[Effect]) -> list[WireMessage]:
+    """Our request/accept as the daemon sends them at level 5: with an ephemeral key."""
+    return [
+        WireMessage(m.type, m.call, m.seq, m.ack, {**m.body, "ek": "ee" * 32})
+        for m in sent(effects)
+    ]
+
+
+@pytest.mark.parametrize("keys", [True, False])
+def test_forward_secrecy_is_agreed_by_both_keys_and_ends_resending(keys: bool) -> None:
+    """A call has forward secrecy when the request and the accept both carry `ek` at level
+    5; then the peer's `end` (it erased its ratchet) stops our re-sends, which it could no
+    longer read. Without it, re-sends go on after the end as before (3.3)."""
+    limits = Limits()
+    pick = _with_keys if keys else sent
+    caller, out = Call.start(CALL_ID, BOB, "topic", "alice", 0.0, limits)
+    callee, _ = Call.ring_in(pick(out)[0], ALICE, 0.0, 0.1, limits)
+    caller.receive(pick(callee.accept(1.0))[0], 1.1)
+    assert (caller.forward_secrecy, callee.forward_secrecy) == (keys, keys)
+    caller.send_text("in flight when the peer hangs up", 2.0)
+    caller.receive(sent(callee.end("bye", 2.1))[0], 2.2)
+    assert caller.state == ENDED
+    assert (caller.unacked == 0) is keys

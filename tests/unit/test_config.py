@@ -141,3 +141,22 @@ def test_a_list_key_given_a_string_in_the_file_is_an_error(
     with pytest.raises(ConfigError, match=rf"'{key}' must be a list") as caught:
         load_config(write(tmp_path, text), environ={})
     assert str(tmp_path / "p2p-config.toml") in str(caught.value)
+
+
+def test_forward_secrecy_and_transcript_switches(tmp_path: Path) -> None:
+    """`require_forward_secrecy` (default off) and `keep_transcripts` (default on): true or
+    false in the file, the usual words in the environment, anything else an error."""
+    default = load_config(tmp_path / "none.toml", environ={})
+    assert (default.require_forward_secrecy, default.keep_transcripts) == (False, True)
+    env = {"P2P_REQUIRE_FORWARD_SECRECY": "yes", "P2P_KEEP_TRANSCRIPTS": "off"}
+    config = load_config(tmp_path / "none.toml", environ=env)
+    assert (config.require_forward_secrecy, config.keep_transcripts) == (True, False)
+    path = tmp_path / "p2p-config.toml"
+    path.write_text("require_forward_secrecy = true\nkeep_transcripts = false\n")
+    config = load_config(path, environ={})
+    assert (config.require_forward_secrecy, config.keep_transcripts) == (True, False)
+    with pytest.raises(ConfigError, match="require_forward_secrecy"):
+        load_config(tmp_path / "none.toml", environ={"P2P_REQUIRE_FORWARD_SECRECY": "maybe"})
+    path.write_text('keep_transcripts = "no"\n')
+    with pytest.raises(ConfigError, match="keep_transcripts"):
+        load_config(path, environ={})

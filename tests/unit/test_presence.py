@@ -105,3 +105,21 @@ def test_inbox_relay_list() -> None:
         "wss://a",
         "wss://b",
     )
+
+
+def test_the_feature_level_travels_in_presence_and_is_zero_when_absent() -> None:
+    """`pv` in presence (level 5: a caller that requires forward secrecy rings only such
+    peers); an older agent's presence has none, and junk there reads as none."""
+    from p2p_comm.protocol.presence import Presence, decode_presence, encode_presence
+
+    content, tags = encode_presence(Presence(name="new", feature_level=5), 2_000_000_000)
+    decoded = decode_presence("ab" * 32, 1_900_000_000, content, tags)
+    assert decoded is not None and decoded.presence.feature_level == 5
+    content, tags = encode_presence(Presence(name="old"), 2_000_000_000)
+    assert '"pv"' not in content
+    decoded = decode_presence("ab" * 32, 1_900_000_000, content, tags)
+    assert decoded is not None and decoded.presence.feature_level == 0
+    for junk in ('"5"', "true", "-1", "10000"):
+        hostile = content[:-1] + f',"pv":{junk}}}'
+        decoded = decode_presence("ab" * 32, 1_900_000_000, hostile, tags)
+        assert decoded is not None and decoded.presence.feature_level == 0

@@ -54,6 +54,14 @@ class CallActions:
             raise CommandError("blocked", "that agent is blocked; 'p2p unblock' it first.")
         if len(topic) > wire.MAX_TOPIC:
             raise CommandError("too_large", f"the topic is over {wire.MAX_TOPIC} characters.")
+        known = self.service.directory.presence.lookup(pubkey)
+        required = self.service.config.require_forward_secrecy
+        if required and known is not None and known.presence.feature_level < wire.FS_LEVEL:
+            raise CommandError(
+                "not_allowed",
+                "that agent runs a version without forward secrecy, and"
+                " require_forward_secrecy is set: the call was not placed.",
+            )
         limits = self.service.limits
         call, effects = Call.start(secrets.token_hex(16), pubkey, topic, my_name, now, limits)
         self.service.register(call, name)

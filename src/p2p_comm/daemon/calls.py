@@ -19,6 +19,7 @@ from ..config import Config
 from ..paths import HomePaths
 from ..protocol import wire
 from ..protocol.call import (
+    ACTIVE,
     ENDED,
     INCOMING,
     OUTGOING,
@@ -58,6 +59,7 @@ from .records import Records
 log = logging.getLogger("p2p.calls")
 
 POLICY_REJECT_REASON = "not accepting calls right now"
+FS_REQUIRED_REASON = "this agent takes only calls with forward secrecy"
 SEEN_MARGIN = 3600.0  # keep processed wrap ids this much past the lookback
 
 
@@ -103,7 +105,7 @@ class CallService:
         self.directory = directory
         self.gate = gate
         self.files = FileSink(paths)
-        self.records = Records(paths, store, outbound, me)
+        self.records = Records(paths, store, outbound, me, config.keep_transcripts)
         self.owner = owner
         self.limits = Limits(config.max_message_bytes, config.max_file_bytes, config.ring_timeout)
         self.calls: dict[str, Call] = {}
@@ -125,6 +127,7 @@ class CallService:
     def load(self) -> None:
         """Every call as saved, with its unreceipted messages and held out-of-order ones."""
         self.calls, self.peer_names, self._timed = {}, {}, set()
+        self.outbound.secrecy.load()
         now = clock.now()
         for core, peer_name in self.store.load_calls():
             try:
@@ -254,6 +257,16 @@ class CallService:
         content = message.encode() if message.seq > call.recv_next else ""
         may_hold = self.held.room_for(len(content))
         effects = call.receive(message, now, may_hold)
+        if message.type == "accept" and call.forward_secrecy:
+            self.outbound.secrecy.accepted(call, message)
+        elif (
+            message.type == "accept"
+            and call.state == ACTIVE
+            and self.config.require_forward_secrecy
+        ):
+            log.info("call %s: the peer answered without forward secrecy; ended", call.id[:8])
+            self.store.add_entry(call.id, now, "out", "call_ended", {"reason": FS_REQUIRED_REASON})
+            effects += call.end(FS_REQUIRED_REASON, now)
         if message.seq in call.reorder:  # out of order: held durably until the gap fills
             self.held.hold(call, message.seq, content)
         elif held_before:
@@ -302,11 +315,45 @@ class CallService:
             self._count("policy")
             effects = call.reject(POLICY_REJECT_REASON, now, by=EndedBy.POLICY)
             self.store.add_entry(call.id, now, "out", "call_rejected", {"reason": "call policy"})
+        elif (
+            call.state == RINGING
+            and self.config.require_forward_secrecy
+            and not (call.peer_level >= wire.FS_LEVEL and call.peer_ek)
+        ):
+            log.info("call %s from %s refused: no forward secrecy", call.id[:8], sender[:12])
+            self._count("no_forward_secrecy")
+            effects = call.reject(FS_REQUIRED_REASON, now, by=EndedBy.POLICY)
+            self.store.add_entry(
+                call.id, now, "out", "call_rejected", {"reason": FS_REQUIRED_REASON}
+            )
         if self.hooks is not None and call.state == RINGING:
             self.hooks.ring_in(call, message, now)
         if call.ack_due:
             self.store.after_commit(lambda: self.outbound.owe_ack(call))
         return self.apply(call, effects, now)
+
+    # Forward secrecy (daemon/secrecy.py), for `Inbound` ----------------------------------
+
+    def opener(self, now: float, max_skip: int | None = None) -> Any:
+        return self.outbound.secrecy.opener(now, max_skip)
+
+    def flush_secrets(self, busy: set[str]) -> None:
+        self.outbound.secrecy.flush(busy)
+
+    def ratcheted(self, call_id: str, sender: str) -> bool:
+        """Whether ``sender`` set up the ratchet in this call: then whatever it sends that
+        carries content must come under it (a downgrade is refused)."""
+        call = self.calls.get(call_id)
+        return call is not None and call.peer == sender and call.forward_secrecy
+
+    def duplicate(self, call_id: str, sender: str) -> bool:
+        """A ratchet message already read came again: owe the receipt (it was lost)."""
+        call = self.calls.get(call_id)
+        if call is None or call.peer != sender:
+            return False
+        call.duplicate_seen()
+        self.outbound.owe_ack(call)
+        return True
 
     def peer_of(self, call_id: str) -> str | None:
         """The peer of call ``call_id``, None if we have no such call."""
@@ -373,6 +420,10 @@ class CallService:
             self.peer_names[call.id] = self.directory.peer_name(call.peer, "")
         return self.peer_names.get(call.id, ""), call.id not in self.records.unverified
 
+    @property
+    def _needs_secrecy(self) -> bool:
+        return self.config.require_forward_secrecy
+
     def _count(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
@@ -388,7 +439,8 @@ class CallService:
         publishing: list[Awaitable[None]] = []
         for effect in effects:
             if isinstance(effect, Transmit):
-                publishing.append(self.outbound.queue(call, effect.message, now))
+                message = self.outbound.secrecy.on_transmit(call, effect.message)
+                publishing.append(self.outbound.queue(call, message, now))
             elif isinstance(effect, Retransmit):
                 publishing.append(self.outbound.retransmit(call, effect.seq))
             elif isinstance(effect, Acked):
@@ -405,6 +457,9 @@ class CallService:
                 publishing += self.hooks.roster(call, effect.body, now)
         if call.state == ENDED:
             self.held.release(call)
+            self.outbound.secrecy.forget(call.id)  # our last messages are sealed already
+            if not self.config.keep_transcripts:
+                self.store.drop_entries(call.id)
         core = call.to_dict()
         if call.id in self.records.unverified:
             core["name_verified"] = False

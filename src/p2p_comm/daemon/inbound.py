@@ -24,11 +24,12 @@ import nostr_sdk as ns
 
 from .. import clock
 from ..nostr import kinds, nip59
-from ..protocol import frag, wire
+from ..protocol import frag, ratchet, wire
 from ..protocol.limits import InboundGate, RecentIds
 from ..store import Store
 from .budget import BudgetWait
 from .nostr_io import InboundEvent, RelayPool, spawn
+from .secrecy import RATCHETED_TYPES, header_n
 from .waste import Waste
 
 log = logging.getLogger("p2p.inbound")
@@ -44,6 +45,11 @@ FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
 # answers our query with noise (stored or made up on the spot), and paging on would only
 # unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
 JUNK_PAGE_STOP = 100
+# A ratchet seal that would make its session skip more message keys than this is read
+# later, by a catch-up that sorts such seals by message number first: wraps come in the
+# relay's order (newest first, jittered), and reading a long backlog in that order would
+# overflow the session's skipped keys (docs/PROTOCOL.md 3.12.4) and lose messages.
+IN_ORDER_SKIP = 64
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,14 @@ class CallSink(Protocol):
     def owner_reply(self, text: str, now: float) -> None: ...
 
     def reload(self) -> None: ...
+
+    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener: ...
+
+    def flush_secrets(self, busy: set[str]) -> None: ...
+
+    def ratcheted(self, call_id: str, sender: str) -> bool: ...
+
+    def duplicate(self, call_id: str, sender: str) -> bool: ...
 
     def publish(self, work: list[Awaitable[None]]) -> None: ...
 
@@ -124,6 +138,11 @@ class Inbound:
         self._requested = RecentIds(4096)
         # Wraps opened, then found over their sender's byte budget (see budget.py).
         self.deferred = BudgetWait(self.gate, self._opened, self._take_released)
+        # Ratchet seals read (their keys now gone) and not yet taken, by wrap id, with their
+        # call: another path that meets the same wrap meanwhile must not take it for a
+        # duplicate and mark it, and the call's ratchet state is not written while any is
+        # pending (a crash before it is taken must leave a state that reads it again).
+        self._reading: dict[str, str] = {}
 
     def known(self, event_id: str) -> bool:
         """Processed already, known junk, or waiting for its sender's budget: skipped
@@ -174,6 +193,7 @@ class Inbound:
                 self.take(self.unwrap_all(batch, live=True), live=True)
             except Exception:
                 log.exception("an inbound batch failed; its wraps will be fetched again")
+                self._recover()
                 self.schedule_catch_up()
             await asyncio.sleep(0)  # let commands in between two batches
 
@@ -205,13 +225,24 @@ class Inbound:
             return None if f"{sender}:{message.call}" in self._requested else "unknown_call"
         return None if peer == sender else "not_in_call"
 
-    def unwrap_all(self, events: list[InboundEvent], live: bool = False) -> list[Taken | str]:
+    def unwrap_all(
+        self,
+        events: list[InboundEvent],
+        live: bool = False,
+        ahead: list[tuple[int, InboundEvent, nip59.Sealed]] | None = None,
+        max_skip: int | None = IN_ORDER_SKIP,
+        opened: dict[str, nip59.Sealed] | None = None,
+    ) -> list[Taken | str]:
         """Unwrap and check each wrap: a `Taken`, or the id of a wrap to mark processed
         without effect (a fragment kept, a forged wrap of a known peer). Junk is
-        remembered in memory (`junk`); passing refusals leave nothing."""
+        remembered in memory (`junk`); passing refusals leave nothing. Ratchet seals that
+        would skip more than ``max_skip`` keys go to ``ahead`` with their message number
+        (a catch-up reads them sorted once the rest is read, passing their outer layers
+        back as ``opened``), or wait for a catch-up."""
         assert self.sink is not None
         out: list[Taken | str] = []
         now = clock.now()
+        opener = self.sink.opener(now, max_skip)
         for event in events:
             # Every caller looked the wrap up (`known`) just before, the database too, and
             # `take` looks there again before anything is delivered; memory is checked
@@ -220,13 +251,38 @@ class Inbound:
                 continue
             self.stats["unwrapped"] += 1
             try:
-                sealed = nip59.open_wrap(self.keys, event.event, verified=True)
+                outer = opened.get(event.id) if opened else None
+                sealed = outer or nip59.open_wrap(self.keys, event.event, verified=True)
                 if not self._worth_opening(sealed.sender, event, now, live):
                     continue
-                gift = nip59.open_seal(self.keys, sealed)
+                gift = nip59.open_seal(self.keys, sealed, opener)
             except nip59.UnwrapError as exc:
                 self.waste.junk(event, "unwrap_failed", now, live, str(exc))
                 continue
+            except ratchet.MessageKeyGone as exc:
+                log.debug("ratchet seal from %s read already: %s", sealed.sender[:12], exc)
+                if event.id in self._reading:
+                    continue  # this very wrap, read by the other path (live or catch-up)
+                # A ratchet message already read (its key is gone): a retransmission whose
+                # receipt was lost. Processed, and receipted again.
+                if sealed.call is not None and self.sink.duplicate(sealed.call, sealed.sender):
+                    out.append(event.id)
+                else:
+                    self.waste.junk(event, "unknown_call", now, live, "ratchet seal, no call")
+                continue
+            except ratchet.TooFarAhead as exc:
+                # Not now: once the gap fills, a catch-up or the sender's re-send brings it.
+                log.debug("ratchet seal from %s not read yet: %s", sealed.sender[:12], exc)
+                if ahead is not None:
+                    ahead.append((header_n(sealed.content), event, sealed))
+                else:
+                    self.schedule_catch_up()
+                continue
+            except ratchet.RatchetError as exc:
+                self.waste.junk(event, "unwrap_failed", now, live, f"ratchet: {exc}")
+                continue
+            if gift.ratchet_call is not None:
+                self._reading[event.id] = gift.ratchet_call
             sender = gift.sender
             if self.deferred.waiting_from(sender) or (
                 sender not in self.sink.blocked
@@ -247,6 +303,19 @@ class Inbound:
         out: list[Taken | str],
     ) -> None:
         """The checks after a wrap is open and its sender's budget allows it."""
+        self._check(event, gift, now, live, out)
+        last = out[-1] if out else None
+        if not (isinstance(last, Taken) and last.wrap_id == event.id):
+            self._reading.pop(event.id, None)  # read, and gone: nothing to take later
+
+    def _check(
+        self,
+        event: InboundEvent,
+        gift: nip59.Unwrapped,
+        now: float,
+        live: bool,
+        out: list[Taken | str],
+    ) -> None:
         assert self.sink is not None
         sender, kind = gift.sender, gift.kind
         if kind == kinds.PRIVATE_MESSAGE and self.sink.owner and sender == self.sink.owner:
@@ -260,6 +329,25 @@ class Inbound:
         except wire.WireError as exc:
             self.waste.junk(event, "malformed", now, live, f"from {sender[:12]}: {exc}")
             return
+        if gift.ratchet_call is not None and gift.ratchet_call != message.call:
+            self.waste.junk(event, "malformed", now, live, "ratchet seal of another call")
+            return
+        if (
+            gift.ratchet_call is None
+            and message.type in RATCHETED_TYPES
+            and self.sink.ratcheted(message.call, sender)
+        ):
+            # A downgrade: the peer set up forward secrecy, then sent content without it.
+            log.warning(
+                "refused %s seq %s of call %s from %s: sent without the ratchet it set up",
+                message.type,
+                message.seq,
+                message.call[:8],
+                sender[:12],
+            )
+            self.waste.drop("downgrade")
+            out.append(event.id)  # processed: never shown to the agent, never receipted
+            return
         nowhere = self._leads_somewhere(sender, message)
         if nowhere is not None:
             self.waste.junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
@@ -271,6 +359,13 @@ class Inbound:
                 return
             message = whole
         out.append(Taken(event.id, sender, message, gift.created_at))
+
+    def _recover(self) -> None:
+        """After a failure between reading wraps and taking them: the calls and their
+        ratchets as the database has them, so what was read and not taken reads again."""
+        assert self.sink is not None
+        self.sink.reload()
+        self._reading.clear()
 
     def _take_released(self, items: list[Taken | str]) -> None:
         """Wraps whose senders' budgets now allow them, handed over like a batch."""
@@ -304,11 +399,15 @@ class Inbound:
         if not items:
             return  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
+        for read in taken:
+            self._reading.pop(read.wrap_id, None)
         now = clock.now()
         work: list[Awaitable[None]] = []
         again = False
         try:
             with self.store.transaction():
+                # The ratchet states these messages advanced, with the messages.
+                self.sink.flush_secrets(set(self._reading.values()))
                 for item in items:
                     if isinstance(item, str):
                         self.store.mark_seen(item, now)
@@ -333,7 +432,7 @@ class Inbound:
                             if delay > self.stats["max_delivery_delay_s"]:
                                 self.stats["max_delivery_delay_s"] = delay
         except Exception:
-            self.sink.reload()  # the calls as the database has them
+            self.sink.reload()  # the calls (and ratchets) as the database has them
             for coroutine in work:
                 if asyncio.iscoroutine(coroutine):
                     coroutine.close()
@@ -374,6 +473,7 @@ class Inbound:
             if isinstance(result, BaseException):
                 # Nothing it found was marked processed: the next catch-up finds it again.
                 log.error("catch-up at %s failed; again later", url, exc_info=result)
+                self._recover()
                 self.schedule_catch_up()
             else:
                 count += result
@@ -388,6 +488,7 @@ class Inbound:
         me = ns.PublicKey.parse(self.pubkey)
         met: set[str] = set()
         items: list[Taken | str] = []
+        ahead: list[tuple[int, InboundEvent, nip59.Sealed]] = []
         until: int | None = None
         for _ in range(MAX_PAGES):
             if self.pool.muted(relay):
@@ -412,7 +513,7 @@ class Inbound:
             # catch-up, would otherwise be paged through to the end of the lookback each time.
             junk_before = self.waste.found - sum(1 for e in fresh if e.id in self.waste.ids)
             for start in range(0, len(new), BATCH):
-                items += self.unwrap_all(new[start : start + BATCH])
+                items += self.unwrap_all(new[start : start + BATCH], ahead=ahead)
                 await asyncio.sleep(0)
             if not fresh:
                 break
@@ -424,6 +525,20 @@ class Inbound:
             if until is not None and oldest > until:
                 break  # the relay ignored `until`: paging would not progress
             until = oldest  # inclusive: several wraps may share the boundary second
+        # Pages come newest first, and a call's ratchet reads at most MAX_SKIP messages
+        # ahead of the last it read: what was too far ahead is read once the rest is.
+        while ahead:
+            ahead.sort(key=lambda entry: entry[0])
+            again = [event for _, event, _ in ahead]
+            opened = {event.id: sealed for _, event, sealed in ahead}
+            ahead = []
+            for start in range(0, len(again), BATCH):
+                part = again[start : start + BATCH]
+                items += self.unwrap_all(part, ahead=ahead, max_skip=None, opened=opened)
+                await asyncio.sleep(0)
+            if len(ahead) == len(again):
+                self.schedule_catch_up()
+                break
         if not items:
             return 0
         log.info("catch-up at %s: %d wraps not yet processed", relay, len(items))

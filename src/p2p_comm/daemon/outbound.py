@@ -29,8 +29,9 @@ from ..store import Store
 from .nostr_io import RelayPool, spawn
 from .presence import PresenceService
 from .relay_publish import PublishResult
+from .secrecy import Secrecy
 from .server import when_answered
-from .sizing import Sizes, gift_wrap
+from .sizing import Sizes, gift_wrap, ratchet_wrap
 
 log = logging.getLogger("p2p.outbound")
 
@@ -113,6 +114,7 @@ class Outbound:
         self.pool = pool
         self.presence = presence
         self.store = store
+        self.secrecy = Secrecy(store, identity.public_hex)
         self.unsent: dict[str, set[int]] = {}  # per call: seqs no relay has accepted yet
         self.retransmits = 0
         self._slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
@@ -154,21 +156,30 @@ class Outbound:
         return its first publication (wrap and publish), to run once that transaction has
         committed."""
         content = message.encode()
-        self.store.outbox_put(call.id, message.seq, message.type, content, now)
+        sealed = self.secrecy.seal(call, content, int(now))
+        self.store.outbox_put(call.id, message.seq, message.type, content, now, sealed)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
         # The wrap is built by the publication itself, after the command has answered: the
         # message is durable once committed, and a group's send then costs its commit, not
         # a wrap per recipient (the SDK holds the GIL while wrapping: a thread pool measured
         # no faster). A relay that wants proof of work gets a wrap mined in a thread.
-        return self._publish(call, None, message.seq, content, int(now))
+        return self._publish(call, None, message.seq, content, int(now), sealed=sealed)
 
     def _pow(self, call: Call) -> int:
         return self.pool.health.pow_needed(self.peer_relays(call))
 
     def _wrap(
-        self, call: Call, content: str, rumor_at: int, pow_bits: int = 0, exact: bool = False
+        self,
+        call: Call,
+        content: str,
+        rumor_at: int,
+        pow_bits: int = 0,
+        exact: bool = False,
+        sealed: str | None = None,
     ) -> Any:
         keys = self.identity.keys
+        if sealed is not None:
+            return ratchet_wrap(keys, call.id, call.peer, sealed, rumor_at, pow_bits, exact)
         me = self.identity.public_hex
         return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact)
 
@@ -184,7 +195,8 @@ class Outbound:
         self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            await self._publish(call, None, seq, content, int(rumor_at), RETRANSMIT)
+            sealed = self.store.outbox_sealed(call.id, seq)
+            await self._publish(call, None, seq, content, int(rumor_at), RETRANSMIT, sealed)
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
             await self._publish(call, ns.Event.from_json(legacy), seq)
 
@@ -206,10 +218,13 @@ class Outbound:
         content: str | None = None,
         rumor_at: int = 0,
         priority: int = FIRST_SEND,
+        sealed: str | None = None,
     ) -> None:
-        """Publish ``event``, or a wrap of ``content`` built here. A relay's refusal that a
-        fresh wrap avoids (proof of work it now asks for, a ``created_at`` it finds too
-        old) gets one fresh wrap at once, rather than a message stuck until retransmit. A
+        """Publish ``event``, or a wrap of ``content`` built here (of its ratchet
+        ciphertext ``sealed``, made when it was queued, on a call with forward secrecy).
+        A relay's refusal that a fresh wrap avoids (proof of work it now asks for, a
+        ``created_at`` it finds too old) gets one fresh wrap at once, rather than a
+        message stuck until retransmit. A
         sequenced message refused as too large goes as `frag` pieces that fit (peers of
         feature level 4; older ones get a `delivery_failed` event, as before)."""
         key = (call.id, seq if seq is not None else -1)
@@ -218,7 +233,7 @@ class Outbound:
             if seq is not None and content is not None and (call.id, seq) in self._fragmented:
                 await self._publish_fragments(call, seq, content, rumor_at)
                 return
-            result, event = await self._send(call, event, content, rumor_at, priority)
+            result, event = await self._send(call, event, content, rumor_at, priority, sealed)
             # Learned for every peer (later files are cut to fit); fragments only for peers
             # that join them.
             too_large = self.sizes.learn(result, event) and not result.accepted
@@ -249,7 +264,13 @@ class Outbound:
             self._sent(call, seq)
 
     async def _send(
-        self, call: Call, event: Any, content: str | None, rumor_at: int, priority: int
+        self,
+        call: Call,
+        event: Any,
+        content: str | None,
+        rumor_at: int,
+        priority: int,
+        sealed: str | None = None,
     ) -> tuple[PublishResult, Any]:
         """One publication to the peer's relays, with one fresh wrap where that helps;
         returns the result and the event last published."""
@@ -259,9 +280,11 @@ class Outbound:
                 pow_bits = self._pow(call)
                 exact = attempt > 0
                 if pow_bits:
-                    event = await self._mine(call, content, rumor_at, pow_bits, exact, priority)
+                    event = await self._mine(
+                        call, content, rumor_at, pow_bits, exact, priority, sealed
+                    )
                 else:
-                    event = self._wrap(call, content, rumor_at, 0, exact)
+                    event = self._wrap(call, content, rumor_at, 0, exact, sealed)
             async with self._slots:
                 result = await self.pool.publish(event, relays=relays)
             if result.accepted or content is None or not _fresh_wrap_helps(result):
@@ -270,7 +293,14 @@ class Outbound:
         return result, event
 
     async def _mine(
-        self, call: Call, content: str, rumor_at: int, pow_bits: int, exact: bool, priority: int
+        self,
+        call: Call,
+        content: str,
+        rumor_at: int,
+        pow_bits: int,
+        exact: bool,
+        priority: int,
+        sealed: str | None = None,
     ) -> Any:
         """A wrap with proof of work, mined in a thread, one at a time: each mining run
         already uses every core, and a dozen at once only make each take a dozen times
@@ -278,7 +308,9 @@ class Outbound:
         then re-sends."""
         async with self._mining.turn(priority):
             started = time.monotonic()
-            event = await asyncio.to_thread(self._wrap, call, content, rumor_at, pow_bits, exact)
+            event = await asyncio.to_thread(
+                self._wrap, call, content, rumor_at, pow_bits, exact, sealed
+            )
             spent = time.monotonic() - started
         self.mined += 1
         self.pow_seconds = spent if not self.pow_seconds else 0.8 * self.pow_seconds + 0.2 * spent
@@ -316,8 +348,14 @@ class Outbound:
             except ValueError as exc:
                 self._report(call, seq, f"too large for the peer's relays ({limit} B): {exc}")
                 return
+            # Under the ratchet each piece is its own ratchet message, sealed now.
+            encoded = [p.encode() for p in pieces]
+            sealed = [self.secrecy.seal_now(call, e, rumor_at) for e in encoded]
             sent = await asyncio.gather(
-                *(self._send(call, None, p.encode(), rumor_at, FIRST_SEND) for p in pieces)
+                *(
+                    self._send(call, None, e, rumor_at, FIRST_SEND, s)
+                    for e, s in zip(encoded, sealed, strict=True)
+                )
             )
             if all(result.accepted for result, _ in sent):
                 log.info("call %s seq %s sent in %d fragments", call.id[:8], seq, len(pieces))

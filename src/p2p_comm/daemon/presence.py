@@ -27,6 +27,7 @@ from ..protocol.presence import (
     encode_presence,
     inbox_relay_tags,
 )
+from ..protocol.wire import FEATURE_LEVEL
 from ..sanitize import skeleton
 from ..store import Store
 from .nostr_io import RelayPool
@@ -158,6 +159,7 @@ class PresenceService:
             # Where to reach us: the inbox set (issue 11), which may differ from where we
             # announce.
             relays=self._config.effective_inbox_relays,
+            feature_level=FEATURE_LEVEL,
         )
         content, tags = encode_presence(presence, created + lifetime)
         result = await self._publish_own(PRESENCE_KIND, content, tags, created)

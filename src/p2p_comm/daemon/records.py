@@ -19,12 +19,18 @@ class Records:
     """Describes calls and writes their transcripts."""
 
     def __init__(
-        self, paths: HomePaths, store: Store, outbound: Outbound, me: tuple[str, str] = ("", "")
+        self,
+        paths: HomePaths,
+        store: Store,
+        outbound: Outbound,
+        me: tuple[str, str] = ("", ""),
+        keep: bool = True,
     ) -> None:
         self.paths = paths
         self.store = store
         self.outbound = outbound
         self.me = me  # (name, npub)
+        self.keep = keep  # config `keep_transcripts`: no transcript files when false
         # Calls whose peer is named only by its own claim: it announced no presence.
         self.unverified: set[str] = set()
 
@@ -45,6 +51,7 @@ class Records:
             "me": peer(self.me[1], self.me[0]),
             "unacked": call.unacked,
             "delivery": self.outbound.delivery(call),
+            "forward_secrecy": call.forward_secrecy,
         }
 
     def transcript(self, call: Call, peer_name: str) -> tuple[str, dict[str, Any]]:
@@ -59,12 +66,17 @@ class Records:
         }
 
     def write_transcript(self, call: Call, peer_names: dict[str, str]) -> None:
-        """Both renderings under the home's transcripts folder, each replaced atomically."""
+        """Both renderings under the home's transcripts folder, each replaced atomically
+        (none with ``keep_transcripts`` false)."""
+        if not self.keep:
+            return
         markdown, document = self.transcript(call, peer_names.get(call.id, ""))
         self.write_files(call.id, markdown, render_json(document["call"], document["entries"]))
 
     def write_files(self, call_id: str, markdown: str, json_text: str) -> None:
         """A transcript's two files, each replaced atomically."""
+        if not self.keep:
+            return
         folder = self.paths.transcripts
         ensure_private_dir(folder)
         for suffix, text in ((".md", markdown), (".json", json_text)):

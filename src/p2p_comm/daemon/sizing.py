@@ -39,6 +39,21 @@ def gift_wrap(
     return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
 
 
+def ratchet_wrap(
+    keys: Any,
+    call_id: str,
+    receiver_hex: str,
+    sealed: str,
+    rumor_at: int,
+    pow_bits: int = 0,
+    exact_time: bool = False,
+) -> Any:
+    """A fresh wrap of a ratchet seal (forward secrecy): the same ciphertext every time."""
+    now = clock.now()
+    created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
+    return nip59.wrap_ratchet(keys, receiver_hex, call_id, sealed, rumor_at, created_at, pow_bits)
+
+
 def largest_fitting_chunk(limit: int, keys: Any) -> int:
     """The largest file chunk whose gift wrap fits a relay limit of ``limit`` bytes."""
     low, high = wire.MIN_CHUNK_BYTES, wire.MAX_CHUNK_BYTES

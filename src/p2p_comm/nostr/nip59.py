@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nostr_sdk as ns
@@ -58,6 +58,8 @@ class Unwrapped:
     """The rumor's own timestamp, as its author set it (the wrap's is jittered)."""
     rumor_id: str
     """Hex NIP-01 id of the rumor, recomputed and checked against the one it claims."""
+    ratchet_call: str | None = None
+    """The call whose ratchet the seal's content was under (None: NIP-44, as before)."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,43 @@ def wrap(
         raise ValueError("the rumor's author is not the key sealing it")
     receiver = _public_key(receiver_hex.lower())
     sealed = ns.nip44_encrypt(secret, receiver, rumor.to_json(), _V2)
-    seal_at = max(0, rumor.created_at - secrets.randbelow(SEAL_JITTER + 1))
-    seal = nip01.signed_json(keys, me, seal_at, kinds.SEAL, (), sealed)
+    return _seal_and_wrap(keys, receiver_hex, (), sealed, rumor.created_at, created_at, pow_bits)
+
+
+def wrap_ratchet(
+    keys: ns.Keys,
+    receiver_hex: str,
+    call_id: str,
+    ciphertext: str,
+    rumor_at: int,
+    created_at: int,
+    pow_bits: int = 0,
+) -> ns.Event:
+    """A gift wrap whose seal carries a call ratchet message (docs/PROTOCOL.md 3.12.7)
+    instead of NIP-44: the seal is signed by ``keys`` as always, tagged ``["c", call_id]``,
+    and its content is ``ciphertext`` (base64 of the ratchet message of the rumor's JSON,
+    made once by the caller and kept: a retransmission seals and wraps the same bytes)."""
+    tags = ((RATCHET_TAG, call_id),)
+    return _seal_and_wrap(keys, receiver_hex, tags, ciphertext, rumor_at, created_at, pow_bits)
+
+
+RATCHET_TAG = "c"
+"""The seal tag that names the call whose ratchet encrypted the seal's content."""
+
+
+def _seal_and_wrap(
+    keys: ns.Keys,
+    receiver_hex: str,
+    seal_tags: tuple[tuple[str, ...], ...],
+    seal_content: str,
+    rumor_at: int,
+    created_at: int,
+    pow_bits: int,
+) -> ns.Event:
+    _, me = _secrets_of(keys)
+    receiver = _public_key(receiver_hex.lower())
+    seal_at = max(0, rumor_at - secrets.randbelow(SEAL_JITTER + 1))
+    seal = nip01.signed_json(keys, me, seal_at, kinds.SEAL, seal_tags, seal_content)
     one_time = ns.Keys.generate()
     content = ns.nip44_encrypt(one_time.secret_key(), receiver, seal, _V2)
     tags = (("p", receiver_hex.lower()),)
@@ -186,6 +223,13 @@ class Sealed:
     sender: str
     text: str
     content: str
+    call: str | None = None
+    """The call named by a ``["c", ...]`` tag: the content is a ratchet message of it."""
+
+
+Opener = Callable[[str, str, str], str]
+"""How a receiver reads a ratchet seal: (call id, sender, content) -> the rumor's JSON;
+it raises for a seal it cannot read (``ratchet.RatchetError`` and its kinds)."""
 
 
 def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
@@ -224,22 +268,37 @@ def open_wrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Sealed:
     pubkey, content = seal.get("pubkey"), seal.get("content")
     if not isinstance(pubkey, str) or not isinstance(content, str):
         raise UnwrapError("bad seal: not an event")
-    return Sealed(pubkey.lower(), seal_json, content)
+    return Sealed(pubkey.lower(), seal_json, content, _ratchet_call(seal.get("tags")))
 
 
-def open_seal(keys: ns.Keys, sealed: Sealed) -> Unwrapped:
-    """The second half of `unwrap`: the seal's signature, its content and the rumor."""
+def _ratchet_call(tags: object) -> str | None:
+    if not isinstance(tags, list) or not tags:
+        return None
+    for tag in tags:
+        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == RATCHET_TAG:
+            return str(tag[1])
+    return None
+
+
+def open_seal(keys: ns.Keys, sealed: Sealed, ratchet: Opener | None = None) -> Unwrapped:
+    """The second half of `unwrap`: the seal's signature, its content and the rumor. A
+    ratchet seal (`wrap_ratchet`) is read by ``ratchet``; without one it is refused."""
     try:
         verified = ns.Event.from_json(sealed.text).verify()
     except Exception:
         raise UnwrapError("bad seal: not an event") from None
     if not verified:
         raise UnwrapError("bad seal: id or signature does not match")
-    secret, _ = _secrets_of(keys)
-    try:
-        rumor_json = ns.nip44_decrypt(secret, _public_key(sealed.sender), sealed.content)
-    except Exception:
-        raise UnwrapError("bad seal: cannot decrypt its content") from None
+    if sealed.call is not None:
+        if ratchet is None:
+            raise UnwrapError("a ratchet seal, and no ratchet to read it")
+        rumor_json = ratchet(sealed.call, sealed.sender, sealed.content)
+    else:
+        secret, _ = _secrets_of(keys)
+        try:
+            rumor_json = ns.nip44_decrypt(secret, _public_key(sealed.sender), sealed.content)
+        except Exception:
+            raise UnwrapError("bad seal: cannot decrypt its content") from None
     try:
         rumor = nip01.parse_unsigned(rumor_json)
     except ValueError as exc:
@@ -255,4 +314,5 @@ def open_seal(keys: ns.Keys, sealed: Sealed) -> Unwrapped:
         content=rumor["content"],
         created_at=rumor["created_at"],
         rumor_id=rumor["id"],
+        ratchet_call=sealed.call,
     )

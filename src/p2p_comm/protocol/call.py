@@ -30,6 +30,7 @@ from .events import (
 from .wire import (
     FEATURE_LEVEL,
     FILE_CHUNK_BYTES,
+    FS_LEVEL,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     REFUSABLE,
@@ -154,6 +155,11 @@ class Call:
     peer_level: int = 1  # the peer's `pv`: what it understands (docs/PROTOCOL.md)
     delivered: int = 0  # our sequenced messages the peer has receipted
     refused: int = 0  # of those, how many it refused
+    # Feature level 5 (docs/PROTOCOL.md 3.12): both sides gave an ephemeral key, so every
+    # message after the set-up travels under the call ratchet. `peer_ek` is the caller's
+    # key from its request, kept until we answer (public: no secret).
+    forward_secrecy: bool = False
+    peer_ek: str = ""
     # Our seqs the peer may still refuse, as sorted [first, last] runs: messages, files and
     # escalations we sent, less those it already refused.
     refusable: list[list[int]] = field(default_factory=list)
@@ -187,6 +193,8 @@ class Call:
         call = cls(message.call, peer, INCOMING, topic, now, now + limits.ring_timeout)
         call.limits = limits
         call.peer_level = int(message.body.get("pv", 1))
+        if call.peer_level >= FS_LEVEL:
+            call.peer_ek = str(message.body.get("ek", ""))
         call.recv_next = message.seq + 1
         call.ack_due = True
         # The caller's claimed name is not repeated: the event's `peer` names it (the name
@@ -222,6 +230,7 @@ class Call:
         self._require(self.direction == INCOMING and self.state == RINGING, "is not ringing here")
         self.state = State.ACTIVE
         self.answered_at = now
+        self.forward_secrecy = self.peer_level >= FS_LEVEL and bool(self.peer_ek)
         return [self._send("accept", now, pv=FEATURE_LEVEL)]
 
     def reject(self, reason: str, now: float, by: EndedBy = EndedBy.LOCAL) -> list[Effect]:
@@ -304,11 +313,14 @@ class Call:
         self._require(self.state == ACTIVE, "is not active")
         return [self._send("roster", now, **body)]
 
-    def request_extra(self, effects: list[Effect], extra: dict[str, Any]) -> list[Effect]:
-        """Our `request` (from `start`) with ``extra`` fields: a group invitation."""
+    def request_extra(
+        self, effects: list[Effect], extra: dict[str, Any], kind: str = "request"
+    ) -> list[Effect]:
+        """Our `request` (from `start`) with ``extra`` fields: a group invitation; or our
+        message of type ``kind`` with them (the ratchet's `ek` on `request` and `accept`)."""
         return [
             Transmit(replace(e.message, body={**e.message.body, **extra}))
-            if isinstance(e, Transmit) and e.message.type == "request"
+            if isinstance(e, Transmit) and e.message.type == kind
             else e
             for e in effects
         ]
@@ -406,6 +418,11 @@ class Call:
             effects += self._apply(self.reorder.pop(self.recv_next), now)
             self.recv_next += 1
         return effects
+
+    def duplicate_seen(self) -> None:
+        """A ratchet message whose key is already used came again (a retransmission whose
+        receipt was lost): it cannot be read twice, so only the receipt is owed."""
+        self.ack_due = True
 
     def receive_ack_only(self, message: WireMessage) -> list[Effect]:
         """From a peer we blocked: only its receipts still count (so our `end` stops)."""
@@ -532,6 +549,7 @@ class Call:
         self.state = State.ACTIVE
         self.answered_at = now
         self.peer_level = int(message.body.get("pv", 1))
+        self.forward_secrecy = self.peer_level >= FS_LEVEL and "ek" in message.body
         return [Deliver(AgentEvent.CALL_ACCEPTED, {})]
 
     def _on_reject(self, message: WireMessage, now: float) -> list[Effect]:
@@ -615,6 +633,11 @@ class Call:
         return [Deliver(AgentEvent.REFUSED, {**fields, "ref_seq": body["ref"]})]
 
     def _on_end(self, message: WireMessage, now: float) -> list[Effect]:
+        if self.forward_secrecy:
+            # The peer erased its ratchet with its `end`: what it has not taken by then it
+            # can never read, so re-sending it for two days would only load the relays.
+            self.pending.clear()
+            self._due = None
         if self.state == ENDED:
             return []
         reason = message.body["reason"]

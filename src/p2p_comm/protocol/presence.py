@@ -40,6 +40,9 @@ class Presence:
     status: str = "available"
     relays: tuple[str, ...] = ()
     protocol: int = 1
+    # The feature level (`pv`, docs/PROTOCOL.md 3.7) it speaks; 0: not announced (an older
+    # version). A caller that requires forward secrecy does not ring a peer below 5.
+    feature_level: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def encode_presence(presence: Presence, expires_at: int) -> tuple[str, Tags]:
             "capabilities": list(presence.capabilities),
             "status": presence.status,
             "relays": list(presence.relays),
+            **({"pv": presence.feature_level} if presence.feature_level else {}),
         },
         separators=(",", ":"),
         ensure_ascii=False,
@@ -145,6 +149,7 @@ def decode_presence(pubkey: str, created_at: int, content: str, tags: Tags) -> P
         return None
     status = data.get("status")
     version = data.get("v")
+    level = data.get("pv")
     description = data.get("description")
     presence = Presence(
         name=name,
@@ -155,6 +160,9 @@ def decode_presence(pubkey: str, created_at: int, content: str, tags: Tags) -> P
         status=status if status in STATUSES else "available",
         relays=_relay_list(data.get("relays")),
         protocol=version if isinstance(version, int) and not isinstance(version, bool) else 1,
+        feature_level=level
+        if isinstance(level, int) and not isinstance(level, bool) and 0 < level <= 1000
+        else 0,
     )
     expiration = _tag_value(tags, "expiration")
     expires_at = int(expiration) if expiration and expiration.isdigit() else None

@@ -1,6 +1,6 @@
 """Forward secrecy for one pairwise call: an X3DH-shaped set-up and a Double Ratchet.
 
-Specified in docs/PROTOCOL.md 3.12 and not yet used on the wire (feature level 5, issue 22).
+Specified in docs/PROTOCOL.md 3.12; on the wire at feature level 5 (3.12.7, daemon/secrecy.py).
 The shape is Signal's Double Ratchet specification (signal.org/docs/specifications/
 doubleratchet, revision 4) with the functions it recommends:
 
@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-RATCHET_LEVEL = 5  # the feature level (`pv`) that will carry this; not yet on the wire
+RATCHET_LEVEL = 5  # the feature level (`pv`) that carries this (docs/PROTOCOL.md 3.12.7)
 
 LABEL = b"p2p-comm/ratchet/v1"
 INFO_INIT = LABEL + b"/init"

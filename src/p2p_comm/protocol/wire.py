@@ -22,7 +22,9 @@ CALL_KIND = 25714  # kind of the rumor inside the seal; never published unwrappe
 # features are advertised with `pv` on `request`/`accept` and used only with peers that
 # announced them (docs/PROTOCOL.md, "Versions").
 VERSION = 1
-FEATURE_LEVEL = 4  # 3: group calls (`roster`, ...); 4: `frag` (protocol/frag.py)
+FEATURE_LEVEL = 5  # 3: group calls (`roster`, ...); 4: `frag` (protocol/frag.py); 5: the
+# call ratchet (protocol/ratchet.py): `ek` on `request`/`accept`, ratchet seals after
+FS_LEVEL = 5
 
 TEXT_PART_BYTES = 12_000  # UTF-8 bytes of text per message part
 FILE_CHUNK_BYTES = 12 * 1024  # raw bytes per file chunk (base64 makes it 16 KiB)
@@ -226,8 +228,10 @@ _OPTIONAL: dict[str, dict[str, Validator]] = {
         "starter": lambda v: _hex(v, _HEX64, "starter"),
         "roster": _roster,
         "invite": _invite,
+        # Feature level 5: the caller's ephemeral X25519 key (docs/PROTOCOL.md 3.12.2).
+        "ek": lambda v: _hex(v, _HEX64, "ek"),
     },
-    "accept": {"pv": lambda v: _int(v, 1, 1000, "pv")},
+    "accept": {"pv": lambda v: _int(v, 1, 1000, "pv"), "ek": lambda v: _hex(v, _HEX64, "ek")},
     "end": {"all": _flag},
     "file": {"chunk": lambda v: _int(v, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, "chunk")},
 }

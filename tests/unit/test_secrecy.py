@@ -1,0 +1,90 @@
+"""daemon/secrecy.py: when a call's ratchet state is written, and reading in order."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from p2p_comm.daemon.secrecy import Secrecy, header_n
+from p2p_comm.protocol import ratchet
+from p2p_comm.protocol.call import Call, Limits
+from p2p_comm.protocol.wire import WireMessage
+from p2p_comm.store import Store
+
+ALICE, BOB = "a" * 64, "b" * 64
+
+
+def _pair(tmp_path: Path) -> tuple[Secrecy, Secrecy, Call, Call, Store]:
+    """Alice's and Bob's secrecy over one call, set up as the daemons do it."""
+    stores = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    alice, bob = Secrecy(stores[0], ALICE), Secrecy(stores[1], BOB)
+    caller, effects = Call.start("cd" * 16, BOB, "t", "alice", 0.0, Limits())
+    request = alice.on_transmit(caller, effects[0].message)  # type: ignore[attr-defined]
+    callee, _ = Call.ring_in(request, ALICE, 0.0, 0.0, Limits())
+    accept = bob.on_transmit(callee, callee.accept(1.0)[0].message)  # type: ignore[attr-defined]
+    caller.receive(accept, 1.0)
+    alice.accepted(caller, accept)
+    assert caller.forward_secrecy and callee.forward_secrecy
+    return alice, bob, caller, callee, stores[1]
+
+
+def _sealed(alice: Secrecy, caller: Call, count: int) -> list[str]:
+    sealed = []
+    for n in range(count):
+        content = WireMessage(
+            "message", caller.id, n + 2, 0, {"text": str(n), "part": 1, "parts": 1}
+        )
+        text = alice.seal(caller, content.encode(), 100)
+        assert text is not None
+        sealed.append(text)
+    return sealed
+
+
+def test_reading_far_ahead_is_refused_untouched_then_read_in_order(tmp_path: Path) -> None:
+    alice, bob, caller, _, _ = _pair(tmp_path)
+    sealed = _sealed(alice, caller, 100)
+    assert [header_n(s) for s in sealed[:3]] == [0, 1, 2]
+    before = bob.sessions[caller.id].to_dict()
+    with pytest.raises(ratchet.TooFarAhead):
+        bob.open(caller.id, ALICE, sealed[99], 100.0, max_skip=64)
+    assert bob.sessions[caller.id].to_dict() == before
+    for text in sorted(sealed, key=header_n):
+        assert '"kind":25714' in bob.open(caller.id, ALICE, text, 100.0, max_skip=64)
+    with pytest.raises(ratchet.MessageKeyGone):  # read once only
+        bob.open(caller.id, ALICE, sealed[5], 100.0)
+
+
+def test_a_state_with_reads_not_yet_taken_is_not_written(tmp_path: Path) -> None:
+    """Written only once nothing it read waits to be taken: a crash must leave a state
+    that reads those messages again."""
+    alice, bob, caller, _, store = _pair(tmp_path)
+    (sealed,) = _sealed(alice, caller, 1)
+    saved = dict(store.ratchets())[caller.id]
+    bob.open(caller.id, ALICE, sealed, 100.0)
+    with store.transaction():
+        bob.flush({caller.id})
+    assert dict(store.ratchets())[caller.id] == saved
+    with store.transaction():
+        bob.flush(set())
+    assert dict(store.ratchets())[caller.id]["nr"] == 1
+    restarted = Secrecy(store, BOB)
+    restarted.load()
+    with pytest.raises(ratchet.MessageKeyGone):
+        restarted.open(caller.id, ALICE, sealed, 100.0)
+
+
+def test_the_end_erases_the_state_and_junk_is_refused(tmp_path: Path) -> None:
+    alice, bob, caller, _, store = _pair(tmp_path)
+    (sealed,) = _sealed(alice, caller, 1)
+    with pytest.raises(ratchet.RatchetError):
+        bob.open(caller.id, BOB, sealed, 100.0)  # not the peer's key
+    with pytest.raises(ratchet.RatchetError):
+        bob.open(caller.id, ALICE, "not base64!", 100.0)
+    assert header_n("not base64!") == 0
+    with store.transaction():
+        bob.forget(caller.id)
+    assert store.ratchets() == []
+    with pytest.raises(ratchet.MessageKeyGone):
+        bob.open(caller.id, ALICE, base64.b64encode(b"x" * 80).decode(), 100.0)
