@@ -252,7 +252,9 @@ class Inbound:
             self.stats["unwrapped"] += 1
             try:
                 outer = opened.get(event.id) if opened else None
-                sealed = outer or nip59.open_wrap(self.keys, event.event, verified=True)
+                sealed = outer or nip59.open_wrap(
+                    self.keys, event.event, verified=True, read=(event.kind, event.content)
+                )
                 if not self._worth_opening(sealed.sender, event, now, live):
                     continue
                 gift = nip59.open_seal(self.keys, sealed, opener)

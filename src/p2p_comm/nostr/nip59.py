@@ -244,18 +244,25 @@ def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
     return open_seal(keys, open_wrap(keys, event, verified))
 
 
-def open_wrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Sealed:
+def open_wrap(
+    keys: ns.Keys,
+    event: ns.Event,
+    verified: bool = False,
+    read: tuple[int, str] | None = None,
+) -> Sealed:
     """The first half of `unwrap`: the wrap's layer (one decryption). What the seal
     claims lets a receiver turn away a flood from keys it does not know before paying
-    for the second decryption and the seal's signature."""
-    kind = event.kind().as_u16()
+    for the second decryption and the seal's signature. ``read``: the event's kind and
+    content, already read out of the SDK by the caller (each read copies across the
+    bindings: under a flood, a few microseconds a wrap)."""
+    kind, content = read if read is not None else (event.kind().as_u16(), event.content())
     if kind != kinds.GIFT_WRAP:
         raise UnwrapError(f"kind {kind} is not a gift wrap")
     if not verified and not event.verify():
         raise UnwrapError("bad wrap: id or signature does not match")
     secret, _ = _secrets_of(keys)
     try:
-        seal_json = ns.nip44_decrypt(secret, event.author(), event.content())
+        seal_json = ns.nip44_decrypt(secret, event.author(), content)
     except Exception:  # NostrSdkError variants: a bad MAC, padding or encoding
         raise UnwrapError("not for us: cannot decrypt") from None
     try:
