@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from p2p_comm import clock
-from p2p_comm.daemon import inbound
+from p2p_comm.daemon import catch_up
 from p2p_comm.daemon.inbound import Taken
 from p2p_comm.protocol.call import ACTIVE
 
@@ -181,7 +181,7 @@ def test_a_catch_up_that_fails_is_tried_again(
 ) -> None:
     """A transaction failing in a catch-up ended it, and nothing asked for another: what it
     had found waited for some later shed wrap or reconnection."""
-    monkeypatch.setattr(inbound, "CATCH_UP_DELAY", 0.05)
+    monkeypatch.setattr(catch_up, "CATCH_UP_DELAY", 0.05)
 
     async def scenario() -> None:
         alice, bob, call_id = await connected(tmp_path)
