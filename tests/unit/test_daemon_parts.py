@@ -216,7 +216,7 @@ def test_the_builder_connects_every_part(tmp_path: Path) -> None:
     at construction (daemon/builder.py): the seam's agent is built the same way."""
     agent = SeamAgent(tmp_path / "agent", FakeNetwork())
     parts = agent.parts
-    assert parts.inbound.sink is parts.calls
+    assert parts.inbound.sink is parts.calls.intake
     assert parts.calls.hooks is parts.groups and parts.groups.service is parts.calls
     assert parts.actions.service is parts.calls
     assert parts.owner.store is parts.store and parts.owner.inbox is parts.inbox

@@ -137,7 +137,7 @@ def build(
     )
     groups = calls.hooks
     assert isinstance(groups, GroupService)
-    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls)
+    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls.intake)
     parts = Parts(
         paths=paths,
         config=config,

@@ -50,8 +50,11 @@ class Taken:
 class CallSink(Protocol):
     """What inbound needs from the calls service."""
 
-    blocked: set[str]
-    owner: str | None
+    @property
+    def blocked(self) -> set[str]: ...
+
+    @property
+    def owner(self) -> str | None: ...
 
     def peer_of(self, call_id: str) -> str | None: ...
 
