@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from p2p_comm import rpc
-from p2p_comm.daemon.server import SocketServer, when_answered
+from p2p_comm.daemon.answers import when_answered
+from p2p_comm.daemon.server import SocketServer
 
 
 def _request(path: Path, method: str) -> socket.socket:

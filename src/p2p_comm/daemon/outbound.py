@@ -26,11 +26,11 @@ from ..protocol import frag
 from ..protocol.call import Call
 from ..protocol.wire import WireMessage
 from ..store import Store
+from .answers import when_answered
 from .nostr_io import RelayPool, spawn
 from .presence import PresenceService
 from .relay_publish import PublishResult
 from .secrecy import Secrecy
-from .server import when_answered
 from .sizing import Sizes, gift_wrap, ratchet_wrap
 
 log = logging.getLogger("p2p.outbound")
@@ -433,7 +433,7 @@ class Outbound:
 
     def run(self, work: list[Awaitable[None]]) -> None:
         """Start publications in the background (their failures are logged, not raised);
-        those of a command once its answer is written (`server.when_answered`)."""
+        those of a command once its answer is written (`answers.when_answered`)."""
         if work:
             when_answered(lambda: self._start(work))
 

@@ -18,8 +18,9 @@ from typing import Any
 from .. import rpc
 from ..codes import EXIT_ERROR, EXIT_USAGE
 from . import argv as argv_mod
+from .answers import answered
 from .argv import HelpRequested, Plan, UsageError
-from .server import answered, progress_sink, unless_gone
+from .server import progress_sink, unless_gone
 
 log = logging.getLogger("p2p.pipe")
 

@@ -22,6 +22,7 @@ from typing import Any
 from .. import rpc
 from ..paths import ensure_private_dir
 from ..store import StorageError
+from .answers import answered, hold_for_this_connection, hold_in_this_task
 from .errors import CommandError
 
 log = logging.getLogger("p2p.server")
@@ -38,47 +39,6 @@ MAX_CONNECTIONS = 64
 # Bytes of request lines being read at once, across every connection: a 10 MiB file as
 # base64 fits one, yet a few slow or hostile clients cannot balloon the daemon's memory.
 READ_BUDGET = 48 * 1024 * 1024
-
-
-class _Held:
-    """What the handler of one request started, held until its answer is written."""
-
-    __slots__ = ("released", "starts", "task")
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[Any] | None = None  # the task running the handler
-        self.starts: list[Callable[[], None]] = []
-        self.released = False
-
-
-_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("held", default=None)
-
-
-def when_answered(start: Callable[[], None]) -> None:
-    """Call ``start`` once the answer of the request being handled is written to its client:
-    a command's publications (wrapping and publishing) then cost its client no wait. At
-    once outside a handler's own task (inbound work, timers, tasks a handler spawned)."""
-    held = _held.get()
-    if held is None or held.released or held.task is not asyncio.current_task():
-        start()
-    else:
-        held.starts.append(start)
-
-
-def answered() -> None:
-    """The answer of the request served in this context is written (or never will be):
-    start what its handler held. Tasks started here run after the current step, that is,
-    after the writes made in it."""
-    held = _held.get()
-    if held is None or held.released:
-        return
-    held.released = True
-    starts, held.starts = held.starts, []
-    for start in starts:
-        try:
-            start()
-        except Exception:  # one failing start must not keep the others back
-            log.exception("starting held work failed")
 
 
 def report_progress(update: dict[str, Any]) -> None:
@@ -167,7 +127,7 @@ class SocketServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1
-        _held.set(_Held())  # this connection's task: its context is its own
+        hold_for_this_connection()  # this connection's task: its context is its own
         try:
             pid, uid = _peer_creds(writer)
             if uid != os.getuid():
@@ -249,9 +209,7 @@ class SocketServer:
 
     async def reply(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The reply to one request, every failure as an error reply."""
-        held = _held.get()
-        if held is not None and not held.released:
-            held.task = asyncio.current_task()  # its publications wait for the answer
+        hold_in_this_task()  # its publications wait for the answer
         try:
             return rpc.ok(await self._dispatch(method, params))
         except CommandError as exc:
