@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from p2p_comm import clock
-from p2p_comm.daemon import catch_up
-from p2p_comm.daemon.inbound import Taken
+from p2p_comm.daemon.relays import catch_up
+from p2p_comm.daemon.relays.inbound import Taken
 from p2p_comm.protocol.call import ACTIVE
 
 from .seam import FakeNetwork, SeamAgent, until
