@@ -237,3 +237,14 @@ def test_daemon_modules_import_no_cycle() -> None:
     for name in sorted(graph):
         visit(name, [])
     assert cycles == []
+
+
+def test_no_daemon_module_is_over_about_400_lines() -> None:
+    """Each daemon module is readable in one sitting (issue 19: "no daemon module over ~400
+    lines")."""
+    long = {
+        str(path.relative_to(SRC)): lines
+        for path in (SRC / "daemon").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 420
+    }
+    assert long == {}

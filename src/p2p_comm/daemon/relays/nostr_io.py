@@ -19,12 +19,12 @@ import nostr_sdk as ns
 
 from ... import sdk_speedups
 from ...nostr import kinds
-from ...protocol.limits import RepeatCounter
 
 # Named here too for inbound.py and outbound.py, edited on other branches meanwhile: they
 # import these from here until the daemon is split into sub-packages.
 from ..base.tasks import spawn as spawn
 from . import relay_watch
+from .flood import NAP, FloodMeter, RepeatWatch
 from .relay_events import InboundEvent, to_inbound
 from .relay_health import RelayHealth
 from .relay_publish import Publisher, PublishResult
@@ -44,16 +44,6 @@ NOTIFICATION_BUFFER = 4_096
 WRITER_NOTIFICATION_BUFFER = 1_024
 RESUBSCRIBE_RETRY = 5.0  # seconds before sending our REQs again where that failed
 REPLAY_SECONDS = 10.0  # at most this long after a mute, a relay's events count as stored
-REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay are counted
-# Under a flood the reader naps a moment each time it has emptied the SDK's channel, so
-# the next events are read in a run: a read that must wait costs a wake-up from Rust's
-# threads (a pipe write, an epoll round, the GIL changing hands), a read of what is
-# queued costs none. Measured with 1,000 junk wraps a second: 9 wake-ups per 10 events
-# without the nap, 1 with it; Python CPU per event 44-68 us -> 39-42 us. Below BUSY_RATE
-# notifications a second the reader never naps, so a quiet call's latency is unchanged;
-# in a flood, the peer's messages wait at most NAP more.
-BUSY_RATE = 300
-NAP = 0.01
 YIELD_EVERY = 32  # notifications read without waiting before the reader lets others run
 
 
@@ -115,10 +105,8 @@ class RelayPool:
         # Told of waste a relay causes before any event reaches the handler: the same
         # event sent again and again on a subscription (relay url, weight).
         self.on_waste = on_waste
-        self._repeats = RepeatCounter(REPEAT_WINDOW)
-        # By id over all relays we read (see _count_repeat): each may send an event once.
-        self._copies = RepeatCounter(REPEAT_WINDOW, self._repeats.allowance * len(self.all))
-        self._busy = (0.0, 0, False)  # (window start, notifications in it, busy last window)
+        self.repeats = RepeatWatch(len(self.all), on_waste)
+        self.busy = FloodMeter()
         # After a mute: url -> (until when, monotonic; our subscriptions there that have
         # not said EOSE yet). Per subscription: the EOSE of another query at that relay
         # (a catch-up page, a presence fetch) does not end the replay of ours.
@@ -374,31 +362,6 @@ class RelayPool:
             self._replaying[url] = (time.monotonic() + REPLAY_SECONDS, ours)
         await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
 
-    def _count_repeat(self, note: Any, event: Any) -> None:
-        """Every event a relay sends comes here, new or not (the SDK passes on only the
-        first copy of an id): a relay repeating one is wasting our CPU on purpose. Copies
-        are counted by id over all relays first, and per relay only past the allowance
-        for all of them (each relay sends an event once per subscription): reading the
-        relay's address costs a call into Rust, which most events need not pay."""
-        if self.on_waste is None:
-            return
-        event_id, now = event.id().to_hex(), time.monotonic()
-        if not self._copies.repeated("", event_id, now):
-            return
-        url = str(note.relay_url)
-        if self._repeats.repeated(url, event_id, now):
-            self.on_waste(url, 1)
-
-    def _flooded(self, now: float) -> bool:
-        """Count one notification; whether the reader has had more than BUSY_RATE a
-        second, over the last full second or the current one so far."""
-        start, count, before = self._busy
-        count += 1
-        if now - start >= 1.0:
-            before, start, count = count > BUSY_RATE * (now - start), now, 0
-        self._busy = (start, count, before)
-        return before or count > BUSY_RATE
-
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader
         subscribes), everything else a relay says teaches the relay model."""
@@ -410,7 +373,7 @@ class RelayPool:
                 return
             if sdk_speedups.waits() != waits:
                 unyielded = 0  # it waited: the loop ran other tasks meanwhile
-                if reader and self._flooded(time.monotonic()):
+                if reader and self.busy.flooded(time.monotonic()):
                     await asyncio.sleep(NAP)  # the channel was empty: let a run build up
             else:
                 # A ready answer does not yield to the loop (sdk_speedups): a channel that
@@ -418,7 +381,7 @@ class RelayPool:
                 # every other task (the inbound queue, commands, re-sends) from running.
                 unyielded += 1
                 if reader:
-                    self._flooded(time.monotonic())
+                    self.busy.flooded(time.monotonic())
                 if unyielded >= YIELD_EVERY:
                     unyielded = 0
                     await asyncio.sleep(0)
@@ -427,7 +390,7 @@ class RelayPool:
                     message = note.message.as_enum()
                     if message.is_event_msg():
                         if reader:
-                            self._count_repeat(note, message.event)
+                            self.repeats.count(note, message.event)
                     # The writer hears an OK per publish: publish() reads those itself.
                     elif reader or not message.is_ok():
                         self._relay_message(str(note.relay_url), message, reader)

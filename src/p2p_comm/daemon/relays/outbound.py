@@ -10,11 +10,9 @@ inside its lookback window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nostr_sdk as ns
@@ -27,9 +25,10 @@ from ...protocol.call import Call
 from ...protocol.wire import WireMessage
 from ...store import Store
 from ..base.answers import when_answered
+from .mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 from .nostr_io import RelayPool, spawn
 from .presence_service import PresenceService
-from .relay_publish import PublishResult
+from .relay_publish import PublishResult, fresh_wrap_helps, never_taken
 from .secrecy import Secrecy
 from .sizing import Sizes
 from .wrap_sizes import gift_wrap, ratchet_wrap
@@ -44,58 +43,6 @@ POW_RESEND_MIN, POW_RESEND_FACTOR, POW_RESEND_MAX = 5.0, 8.0, 60.0
 # Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
 # as too large (each round lowers the learned limit by at least a quarter).
 FRAGMENT_ROUNDS = 4
-
-
-def _never_taken(result: PublishResult) -> bool:
-    """Every relay refused for a reason that sending again will not change."""
-    reasons = [r.lower() for r in result.failed.values()]
-    final = ("invalid", "blocked", "restricted", "too large")
-    return bool(reasons) and all(r.startswith(final) for r in reasons)
-
-
-def _fresh_wrap_helps(result: PublishResult) -> bool:
-    reasons = [r.lower() for r in result.failed.values()]
-    return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
-
-
-RECEIPT, FIRST_SEND, RETRANSMIT = 0, 1, 2  # turns in the mining lane, first to last
-
-
-class Lane:
-    """One at a time, the lowest priority number first (then in arrival order)."""
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = 0
-
-    @contextlib.asynccontextmanager
-    async def turn(self, priority: int) -> AsyncIterator[None]:
-        if self._busy:
-            ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._arrivals += 1
-            heapq.heappush(self._waiting, (priority, self._arrivals, ticket))
-            try:
-                await ticket
-            except asyncio.CancelledError:
-                if ticket.done() and not ticket.cancelled():
-                    self._next()  # handed the turn just as we were cancelled: pass it on
-                else:
-                    ticket.cancel()  # skipped when its turn comes
-                raise
-        self._busy = True
-        try:
-            yield
-        finally:
-            self._next()
-
-    def _next(self) -> None:
-        while self._waiting:
-            _, _, ticket = heapq.heappop(self._waiting)
-            if not ticket.done():
-                ticket.set_result(None)  # stays busy: the turn passes straight on
-                return
-        self._busy = False
 
 
 class Outbound:
@@ -257,7 +204,7 @@ class Outbound:
             call.mark_published(seq, bool(result.accepted))
         if result.failed:
             log.info("call %s seq %s refused by %s", call.id[:8], seq, result.failed)
-        if seq is not None and not result.accepted and _never_taken(result):
+        if seq is not None and not result.accepted and never_taken(result):
             self._undeliverable(call, seq, result)
         if seq is not None and result.accepted:
             if self._pow(call):
@@ -288,7 +235,7 @@ class Outbound:
                     event = self._wrap(call, content, rumor_at, 0, exact, sealed)
             async with self._slots:
                 result = await self.pool.publish(event, relays=relays)
-            if result.accepted or content is None or not _fresh_wrap_helps(result):
+            if result.accepted or content is None or not fresh_wrap_helps(result):
                 break
             event = None
         return result, event

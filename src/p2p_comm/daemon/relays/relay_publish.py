@@ -241,3 +241,17 @@ class Publisher:
             # Others may be waiting too: whoever wakes first takes the token, the rest look
             # again rather than all sending at once.
             await asyncio.sleep(min(min(waits.values()), 30.0))
+
+
+def never_taken(result: PublishResult) -> bool:
+    """Every relay refused for a reason that sending again will not change."""
+    reasons = [r.lower() for r in result.failed.values()]
+    final = ("invalid", "blocked", "restricted", "too large")
+    return bool(reasons) and all(r.startswith(final) for r in reasons)
+
+
+def fresh_wrap_helps(result: PublishResult) -> bool:
+    """A relay refused for the wrap itself (its proof of work, its timestamp): a fresh one
+    may be taken."""
+    reasons = [r.lower() for r in result.failed.values()]
+    return any(r.startswith("pow") or ("created_at" in r and "early" in r) for r in reasons)
