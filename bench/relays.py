@@ -109,7 +109,7 @@ def file_rate(
     import nostr_sdk as ns
 
     from p2p_comm import sdk_speedups
-    from p2p_comm.daemon.sizing import largest_fitting_chunk
+    from p2p_comm.daemon.relays.wrap_sizes import largest_fitting_chunk
 
     sdk_speedups.apply()
     chunk = largest_fitting_chunk(limit, ns.Keys.generate())

@@ -1,6 +1,6 @@
 """``p2p``: the command-line client, a byte pipe to the daemon.
 
-The daemon parses the command line and renders its text or JSON (daemon/argv.py); this
+The daemon parses the command line and renders its text or JSON (daemon/agent/argv.py); this
 process sends it the argv (and standard input when a command reads ``-``) and copies back
 the bytes and the exit code (`client.pipe`). It imports neither json nor argparse, asyncio
 nor nostr_sdk on that path: agents run it hundreds of times per task. The commands that must
@@ -116,7 +116,7 @@ def _read_stdin() -> bytes:
 def _check_here(argv: list[str]) -> None:
     """Before a daemon is started for it, a wrong command line is said (the daemon would say
     the same, but need not be started for that)."""
-    from .daemon.argv import UsageError, plan
+    from .daemon.agent.argv import UsageError, plan
 
     try:
         cwd = os.getcwd()

@@ -1,6 +1,6 @@
 """The ``p2p`` command line as an argparse parser, built without exiting or printing.
 
-The daemon parses the argv each ``p2p`` run sends it (daemon/argv.py), so the CLI process
+The daemon parses the argv each ``p2p`` run sends it (daemon/agent/argv.py), so the CLI process
 never imports argparse on its hot path; the CLI itself uses this parser only for the
 commands that must work without a daemon (``--help``, ``relay``, ``daemon ...``, ...).
 """

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 from typing import Any
 
-from p2p_comm.daemon.directory import npub_of
+from p2p_comm.daemon.relays.directory import npub_of
 from p2p_comm.harness import wait_until
 from p2p_comm.protocol.group import session_id
 from p2p_comm.protocol.wire import WireMessage

@@ -16,9 +16,9 @@ from typing import Any
 
 import nostr_sdk as ns
 
-from p2p_comm.daemon.nostr_io import RelayPool
-from p2p_comm.daemon.relay_events import InboundEvent
-from p2p_comm.daemon.relay_status import relay_states
+from p2p_comm.daemon.relays.nostr_io import RelayPool
+from p2p_comm.daemon.relays.relay_events import InboundEvent
+from p2p_comm.daemon.relays.relay_status import relay_states
 from p2p_comm.harness import RelayProcess
 
 

@@ -17,10 +17,10 @@ import nostr_sdk as ns
 
 from p2p_comm.config import Config
 from p2p_comm.daemon.builder import build
-from p2p_comm.daemon.inbound import Inbound
-from p2p_comm.daemon.relay_events import InboundEvent, to_inbound
-from p2p_comm.daemon.relay_health import RelayHealth
-from p2p_comm.daemon.relay_publish import PublishResult
+from p2p_comm.daemon.relays.inbound import Inbound
+from p2p_comm.daemon.relays.relay_events import InboundEvent, to_inbound
+from p2p_comm.daemon.relays.relay_health import RelayHealth
+from p2p_comm.daemon.relays.relay_publish import PublishResult
 from p2p_comm.identity import Identity, _from_keys
 from p2p_comm.paths import HomePaths
 from p2p_comm.store import Store

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from p2p_comm.atomicfile import replace_file
-from p2p_comm.daemon.records import Records
+from p2p_comm.daemon.calls.records import Records
 from p2p_comm.paths import HomePaths
 
 

@@ -83,7 +83,7 @@ def test_the_largest_chunk_that_fits_a_relay_limit_is_measured() -> None:
     import nostr_sdk as ns
 
     from p2p_comm import sdk_speedups
-    from p2p_comm.daemon.sizing import largest_fitting_chunk
+    from p2p_comm.daemon.relays.wrap_sizes import largest_fitting_chunk
 
     sdk_speedups.apply()
     keys = ns.Keys.generate()

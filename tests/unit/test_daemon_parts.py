@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from p2p_comm import clock
-from p2p_comm.daemon import inbound
-from p2p_comm.daemon.inbound import Taken
+from p2p_comm.daemon.relays import catch_up
+from p2p_comm.daemon.relays.inbound import Taken
 from p2p_comm.protocol.call import ACTIVE
 
 from .seam import FakeNetwork, SeamAgent, until
@@ -181,7 +181,7 @@ def test_a_catch_up_that_fails_is_tried_again(
 ) -> None:
     """A transaction failing in a catch-up ended it, and nothing asked for another: what it
     had found waited for some later shed wrap or reconnection."""
-    monkeypatch.setattr(inbound, "CATCH_UP_DELAY", 0.05)
+    monkeypatch.setattr(catch_up, "CATCH_UP_DELAY", 0.05)
 
     async def scenario() -> None:
         alice, bob, call_id = await connected(tmp_path)
@@ -216,7 +216,7 @@ def test_the_builder_connects_every_part(tmp_path: Path) -> None:
     at construction (daemon/builder.py): the seam's agent is built the same way."""
     agent = SeamAgent(tmp_path / "agent", FakeNetwork())
     parts = agent.parts
-    assert parts.inbound.sink is parts.calls
+    assert parts.inbound.sink is parts.calls.intake
     assert parts.calls.hooks is parts.groups and parts.groups.service is parts.calls
     assert parts.actions.service is parts.calls
     assert parts.owner.store is parts.store and parts.owner.inbox is parts.inbox

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2p_comm.daemon.files import FileSink
+from p2p_comm.daemon.calls.file_sink import FileSink
 from p2p_comm.paths import HomePaths
 from p2p_comm.protocol.events import FileComplete, WriteChunk
 from p2p_comm.protocol.files import numbered, safe_file_name

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from p2p_comm.daemon.relay_publish import PublishResult
+from p2p_comm.daemon.relays.relay_publish import PublishResult
 from p2p_comm.protocol import frag
 
 from .seam import FakeNetwork, FakePool, SeamAgent, until

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from p2p_comm import rpc
-from p2p_comm.daemon.server import SocketServer, when_answered
+from p2p_comm.daemon.agent.server import SocketServer
+from p2p_comm.daemon.base.answers import when_answered
 
 
 def _request(path: Path, method: str) -> socket.socket:

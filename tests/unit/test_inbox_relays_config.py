@@ -10,8 +10,8 @@ import nostr_sdk as ns
 import pytest
 
 from p2p_comm.config import ConfigError, load_config
-from p2p_comm.daemon.nostr_io import RelayPool
-from p2p_comm.daemon.relay_watch import _verdict
+from p2p_comm.daemon.relays.nostr_io import RelayPool
+from p2p_comm.daemon.relays.relay_watch import _verdict
 from p2p_comm.textout import _relay_line, render_whoami
 
 

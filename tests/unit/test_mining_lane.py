@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from p2p_comm.daemon.outbound import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
+from p2p_comm.daemon.relays.mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 
 
 def test_turns_go_by_priority_then_arrival() -> None:

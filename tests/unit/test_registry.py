@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from p2p_comm import Client
-from p2p_comm.daemon.argv import plan
+from p2p_comm.daemon.agent.argv import plan
 from p2p_comm.mcp_server import _input_error, output_schema
 from p2p_comm.registry import BY_NAME, COMMANDS, Command, Param
 

@@ -1,4 +1,4 @@
-from p2p_comm.daemon.relay_health import RelayHealth
+from p2p_comm.daemon.relays.relay_health import RelayHealth
 
 A, B = "wss://a", "wss://b"
 
@@ -83,7 +83,7 @@ def test_duplicate_counts_as_success() -> None:
 
 
 def test_a_size_refusal_lowers_the_relays_limit_per_relay_not_per_event() -> None:
-    from p2p_comm.daemon.relay_health import refused_for_size
+    from p2p_comm.daemon.relays.relay_health import refused_for_size
     from p2p_comm.nostr.nip11 import RelayLimits
 
     assert refused_for_size("invalid: event too large: 77029")
@@ -108,7 +108,7 @@ def test_a_size_refusal_lowers_the_relays_limit_per_relay_not_per_event() -> Non
 
 
 def test_size_refusals_in_other_relays_words_are_recognised() -> None:
-    from p2p_comm.daemon.relay_health import refused_for_size
+    from p2p_comm.daemon.relays.relay_health import refused_for_size
 
     for reason in (
         "invalid: event too large: 70000",
@@ -150,18 +150,18 @@ def test_refusals_are_counted_but_timeouts_and_disconnections_are_not() -> None:
 
 def test_the_reader_naps_only_while_flooded() -> None:
     """The pump naps after emptying the SDK's channel only above BUSY_RATE notifications a
-    second (nostr_io.NAP): a quiet call never waits for it; a flood is read in runs."""
-    from p2p_comm.daemon import nostr_io
+    second (flood.NAP): a quiet call never waits for it; a flood is read in runs."""
+    from p2p_comm.daemon.relays import flood, nostr_io
 
     async def handler(event: object) -> None:
         return None
 
     pool = nostr_io.RelayPool(("ws://127.0.0.1:9",), handler)
-    rate = nostr_io.BUSY_RATE
-    quiet = [pool._flooded(100 + i / (rate * 0.9)) for i in range(rate * 3)]
+    rate = flood.BUSY_RATE
+    quiet = [pool.busy.flooded(100 + i / (rate * 0.9)) for i in range(rate * 3)]
     assert not any(quiet)
     start = 104.0
-    flood = [pool._flooded(start + i / (rate * 3)) for i in range(rate * 9)]
+    flood = [pool.busy.flooded(start + i / (rate * 3)) for i in range(rate * 9)]
     assert not any(flood[:rate]), "the first BUSY_RATE of a second are not a flood"
     assert all(flood[rate + 1 :]), "past it, and for the whole next second"
-    assert pool._flooded(120.0) is False, "the flood ended: the window since was quiet"
+    assert pool.busy.flooded(120.0) is False, "the flood ended: the window since was quiet"

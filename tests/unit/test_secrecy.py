@@ -1,4 +1,4 @@
-"""daemon/secrecy.py: when a call's ratchet state is written, and reading in order."""
+"""daemon/relays/secrecy.py: when a call's ratchet state is written, and reading in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from p2p_comm.daemon.secrecy import Secrecy, header_n
+from p2p_comm.daemon.relays.secrecy import Secrecy, header_n
 from p2p_comm.protocol import ratchet
 from p2p_comm.protocol.call import Call, Limits
 from p2p_comm.protocol.wire import WireMessage

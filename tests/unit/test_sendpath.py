@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from p2p_comm.daemon import sendpath
-from p2p_comm.daemon.errors import CommandError
+from p2p_comm.daemon.agent import sendpath
+from p2p_comm.daemon.base.errors import CommandError
 from p2p_comm.paths import HomePaths
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import nostr_sdk as ns
 import pytest
 
-from p2p_comm.daemon import relay_publish
-from p2p_comm.daemon.relay_health import RelayHealth
-from p2p_comm.daemon.relay_publish import Publisher
+from p2p_comm.daemon.relays import relay_publish
+from p2p_comm.daemon.relays.relay_health import RelayHealth
+from p2p_comm.daemon.relays.relay_publish import Publisher
 
 URL = "ws://127.0.0.1:7"
 

@@ -116,7 +116,7 @@ def test_parts_are_connected_at_construction_only() -> None:
     ... after making the parts, and `Inbound` set its pool's `on_waste`: now each part gets
     its collaborators and callbacks through its constructor (daemon/builder.py)."""
     found = {}
-    for path in sorted((SRC / "daemon").glob("*.py")):
+    for path in sorted((SRC / "daemon").rglob("*.py")):
         if later := _set_later(path):
             found[path.name] = later
     assert found == {}
@@ -131,7 +131,7 @@ def test_only_the_builder_makes_the_daemons_parts() -> None:
     part_types = {str(kind) for kind in Parts.__annotations__.values()} - given
     made_elsewhere = []
     # The daemon's modules only: protocol/call.py has an `Inbound` of its own (a file).
-    for path in sorted((SRC / "daemon").glob("*.py")):
+    for path in sorted((SRC / "daemon").rglob("*.py")):
         if path.name == "builder.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
@@ -145,3 +145,106 @@ def test_only_the_builder_makes_the_daemons_parts() -> None:
     assert made_elsewhere == []
     seam = (Path(__file__).parent / "seam.py").read_text()
     assert "build(" in seam
+
+
+# The daemon's layers, lowest first: each imports only from its own layer and those below.
+# The modules at the root of daemon/ (builder, app, process, __main__) are the top.
+DAEMON_LAYERS = ["base", "relays", "notify", "calls", "agent", ""]
+
+
+def _daemon_modules() -> dict[str, Path]:
+    """Every daemon module by dotted name under p2p_comm.daemon ("relays.inbound", "app")."""
+    root = SRC / "daemon"
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _daemon_imports(name: str, path: Path) -> set[str]:
+    """The daemon modules ``name`` imports (packages count as their ``__init__``), leaving
+    out imports made only for type checking (``if TYPE_CHECKING:``)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ["p2p_comm", "daemon", *package]
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            if target.startswith("p2p_comm.daemon."):
+                found.add(target.removeprefix("p2p_comm.daemon."))
+    modules = _daemon_modules()
+    return {target for target in found if target in modules and target != name}
+
+
+def _layer(name: str) -> int:
+    first = name.split(".")[0]
+    return DAEMON_LAYERS.index(first if first in DAEMON_LAYERS else "")
+
+
+def test_daemon_layers_import_only_downward() -> None:
+    """base < relays < notify < calls < agent < the root (builder, app, process): a module
+    imports from its own layer or lower ones only (issue 19)."""
+    modules = _daemon_modules()
+    assert {name.split(".")[0] for name in modules if "." in name} == set(DAEMON_LAYERS[:-1])
+    upward = [
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        for target in sorted(_daemon_imports(name, path))
+        if "." in target and _layer(target) > _layer(name)
+    ]
+    assert upward == []
+
+
+def test_daemon_modules_import_no_cycle() -> None:
+    """No import cycle among the daemon's modules (type-checking imports left out)."""
+    modules = _daemon_modules()
+    graph = {name: _daemon_imports(name, path) for name, path in modules.items()}
+    done: set[str] = set()
+    cycles: list[str] = []
+
+    def visit(name: str, stack: list[str]) -> None:
+        if name in stack:
+            cycles.append(" -> ".join([*stack[stack.index(name) :], name]))
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*stack, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []
+
+
+def test_no_daemon_module_is_over_about_400_lines() -> None:
+    """Each daemon module is readable in one sitting (issue 19: "no daemon module over ~400
+    lines")."""
+    long = {
+        str(path.relative_to(SRC)): lines
+        for path in (SRC / "daemon").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 420
+    }
+    assert long == {}

@@ -19,12 +19,13 @@ from ..paths import HomePaths, ensure_private_dir
 from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
 from ..registry import COMMANDS
 from ..store import StorageError
-from . import relay_watch
+from .agent.commands import CallCommands
+from .agent.group_commands import GroupCommands
+from .agent.server import SocketServer
+from .base.errors import CommandError
+from .base.tasks import spawn
 from .builder import Parts, build
-from .commands import CallCommands
-from .errors import CommandError
-from .group_commands import GroupCommands
-from .owner import owner_pubkey
+from .notify.owner import owner_pubkey
 from .process import (
     AlreadyRunning,
     StartupError,
@@ -35,9 +36,8 @@ from .process import (
     setup_logging,
     tighten,
 )
-from .relay_status import relay_states
-from .server import SocketServer
-from .tasks import spawn
+from .relays import relay_watch
+from .relays.relay_status import relay_states
 
 log = logging.getLogger("p2p.daemon")
 
@@ -79,7 +79,7 @@ class Daemon:
             "doctor": self._doctor,
             **CallCommands(self.actions, self.inbox, self.owner, my_name).handlers(),
         }
-        # Group calls and loop protection wrap the call commands (daemon/group_commands.py).
+        # Group calls and loop protection wrap the call commands (daemon/agent/group_commands.py).
         self.handlers = GroupCommands(self.groups, self.actions, self.owner).wrap(self.handlers)
         # Every command of the registry (registry.py), which the clients offer, is served.
         missing = sorted({command.name for command in COMMANDS} - set(self.handlers))

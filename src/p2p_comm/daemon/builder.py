@@ -26,19 +26,19 @@ from ..protocol.events import AgentEvent
 from ..protocol.limits import InboundGate, InboundLimits
 from ..protocol.presence import PRESENCE_KIND
 from ..store import Store
-from .actions import CallActions
-from .advice import Advice
-from .calls import CallService
-from .directory import Directory
-from .groups import GroupService
-from .inbound import Inbound
-from .inbox import AgentInbox, agent_event
-from .loopwatch import LoopWatch
-from .nostr_io import RelayPool
-from .outbound import Outbound
-from .owner import OwnerChannels, owner_pubkey
-from .presence import PresenceService
-from .relay_events import InboundEvent
+from .agent.advice import Advice
+from .calls.actions import CallActions
+from .calls.calls import CallService
+from .calls.groups import GroupService
+from .notify.inbox import AgentInbox, agent_event
+from .notify.loopwatch import LoopWatch
+from .notify.owner import OwnerChannels, owner_pubkey
+from .relays.directory import Directory
+from .relays.inbound import Inbound
+from .relays.nostr_io import RelayPool
+from .relays.outbound import Outbound
+from .relays.presence_service import PresenceService
+from .relays.relay_events import InboundEvent
 
 log = logging.getLogger("p2p.daemon")
 
@@ -137,7 +137,7 @@ def build(
     )
     groups = calls.hooks
     assert isinstance(groups, GroupService)
-    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls)
+    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls.intake)
     parts = Parts(
         paths=paths,
         config=config,

@@ -1,6 +1,7 @@
 """Forward secrecy for one pairwise call: an X3DH-shaped set-up and a Double Ratchet.
 
-Specified in docs/PROTOCOL.md 3.12; on the wire at feature level 5 (3.12.7, daemon/secrecy.py).
+Specified in docs/PROTOCOL.md 3.12; on the wire at feature level 5 (3.12.7,
+daemon/relays/secrecy.py).
 The shape is Signal's Double Ratchet specification (signal.org/docs/specifications/
 doubleratchet, revision 4) with the functions it recommends:
 

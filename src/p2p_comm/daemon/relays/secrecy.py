@@ -1,0 +1,192 @@
+"""Forward secrecy for calls: each call's ratchet session, kept in step with the store.
+
+The cryptography is `protocol/ratchet.py`; this part says when it is used
+(docs/PROTOCOL.md 3.12.7): our `request` carries our ephemeral key, our `accept` too when
+the caller gave one; from then on every message of ours that carries content travels as a
+ratchet seal (`nip59.wrap_ratchet`), encrypted once, when it is queued, and kept in the
+outbox as ciphertext. A session's state is written in the transaction that changed it
+(queueing a message, or taking an inbound batch) and erased from memory and the database
+when the call ends: after that nothing in the home decrypts a wrap of the call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import replace
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ...nostr import kinds, nip59
+from ...protocol import ratchet
+from ...protocol.call import OUTGOING, Call
+from ...protocol.wire import WireMessage
+from ...store import Store
+
+log = logging.getLogger("p2p.secrecy")
+
+# What a peer that set up the ratchet must send under it: every type that carries content.
+# `request`, `accept`, `reject` and a caller's `end` before the accept come before the
+# ratchet exists; bare receipts carry a number only (docs/PROTOCOL.md 3.12.7).
+RATCHETED_TYPES = frozenset({"message", "file", "escalation", "refuse", "roster", "frag"})
+
+
+class Secrecy:
+    """The ratchet sessions of our calls, by call id."""
+
+    def __init__(self, store: Store, me: str) -> None:
+        self.store = store
+        self.me = me
+        self.sessions: dict[str, ratchet.Session] = {}
+        self._dirty: set[str] = set()
+
+    def load(self) -> None:
+        """Every session as saved (after a restart, or a failed transaction)."""
+        self.sessions, self._dirty = {}, set()
+        for call_id, state in self.store.ratchets():
+            try:
+                self.sessions[call_id] = ratchet.Session.from_dict(state)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("call %s has an unreadable ratchet state (%s); left out", call_id, exc)
+
+    # Set-up ---------------------------------------------------------------------------
+
+    def on_transmit(self, call: Call, message: WireMessage) -> WireMessage:
+        """Our `request` and `accept` with our ephemeral key (a new session for the call)."""
+        if message.type == "request" and call.direction == OUTGOING and message.seq == 1:
+            session, request = ratchet.initiator_session(
+                call.id, self.me, call.peer, X25519PrivateKey.generate()
+            )
+            self._keep(call.id, session)
+            return replace(message, body={**message.body, **request.to_dict()})
+        if message.type == "accept" and call.forward_secrecy:
+            keys = ratchet.RequestKeys.from_dict({"ek": call.peer_ek})
+            session, accept = ratchet.responder_session(
+                call.id, call.peer, self.me, keys, X25519PrivateKey.generate()
+            )
+            self._keep(call.id, session)
+            return replace(message, body={**message.body, **accept.to_dict()})
+        return message
+
+    def accepted(self, call: Call, message: WireMessage) -> None:
+        """The callee's accept reached us, the caller: its key starts our receiving side."""
+        session = self.sessions.get(call.id)
+        if session is None or "ek" not in message.body:
+            return
+        try:
+            session.accepted(ratchet.AcceptKeys.from_dict(message.body))
+        except (ratchet.RatchetError, ValueError) as exc:
+            log.warning("call %s: unusable key in the accept: %s", call.id[:8], exc)
+            return
+        self._keep(call.id, session)
+
+    # Sending --------------------------------------------------------------------------
+
+    def seal(self, call: Call, content: str, rumor_at: int) -> str | None:
+        """The ratchet ciphertext (base64) of our rumor carrying ``content``, for a call
+        under the ratchet; None otherwise (the message goes sealed with NIP-44, as before).
+        The session's new state is written in the current transaction."""
+        if not call.forward_secrecy:
+            return None
+        session = self.sessions.get(call.id)
+        if session is None or not session.can_send:
+            return None
+        rumor = nip59.make_rumor(self.me, kinds.CALL, content, rumor_at)
+        data = session.encrypt(rumor.to_json().encode())
+        self._keep(call.id, session)
+        return base64.b64encode(data).decode("ascii")
+
+    def seal_now(self, call: Call, content: str, rumor_at: int) -> str | None:
+        """`seal` in a transaction of its own (pieces of a message cut at publication)."""
+        if not call.forward_secrecy:
+            return None
+        with self.store.transaction():
+            return self.seal(call, content, rumor_at)
+
+    # Receiving ------------------------------------------------------------------------
+
+    def open(
+        self, call_id: str, sender: str, content: str, now: float, max_skip: int | None = None
+    ) -> str:
+        """The rumor's JSON from a ratchet seal of ``sender`` for ``call_id``;
+        `ratchet.RatchetError` (or its kinds) if it cannot be read. The session's new state
+        waits in memory for `flush`, in the transaction that takes the message.
+
+        ``max_skip``: refuse (`ratchet.TooFarAhead`, session untouched) a message that
+        would make us skip more keys than this: the live path reads only what comes about
+        in order, and leaves the rest to a catch-up that reads it sorted (`header_n`), so a
+        backlog read in the relay's order never overflows the skipped keys."""
+        session = self.sessions.get(call_id)
+        if session is None:
+            raise ratchet.MessageKeyGone("no ratchet state for this call (ended or unknown)")
+        peer = session.responder if session.role == "initiator" else session.initiator
+        if sender != peer:
+            raise ratchet.RatchetError("a ratchet seal from a key not in the call")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ratchet.RatchetError("a ratchet seal that is not base64") from None
+        if max_skip is not None and _skips(session, data) > max_skip:
+            raise ratchet.TooFarAhead("read later, in order")
+        plaintext = session.decrypt(data, now=now)
+        log.debug("call %s: read ratchet message n=%s", call_id[:8], session.nr - 1)
+        self._dirty.add(call_id)
+        try:
+            return plaintext.decode()
+        except UnicodeDecodeError:
+            raise ratchet.RatchetError("a ratchet message that is not UTF-8") from None
+
+    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
+        return lambda call_id, sender, content: self.open(call_id, sender, content, now, max_skip)
+
+    def flush(self, busy: set[str] | None = None) -> None:
+        """Write the sessions inbound messages advanced (inside the caller's transaction),
+        but not those of ``busy`` calls: messages of theirs were read and are not taken yet,
+        so a crash now must leave the state that reads them again (what was taken meanwhile
+        is then read twice and dropped as a duplicate `seq`)."""
+        waiting = self._dirty & busy if busy else set()
+        dirty, self._dirty = self._dirty - waiting, waiting
+        for call_id in dirty:
+            session = self.sessions.get(call_id)
+            if session is not None:
+                self.store.save_ratchet(call_id, session.to_dict())
+
+    # Erasure --------------------------------------------------------------------------
+
+    def forget(self, call_id: str) -> None:
+        """The call ended: its keys go, from memory and (in the caller's transaction) the
+        database, whose deleted pages SQLite overwrites (``secure_delete``)."""
+        if self.sessions.pop(call_id, None) is not None:
+            self.store.drop_ratchet(call_id)
+        self._dirty.discard(call_id)
+
+    def _keep(self, call_id: str, session: ratchet.Session) -> None:
+        self.sessions[call_id] = session
+        self._dirty.discard(call_id)
+        self.store.save_ratchet(call_id, session.to_dict())
+
+
+def header_n(content: str) -> int:
+    """The message number in a ratchet seal's header (0 if it has none): what a catch-up
+    sorts by before reading."""
+    try:
+        data = base64.b64decode(content[: 4 * -(-ratchet.HEADER_BYTES // 3)] + "==")
+        return ratchet.Header.decode(data[: ratchet.HEADER_BYTES]).n
+    except (binascii.Error, ValueError):
+        return 0
+
+
+def _skips(session: ratchet.Session, data: bytes) -> int:
+    """How many message keys reading ``data`` would make ``session`` skip (an estimate
+    from the header alone; 0 for a key it holds or a duplicate)."""
+    try:
+        header = ratchet.Header.decode(data[: ratchet.HEADER_BYTES])
+    except ratchet.RatchetError:
+        return 0
+    if (header.dh, header.n) in session.skipped or header.dh in session.old_dhr:
+        return 0
+    if header.dh == session.dhr:
+        return max(0, header.n - session.nr)
+    previous = max(0, header.pn - session.nr) if session.ckr is not None else 0
+    return header.n + previous
