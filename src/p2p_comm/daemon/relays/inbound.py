@@ -70,6 +70,7 @@ class Inbound:
         self.deferred = self.reader.deferred
         # Ratchet seals read and not yet taken (see `Unwrapper.reading`): the same dict.
         self._reading = self.reader.reading
+        self._parked: list[Taken] = []  # ratchet messages read, waiting for their call
 
     def known(self, event_id: str) -> bool:
         """Processed already, known junk, or waiting for its sender's budget: skipped
@@ -131,6 +132,7 @@ class Inbound:
         ratchets as the database has them, so what was read and not taken reads again."""
         self.sink.reload()
         self._reading.clear()
+        self._parked.clear()  # their calls' ratchets were never written: they read again
 
     def _take_released(self, items: list[Taken | str]) -> None:
         """Wraps whose senders' budgets now allow them, handed over like a batch."""
@@ -147,19 +149,29 @@ class Inbound:
         hold it) is not marked processed: a catch-up takes it later, in order, rather than
         the sender's re-sends (a relay replays a stored backlog to a new subscription
         newest first). A catch-up marks what it cannot take, so such a wrap is opened
-        once live and once more by the catch-up (and again only if a relay replays it)."""
+        once live and once more by the catch-up (and again only if a relay replays it).
+
+        Except a ratchet message: its key is gone once read, so neither the catch-up nor a
+        re-send could read it again. It waits here (`_parked`), its call's ratchet state
+        unwritten meanwhile, and is offered again after each batch that took something."""
+        took = self._take(items, live)
+        while took and self._parked:
+            parked, self._parked = self._parked, []
+            took = self._take(list(parked), live=True)
+
+    def _take(self, items: list[Taken | str], live: bool) -> bool:
+        """`take` once; whether any message was handed to a call."""
         if not items:
-            return  # a batch of junk: nothing to write
+            return False  # a batch of junk: nothing to write
         taken = sorted((item for item in items if isinstance(item, Taken)), key=Taken.order)
-        for read in taken:
-            self._reading.pop(read.wrap_id, None)
+        ratcheted = {
+            t.wrap_id: self._reading.pop(t.wrap_id) for t in taken if t.wrap_id in self._reading
+        }
         now = clock.now()
         work: list[Awaitable[None]] = []
-        again = False
+        again = took = False
         try:
             with self.store.transaction():
-                # The ratchet states these messages advanced, with the messages.
-                self.sink.flush_secrets(set(self._reading.values()))
                 for item in items:
                     if isinstance(item, str):
                         self.store.mark_seen(item, now)
@@ -169,9 +181,14 @@ class Inbound:
                     if self.store.seen(item.wrap_id):
                         continue
                     if live and item.message and self.sink.out_of_reach(item.sender, item.message):
-                        again = True
+                        if item.wrap_id in ratcheted:
+                            self._reading[item.wrap_id] = ratcheted[item.wrap_id]
+                            self._parked.append(item)
+                        else:
+                            again = True
                         continue
                     self.store.mark_seen(item.wrap_id, now)
+                    took = True
                     if item.message is None:
                         self.sink.owner_reply(item.owner_text, now)
                     elif item.sender in self.sink.blocked:
@@ -183,6 +200,9 @@ class Inbound:
                             delay = round(max(0.0, now - item.sent_at), 3)
                             if delay > self.stats["max_delivery_delay_s"]:
                                 self.stats["max_delivery_delay_s"] = delay
+                # The ratchet states these messages advanced, with the messages; not those
+                # of calls with a message read and not yet taken (parked, or in flight).
+                self.sink.flush_secrets(set(self._reading.values()))
         except Exception:
             self.sink.reload()  # the calls (and ratchets) as the database has them
             for coroutine in work:
@@ -192,6 +212,7 @@ class Inbound:
         self.sink.publish(work)
         if again:
             self.schedule_catch_up()
+        return took
 
     # Catch-up -------------------------------------------------------------------------
 
