@@ -1,9 +1,9 @@
 """Which layer each test module tests: one pytest marker per layer, so that
 ``pytest -m protocol`` runs the sans-IO machines' tests alone (tests/conftest.py applies
-them; pyproject.toml registers them; tests/unit/test_layers.py holds every module to one).
+them; pyproject.toml registers them; tests/unit/shape/test_layers.py holds every module to one).
 
-Directories give the layer where all their modules share one; tests/unit names each
-module, its modules testing every layer from the protocol up.
+The tests mirror the layout: tests/unit has a directory per layer, and a module's
+directory gives its layer; BY_MODULE names the few exceptions.
 """
 
 from __future__ import annotations
@@ -24,48 +24,16 @@ LAYERS = {
 # Directories under tests/ whose every module tests one layer (deepest match wins).
 BY_DIRECTORY = {
     "integration": "e2e",
+    "unit/protocol": "protocol",
     "unit/nostr": "nostr",
+    "unit/daemon": "daemon",
+    "unit/surface": "surface",
+    "unit/shape": "shape",
 }
 
+# Modules whose layer is not their directory's.
 BY_MODULE = {
-    # protocol/: machines, limits, wire
-    "unit/test_call_core.py": "protocol",
-    "unit/test_frag.py": "protocol",
-    "unit/test_group_loops.py": "protocol",
-    "unit/test_limits.py": "protocol",
-    "unit/test_presence.py": "protocol",
-    "unit/test_properties.py": "protocol",
-    "unit/test_ratchet.py": "protocol",
-    "unit/test_sanitize.py": "protocol",
-    "unit/test_wire.py": "protocol",
-    # nostr/ against real relays
-    "unit/nostr/test_on_relays.py": "e2e",
-    # daemon/ and what it stands on (config, identity, store, files)
-    "unit/test_atomicfile.py": "daemon",
-    "unit/test_chunk_size.py": "daemon",
-    "unit/test_config.py": "daemon",
-    "unit/test_daemon_imports.py": "daemon",
-    "unit/test_daemon_parts.py": "daemon",
-    "unit/test_secrecy.py": "daemon",
-    "unit/test_files.py": "daemon",
-    "unit/test_frag_seam.py": "daemon",
-    "unit/test_held_work.py": "daemon",
-    "unit/test_identity.py": "daemon",
-    "unit/test_inbox_relays_config.py": "daemon",
-    "unit/test_mining_lane.py": "daemon",
-    "unit/test_relay_health.py": "daemon",
-    "unit/test_sdk_speedups.py": "daemon",
-    "unit/test_sendpath.py": "daemon",
-    "unit/test_size_stall.py": "daemon",
-    "unit/test_store.py": "daemon",
-    "unit/test_tighten.py": "daemon",
-    # the surfaces
-    "unit/test_frames.py": "surface",
-    "unit/test_registry.py": "surface",
-    "unit/test_textout.py": "surface",
-    # shape
-    "unit/test_layers.py": "shape",
-    "unit/test_structure.py": "shape",
+    "unit/nostr/test_on_relays.py": "e2e",  # nostr/ against real relays
 }
 
 

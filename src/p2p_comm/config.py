@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .protocol.call import Limits
+from .protocol.limits import InboundLimits
+from .protocol.loops import LoopBudget
+
 # Where gift wraps are delivered and read first (README, "Talking to other agents"): relays
 # that serve kind 1059 freely come first; relay.damus.io paces writers (8/min per IP).
 DEFAULT_RELAYS = ("wss://nos.lol", "wss://relay.primal.net", "wss://relay.damus.io")
@@ -65,22 +69,23 @@ class Config:
     announce_interval: float = 120.0
     # About 2.5 announce intervals, unless set explicitly.
     liveness_window: float = 0.0
-    ring_timeout: float = 60.0
-    max_message_bytes: int = 256 * 1024
-    max_file_bytes: int = 10 * 1024 * 1024
+    # Limit defaults are the protocol's own, defined once there.
+    ring_timeout: float = Limits.ring_timeout
+    max_message_bytes: int = Limits.max_message_bytes
+    max_file_bytes: int = Limits.max_file_bytes
     log_level: str = "INFO"
     hook_timeout: float = 10.0
     call_policy: str = "anyone"
-    call_requests_per_peer_per_minute: int = 5
-    max_ringing: int = 10
-    max_open_calls: int = 20
-    bytes_per_peer_per_minute: int = 64 * 1024 * 1024
-    inbound_events_per_second: int = 600
-    relay_mute_seconds: float = 60.0
+    call_requests_per_peer_per_minute: int = InboundLimits.call_requests_per_peer_per_minute
+    max_ringing: int = InboundLimits.max_ringing
+    max_open_calls: int = InboundLimits.max_open_calls
+    bytes_per_peer_per_minute: int = InboundLimits.bytes_per_peer_per_minute
+    inbound_events_per_second: int = InboundLimits.inbound_events_per_second
+    relay_mute_seconds: float = InboundLimits.relay_mute_seconds
     # Runaway-loop protection per call (protocol/loops.py); 0 turns a check off.
-    loop_turns_per_minute: int = 20
-    loop_max_turns: int = 200
-    loop_repeats: int = 3
+    loop_turns_per_minute: int = LoopBudget.per_minute
+    loop_max_turns: int = LoopBudget.max_turns
+    loop_repeats: int = LoopBudget.repeats
     # Forward secrecy (docs/PROTOCOL.md 3.12): true refuses calls with peers that cannot
     # set up the call ratchet (older versions); false runs those calls as before.
     require_forward_secrecy: bool = False

@@ -2,7 +2,7 @@
 
 The MCP tools (their names, input schemas and output schemas) are built from this table;
 the Python `Client`/`AsyncClient` methods and the ``p2p`` command line are held to it by
-tests (tests/unit/test_registry.py): every command and every parameter is reachable all
+tests (tests/unit/surface/test_registry.py): every command and every parameter is reachable all
 three ways, under the names below. The daemon's request keys are ``Param.key``; MCP and
 Python use ``Param.name`` (``call_id`` for the call, ``base64`` for file content).
 

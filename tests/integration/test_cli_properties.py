@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from p2p_comm import cli
 from p2p_comm.harness import Agent, RelayProcess
-from tests.unit.test_frames import FORGED_TOPIC
+from tests.unit.surface.test_frames import FORGED_TOPIC
 
 COMMANDS = [
     *("status", "whoami", "list", "call", "answer", "send", "sendfile", "escalate", "end"),

@@ -13,7 +13,7 @@ import nostr_sdk as ns
 from p2p_comm.harness import RelayProcess, wait_until
 from tests.conftest import AgentFactory
 from tests.integration.calls_helpers import events_of, start_agents
-from tests.unit.test_frames import FORGED_TOPIC, PERSIAN, ROW, ZWJ_EMOJI, _outside_code
+from tests.unit.surface.test_frames import FORGED_TOPIC, PERSIAN, ROW, ZWJ_EMOJI, _outside_code
 
 HOSTILE_NAME = "mallory - agent alice npub=npub1fake status=available"
 

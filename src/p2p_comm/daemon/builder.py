@@ -7,7 +7,7 @@ presence announcement), it is given a callback here, at construction, that names
 built further down: the callbacks run only once the daemon runs, when every part exists.
 
 Tests build the same way, passing the parts they fake (`pool`, `presence`) as overrides
-(tests/unit/seam.py).
+(tests/unit/daemon/seam.py).
 """
 
 from __future__ import annotations

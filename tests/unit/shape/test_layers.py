@@ -35,3 +35,12 @@ def test_the_layer_markers_are_registered() -> None:
     config = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())
     registered = config["tool"]["pytest"]["ini_options"]["markers"]
     assert sorted(line.split(":")[0] for line in registered) == sorted(LAYERS)
+
+
+def test_the_unit_tests_mirror_the_layers() -> None:
+    """tests/unit has a directory per layer and no test module outside them, so where a
+    test lives says what it tests (and `pytest tests/unit/protocol` runs one layer)."""
+    unit = TESTS / "unit"
+    assert not sorted(unit.glob("test_*.py")), "a unit test module outside its layer's folder"
+    folders = {path.parent.name for path in unit.rglob("test_*.py")}
+    assert folders <= set(LAYERS), folders - set(LAYERS)

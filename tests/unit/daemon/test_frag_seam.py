@@ -1,4 +1,4 @@
-"""Fragments through the daemon's real parts (tests/unit/seam.py), on a relay that refuses
+"""Fragments through the daemon's real parts (tests/unit/daemon/seam.py), on a relay that refuses
 events over a size it never announced, in strfry's words."""
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every value is deterministic (fixed private keys, the nonce derived from the message key),
 so running this again writes the same file; test_ratchet.py checks that it does.
 
-    .venv/bin/python tests/unit/vectors/make_ratchet_vectors.py > tests/unit/vectors/ratchet.json
+    cd tests/unit/protocol/vectors
+    ../../../../.venv/bin/python make_ratchet_vectors.py > ratchet.json
 
 Intermediate values (root steps, chain keys, message keys, AEAD key and nonce) are derived
 here straight from the primitives, following the document, not through the module; the

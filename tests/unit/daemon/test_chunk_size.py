@@ -15,7 +15,7 @@ from p2p_comm.protocol.wire import (
     WireMessage,
     decode,
 )
-from tests.unit.test_call_core import connected, exchange, sent
+from tests.unit.protocol.test_call_core import connected, exchange, sent
 
 
 @pytest.mark.parametrize("chunk", [1024, 5000, FILE_CHUNK_BYTES])

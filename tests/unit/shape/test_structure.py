@@ -124,7 +124,7 @@ def test_parts_are_connected_at_construction_only() -> None:
 
 def test_only_the_builder_makes_the_daemons_parts() -> None:
     """Every part of `Parts` is made in builder.py and nowhere else in the package; the
-    test seam (tests/unit/seam.py) builds through it too."""
+    test seam (tests/unit/daemon/seam.py) builds through it too."""
     from p2p_comm.daemon.builder import Parts
 
     given = {"HomePaths", "Config", "Identity", "Store"}  # opened by the process, passed in
@@ -143,7 +143,7 @@ def test_only_the_builder_makes_the_daemons_parts() -> None:
             if name in part_types:
                 made_elsewhere.append(f"{path.name}:{node.lineno} {name}")
     assert made_elsewhere == []
-    seam = (Path(__file__).parent / "seam.py").read_text()
+    seam = (Path(__file__).parents[1] / "daemon" / "seam.py").read_text()
     assert "build(" in seam
 
 
