@@ -235,3 +235,24 @@ def test_an_outsider_cannot_inject_into_a_group_or_speak_as_a_member(
         assert got[0]["peer"]["name"] == "ann"
     leftovers = b.json("inbox")["events"] + c.json("inbox")["events"]
     assert not [e for e in leftovers if "forged" in json.dumps(e)]
+
+
+def test_a_group_sendfile_is_the_one_sendfile(relay: Any, make_agent: Any) -> None:
+    """The group layer had its own copy of `sendfile`, already diverged: it never said
+    when the file was durably queued (an agent that lost the daemon then could not know it
+    would still go out, and sent it again) and cut every session's chunks to one size,
+    whatever each peer's relays take."""
+    a, b, c = start_agents(relay.url, make_agent, "ann", "ben", "cat")
+    call_id = connect(a, b, "files for all")
+    _invite(a, c, call_id)
+    events_of(a, "participant_joined")
+    data = os.urandom(40_000)
+    progress: list[dict[str, Any]] = []
+    params = {"name": "all.bin", "data": base64.b64encode(data).decode(), "call": call_id}
+    result = rpc.request(a.paths.socket, "sendfile", params, on_progress=progress.append)
+    queued = [p for p in progress if p.get("queued")]
+    assert queued and queued[0]["call_id"] == call_id, progress
+    assert queued[0]["sha256"] == result["sha256"] == hashlib.sha256(data).hexdigest()
+    for agent in (b, c):
+        (event,) = events_of(agent, "file", timeout=40)
+        assert Path(event["path"]).read_bytes() == data

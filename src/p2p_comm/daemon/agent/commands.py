@@ -9,6 +9,7 @@ import hashlib
 import math
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ... import clock
@@ -70,6 +71,54 @@ def _cursor(events: list[dict[str, Any]], params: dict[str, Any]) -> int:
     """The highest event id handed over (else the `after` asked with): what a client passes
     back as `after` to say it has them (the MCP server then marks them read)."""
     return max((int(e["event_id"]) for e in events), default=_after(params))
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    """What one `sendfile` sends, to one call or to every session of a group: read and
+    checked once, queued durably, then handed to the relays."""
+
+    name: str
+    data: bytes
+    digest: str
+    id: str
+
+    @classmethod
+    async def read(cls, params: dict[str, Any], service: Any) -> OutgoingFile:
+        """From ``path`` (read off the event loop, regular files only, never the home's
+        secrets) or base64 ``data``; one clear error for one over the size limit."""
+        name = text_param(params, "name")
+        limit = service.limits.max_file_bytes
+        if isinstance(params.get("path"), str):
+            data = await read_for_sending(params["path"], limit, service.files.paths)
+        else:
+            data = decode_base64(text_param(params, "data", required=False))
+        if len(data) > limit:
+            raise CommandError(
+                "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
+            )
+        return cls(name, data, hashlib.sha256(data).hexdigest(), secrets.token_hex(16))
+
+    @property
+    def record(self) -> tuple[str, dict[str, Any]]:
+        return ("file", {"file_name": self.name, "bytes": len(self.data), "sha256": self.digest})
+
+    def send(self, call: Call, now: float, chunk: int) -> list[Any]:
+        return call.send_file(self.id, self.name, self.data, self.digest, now, chunk)
+
+    async def queued(self, call_id: str, work: list[Awaitable[None]]) -> dict[str, Any]:
+        """Say it is durable, then publish: a client that loses the daemon after the
+        progress line knows the file will still go out (the outbox survives a restart)
+        and must not send it again."""
+        result = {
+            "call_id": call_id,
+            "file_name": self.name,
+            "bytes": len(self.data),
+            "sha256": self.digest,
+        }
+        report_progress({"queued": True, **result, "total": len(work)})
+        await hand_to_relays(work)
+        return result
 
 
 class CallCommands:
@@ -145,29 +194,11 @@ class CallCommands:
         }
 
     async def sendfile(self, params: dict[str, Any]) -> Any:
-        name = text_param(params, "name")
         call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
-        limit = self.service.limits.max_file_bytes
-        if isinstance(params.get("path"), str):
-            data = await read_for_sending(params["path"], limit, self.service.files.paths)
-        else:
-            data = decode_base64(text_param(params, "data", required=False))
-        if len(data) > limit:
-            raise CommandError(
-                "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
-            )
-        digest = hashlib.sha256(data).hexdigest()
-        fid = secrets.token_hex(16)
-        record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
+        file = await OutgoingFile.read(params, self.service)
         chunk = self.service.outbound.chunk_bytes(call)
-        work = self.actions.act(
-            call, lambda now: call.send_file(fid, name, data, digest, now, chunk), record
-        )
-        result = {"call_id": call.id, "file_name": name, "bytes": len(data), "sha256": digest}
-        # Durable from here: a client that loses the daemon after this line knows the file
-        # will still go out (the outbox survives a restart), and must not send it again.
-        report_progress({"queued": True, **result, "total": len(work)})
-        await hand_to_relays(work)
+        work = self.actions.act(call, lambda now: file.send(call, now, chunk), file.record)
+        result = await file.queued(call.id, work)
         delivery = self.service.outbound.delivery(call)
         return {**result, "chunks": len(work), "call_delivery": delivery}
 

@@ -8,8 +8,6 @@ loop is suspected (`force` lifts it); `status`, `history`, `list` showing groups
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -25,8 +23,7 @@ from ..calls.actions import CallActions
 from ..calls.groups import GroupService
 from ..notify.owner import OwnerChannels
 from ..relays.directory import npub_of
-from .commands import decode_base64, hand_to_relays, tell_owner, text_param
-from .sendpath import read_for_sending
+from .commands import OutgoingFile, tell_owner, text_param
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 Target = Group | Call
@@ -174,23 +171,11 @@ class GroupCommands:
         }
 
     async def _group_sendfile(self, group: Group, params: dict[str, Any]) -> Any:
-        name = text_param(params, "name")
-        limit = self.service.limits.max_file_bytes
-        if isinstance(params.get("path"), str):
-            data = await read_for_sending(params["path"], limit, self.service.files.paths)
-        else:
-            data = decode_base64(text_param(params, "data", required=False))
-        if len(data) > limit:
-            raise CommandError(
-                "too_large", f"the file is {len(data)} bytes, over the limit of {limit}."
-            )
+        file = await OutgoingFile.read(params, self.service)
         self._recipients(group)
-        digest = hashlib.sha256(data).hexdigest()
-        fid = secrets.token_hex(16)
-        record = ("file", {"file_name": name, "bytes": len(data), "sha256": digest})
-        work = self._fan(group, lambda s, now: s.send_file(fid, name, data, digest, now), record)
-        await hand_to_relays(work)
-        result = {"call_id": group.id, "file_name": name, "bytes": len(data), "sha256": digest}
+        chunk = self.service.outbound.chunk_bytes
+        work = self._fan(group, lambda s, now: file.send(s, now, chunk(s)), file.record)
+        result = await file.queued(group.id, work)
         delivery = self.groups.describe(group)["delivery"]
         return {**result, "chunks": len(work), "call_delivery": delivery}
 
