@@ -41,13 +41,13 @@ import hmac
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+# The primitives are imported where first used: `cryptography`'s bindings cost an idle
+# daemon about 7 MiB of private memory, and a daemon with no call under the ratchet needs
+# none of them (this module's types and errors are imported by the daemon at start).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 RATCHET_LEVEL = 5  # the feature level (`pv`) that carries this (docs/PROTOCOL.md 3.12.7)
 
@@ -102,6 +102,9 @@ class TooFarAhead(RatchetError):
 
 def kdf_rk(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
     """``KDF_RK``: (new root key, new chain key) from the root key and a DH output."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     out = HKDF(algorithm=hashes.SHA256(), length=64, salt=rk, info=INFO_ROOT).derive(dh_out)
     return out[:32], out[32:]
 
@@ -113,6 +116,9 @@ def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
 
 def message_secrets(mk: bytes) -> tuple[bytes, bytes]:
     """The ChaCha20-Poly1305 key and nonce that message key ``mk`` stands for."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     length = KEY_BYTES + NONCE_BYTES
     out = HKDF(algorithm=hashes.SHA256(), length=length, salt=ZERO_SALT, info=INFO_MESSAGE).derive(
         mk
@@ -122,12 +128,17 @@ def message_secrets(mk: bytes) -> tuple[bytes, bytes]:
 
 def encrypt_with(mk: bytes, plaintext: bytes, ad: bytes) -> bytes:
     """``ENCRYPT``: ciphertext with its 16-byte tag appended."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     key, nonce = message_secrets(mk)
     return ChaCha20Poly1305(key).encrypt(nonce, plaintext, ad)
 
 
 def decrypt_with(mk: bytes, ciphertext: bytes, ad: bytes) -> bytes:
     """``DECRYPT``; `RatchetError` if the tag does not verify."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     key, nonce = message_secrets(mk)
     try:
         return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, ad)
@@ -138,6 +149,11 @@ def decrypt_with(mk: bytes, ciphertext: bytes, ad: bytes) -> bytes:
 def dh(private: bytes, public: bytes) -> bytes:
     """``DH``: X25519 of a raw private and a raw public key. `RatchetError` for a public key
     of small order (the shared secret would be all zeros)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
     try:
         return X25519PrivateKey.from_private_bytes(private).exchange(
             X25519PublicKey.from_public_bytes(public)
@@ -148,7 +164,16 @@ def dh(private: bytes, public: bytes) -> bytes:
 
 def public_of(private: bytes) -> bytes:
     """The raw X25519 public key of a raw private key."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def new_key() -> X25519PrivateKey:
+    """A fresh X25519 private key (an ephemeral or a ratchet key)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    return X25519PrivateKey.generate()
 
 
 def associated_data(call: str, initiator: str, responder: str) -> bytes:
@@ -167,6 +192,9 @@ def initial_root(ad: bytes) -> bytes:
     """The root key before the first ratchet step: public, but bound to call and identities
     so every later key is. HKDF-SHA256(ikm = 32 x 0xff, salt = 32 x 0x00, info = INFO_INIT
     + the associated data without its label)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     info = INFO_INIT + ad[len(LABEL) :]
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=ZERO_SALT, info=info).derive(INIT_IKM)
 
@@ -298,7 +326,7 @@ class Session:
         if self.cks is None:
             if self.dhr is None or self.dhs is not None:
                 raise RatchetError("no sending chain before the peer's ratchet key")
-            key = next_key if next_key is not None else X25519PrivateKey.generate()
+            key = next_key if next_key is not None else new_key()
             private = key.private_bytes_raw()
             self.rk, self.cks = kdf_rk(self.rk, dh(private, self.dhr))
             self.dhs, self.dhs_pub, self.ns = private, key.public_key().public_bytes_raw(), 0

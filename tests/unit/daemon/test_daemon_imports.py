@@ -10,8 +10,11 @@ from pathlib import Path
 from p2p_comm.daemon.process import RotatingLog
 
 # The NIP-11 fetch's HTTP stack (urllib.request, http.client and the email package: 1.8 MiB)
-# difflib (config's "did you mean", 0.2 MiB), logging.handlers (with pickle, 0.4 MiB).
+# difflib (config's "did you mean", 0.2 MiB), logging.handlers (with pickle, 0.4 MiB), and
+# the ratchet's `cryptography` primitives (about 7 MiB; loaded by the first ratchet call).
 NOT_AT_START = (
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.asymmetric.x25519",
     "urllib.request",
     "http.client",
     "email.parser",

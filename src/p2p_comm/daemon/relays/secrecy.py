@@ -16,8 +16,6 @@ import binascii
 import logging
 from dataclasses import replace
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from ...nostr import kinds, nip59
 from ...protocol import ratchet
 from ...protocol.call import OUTGOING, Call
@@ -56,14 +54,14 @@ class Secrecy:
         """Our `request` and `accept` with our ephemeral key (a new session for the call)."""
         if message.type == "request" and call.direction == OUTGOING and message.seq == 1:
             session, request = ratchet.initiator_session(
-                call.id, self.me, call.peer, X25519PrivateKey.generate()
+                call.id, self.me, call.peer, ratchet.new_key()
             )
             self._keep(call.id, session)
             return replace(message, body={**message.body, **request.to_dict()})
         if message.type == "accept" and call.forward_secrecy:
             keys = ratchet.RequestKeys.from_dict({"ek": call.peer_ek})
             session, accept = ratchet.responder_session(
-                call.id, call.peer, self.me, keys, X25519PrivateKey.generate()
+                call.id, call.peer, self.me, keys, ratchet.new_key()
             )
             self._keep(call.id, session)
             return replace(message, body={**message.body, **accept.to_dict()})
