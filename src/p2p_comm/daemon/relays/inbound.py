@@ -214,8 +214,6 @@ class Inbound:
             self.schedule_catch_up()
         return took
 
-    # Catch-up -------------------------------------------------------------------------
-
     def unwrap_all(
         self,
         events: list[InboundEvent],
