@@ -256,3 +256,20 @@ def test_a_group_sendfile_is_the_one_sendfile(relay: Any, make_agent: Any) -> No
     for agent in (b, c):
         (event,) = events_of(agent, "file", timeout=40)
         assert Path(event["path"]).read_bytes() == data
+
+
+def test_history_limit_counts_groups_and_calls_alike(relay: Any, make_agent: Any) -> None:
+    """`history --limit` cut the list of 1:1 sessions first and added every group after
+    it: with a group's hidden sessions newest, `--limit 2` showed only the group. Now the
+    visible calls (groups and 1:1 calls) are one list, newest first, cut once."""
+    a, b, c = start_agents(relay.url, make_agent, "ann", "ben", "cat")
+    first = connect(a, b, "a one-to-one first")
+    a.json("end", "--call", first[:8])
+    events_of(b, "call_ended")
+    group = connect(a, b, "then a group")
+    _invite(a, c, group)
+    events_of(a, "participant_joined")
+    listed = a.json("history", "--limit", "2")["calls"]
+    assert [(c["call_id"], c["group"]) for c in listed] == [(group, True), (first, False)]
+    (newest,) = a.json("history", "--limit", "1")["calls"]
+    assert newest["call_id"] == group

@@ -16,12 +16,13 @@ from .. import __version__, clock, sdk_speedups
 from ..config import ConfigError, load_config
 from ..identity import IdentityError
 from ..paths import HomePaths, ensure_private_dir
-from ..protocol.call import ACTIVE, ENDED, INCOMING, OUTGOING, RINGING
+from ..protocol.call import ACTIVE, OUTGOING, RINGING
 from ..registry import COMMANDS
 from ..store import StorageError
 from .agent.commands import CallCommands
 from .agent.group_commands import GroupCommands
 from .agent.server import SocketServer
+from .agent.targeted import TargetCommands
 from .base.errors import CommandError
 from .base.tasks import spawn
 from .builder import Parts, build
@@ -69,7 +70,9 @@ class Daemon:
         self.server = SocketServer(self.paths.socket, self.dispatch, max_request(self.config))
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        my_name = self.presence.name
+        self.targets = parts.targets
+        calls = CallCommands(self.actions, self.inbox, self.owner, self.presence.name)
+        groups = GroupCommands(self.groups, self.actions, self.owner)
         self.handlers: dict[str, Handler] = {
             "ping": self._ping,
             "status": self._status,
@@ -77,10 +80,10 @@ class Daemon:
             "list": self._list,
             "shutdown": self._shutdown,
             "doctor": self._doctor,
-            **CallCommands(self.actions, self.inbox, self.owner, my_name).handlers(),
+            **calls.handlers(),
+            # The commands that name a call: a group or a 1:1 call, resolved once.
+            **TargetCommands(self.targets, calls, groups, self.loops).handlers(),
         }
-        # Group calls and loop protection wrap the call commands (daemon/agent/group_commands.py).
-        self.handlers = GroupCommands(self.groups, self.actions, self.owner).wrap(self.handlers)
         # Every command of the registry (registry.py), which the clients offer, is served.
         missing = sorted({command.name for command in COMMANDS} - set(self.handlers))
         if missing:
@@ -159,13 +162,12 @@ class Daemon:
         return self._whoami_dict()
 
     def _calls_summary(self) -> dict[str, Any]:
-        calls, names = self.calls.calls, self.calls.peer_names
-        describe = self.calls.records.describe
-        open_calls = [describe(c, names.get(c.id, "")) for c in calls.values() if c.state != ENDED]
+        open_calls = self.targets.open_calls()
         return {
             "active": [c for c in open_calls if c["state"] == ACTIVE],
+            # A group that rings here is one this agent was invited to.
             "ringing_in": [
-                c for c in open_calls if c["state"] == RINGING and c["direction"] == INCOMING
+                c for c in open_calls if c["state"] == RINGING and c["direction"] != OUTGOING
             ],
             "ringing_out": [
                 c for c in open_calls if c["state"] == RINGING and c["direction"] == OUTGOING
@@ -220,6 +222,9 @@ class Daemon:
         if capability:
             wanted = str(capability).casefold()
             agents = [a for a in agents if wanted in (c.casefold() for c in a["capabilities"])]
+        in_call = self.targets.in_call_with_me()
+        for agent in agents:
+            agent["in_call_with_me"] = in_call.get(agent["pubkey"], [])
         return {"agents": agents}
 
     async def _doctor(self, params: dict[str, Any]) -> Any:

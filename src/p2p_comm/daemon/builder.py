@@ -30,6 +30,7 @@ from .agent.advice import Advice
 from .calls.actions import CallActions
 from .calls.calls import CallService
 from .calls.groups import GroupService
+from .calls.targets import Targets
 from .notify.inbox import AgentInbox, agent_event
 from .notify.loopwatch import LoopWatch
 from .notify.owner import OwnerChannels, owner_pubkey
@@ -61,6 +62,7 @@ class Parts:
     loops: LoopWatch
     calls: CallService
     groups: GroupService
+    targets: Targets
     inbound: Inbound
     actions: CallActions
     advice: Advice
@@ -153,6 +155,7 @@ def build(
         loops=loops,
         calls=calls,
         groups=groups,
+        targets=Targets(calls, groups),
         inbound=inbound,
         actions=CallActions(calls),
         advice=Advice(paths, pool, store),

@@ -248,3 +248,28 @@ def test_no_daemon_module_is_over_about_400_lines() -> None:
         if (lines := len(path.read_text().splitlines())) > 420
     }
     assert long == {}
+
+
+def test_a_command_names_its_call_once_and_handlers_are_not_wrapped() -> None:
+    """`GroupCommands.wrap` took the 1:1 handlers and wrapped them (`partial`, then
+    `getattr(self, f"_group_{name}")`): the group layer resolved `--call`, and the 1:1
+    handler resolved it again. Now `--call` is matched in one place (`calls/targets.py`),
+    and every handler is a plain method given the group or call it acts on."""
+    matchers, wrappers = [], []
+    for path in sorted((SRC / "daemon").rglob("*.py")):
+        relative = path.relative_to(SRC).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            text = ast.unparse(node) if isinstance(node, ast.Call) else ""
+            if ".startswith(prefix" in text and relative != "daemon/calls/targets.py":
+                matchers.append(f"{relative}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and node.module == "functools":
+                wrappers += [f"{relative}: {a.name}" for a in node.names if a.name == "partial"]
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and any(isinstance(arg, ast.JoinedStr) for arg in node.args)
+            ):
+                wrappers.append(f"{relative}:{node.lineno}")
+    assert matchers == []
+    assert wrappers == []

@@ -14,7 +14,7 @@ from typing import Any
 
 from ... import clock
 from ...codes import MAX_WAIT
-from ...protocol.call import ACTIVE, ENDED, INCOMING, RINGING, Call
+from ...protocol.call import Call
 from ...sanitize import clean_label
 from ...schema import bare_esc_id, peer
 from ...store import Store
@@ -134,18 +134,12 @@ class CallCommands:
         self.my_name = my_name
 
     def handlers(self) -> dict[str, Handler]:
+        """The commands that name no call (those that do go through `TargetCommands`)."""
         return {
             "call": self.call,
-            "answer": self.answer,
-            "send": self.send,
-            "sendfile": self.sendfile,
-            "escalate": self.escalate,
-            "end": self.end,
             "inbox": self.inbox_events,
             "wait": self.wait,
             "ack": self.ack,
-            "transcript": self.transcript,
-            "history": self.history,
             "contacts": self.contacts,
             "block": self.block,
             "unblock": self.unblock,
@@ -160,12 +154,10 @@ class CallCommands:
         self.service.publish(work)
         return self._describe(call)
 
-    async def answer(self, params: dict[str, Any]) -> Any:
-        decision = params.get("decision")
-        if decision not in ("accept", "reject"):
-            raise CommandError("bad_request", "answer with 'accept' or 'reject'.")
-        call = self.actions.pick(_call_arg(params), (RINGING,), "ringing incoming call", INCOMING)
-        if decision == "accept":
+    # On one resolved 1:1 call ---------------------------------------------------------
+
+    async def answer(self, call: Call, params: dict[str, Any]) -> Any:
+        if params["decision"] == "accept":
             work = self.actions.act(call, call.accept, ("call_accepted", {}))
         else:
             reason = text_param(params, "reason", required=False) or "declined"
@@ -175,10 +167,9 @@ class CallCommands:
         self.service.publish(work)
         return self._describe(call)
 
-    async def send(self, params: dict[str, Any]) -> Any:
+    async def send(self, call: Call, params: dict[str, Any]) -> Any:
         accepted_at = clock.now()
         text = text_param(params, "text")
-        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
         work = self.actions.act(
             call,
             lambda now: call.send_text(text, now, self.service.outbound.text_part_bytes(call)),
@@ -193,18 +184,15 @@ class CallCommands:
             "call_delivery": self.service.outbound.delivery(call),
         }
 
-    async def sendfile(self, params: dict[str, Any]) -> Any:
-        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
-        file = await OutgoingFile.read(params, self.service)
+    async def sendfile(self, call: Call, file: OutgoingFile) -> Any:
         chunk = self.service.outbound.chunk_bytes(call)
         work = self.actions.act(call, lambda now: file.send(call, now, chunk), file.record)
         result = await file.queued(call.id, work)
         delivery = self.service.outbound.delivery(call)
         return {**result, "chunks": len(work), "call_delivery": delivery}
 
-    async def escalate(self, params: dict[str, Any]) -> Any:
+    async def escalate(self, call: Call, params: dict[str, Any]) -> Any:
         text = text_param(params, "text")
-        call = self.actions.pick(_call_arg(params), (ACTIVE,), "active call")
         work = self.actions.act(
             call, lambda now: call.escalate(text, now), ("escalation", {"text": text})
         )
@@ -214,18 +202,22 @@ class CallCommands:
         peers = (peer_name, npub_of(call.peer))
         return await tell_owner(self.owner, store, self.my_name, call.id, peers, call.topic, text)
 
-    async def end(self, params: dict[str, Any]) -> Any:
-        call = self.actions.pick(_call_arg(params), (ACTIVE, RINGING), "active or ringing call")
+    async def end(self, call: Call, params: dict[str, Any]) -> Any:
         reason = text_param(params, "reason", required=False)
         work = self.actions.act(
             call, lambda now: call.end(reason, now), ("call_ended", {"reason": reason})
         )
         self.service.publish(work)
         # The same document as `transcript`: an agent that ends a call has the record.
+        return self.transcript(call)
+
+    def transcript(self, call: Call) -> dict[str, Any]:
         markdown, document = self.service.records.transcript(
             call, self.service.peer_names.get(call.id, "")
         )
         return {"call_id": call.id, "transcript": markdown, **document}
+
+    # Naming no call -------------------------------------------------------------------
 
     async def inbox_events(self, params: dict[str, Any]) -> Any:
         """Unread events; nothing is consumed until the client sends `ack`."""
@@ -253,29 +245,6 @@ class CallCommands:
         ):
             raise CommandError("bad_request", "'event_ids' must be a list of event ids.")
         return {"acknowledged": self.inbox.ack(ids)}
-
-    async def transcript(self, params: dict[str, Any]) -> Any:
-        prefix = _call_arg(params)
-        if prefix is None:
-            calls = sorted(self.service.calls.values(), key=lambda c: c.created_at)
-            if not calls:
-                raise CommandError("no_call", "there are no calls yet.")
-            call = calls[-1]
-        else:
-            call = self.actions.pick(prefix, (ACTIVE, RINGING, ENDED), "call")
-        markdown, document = self.service.records.transcript(
-            call, self.service.peer_names.get(call.id, "")
-        )
-        return {"call_id": call.id, "transcript": markdown, **document}
-
-    async def history(self, params: dict[str, Any]) -> Any:
-        calls = sorted(self.service.calls.values(), key=lambda c: c.created_at, reverse=True)
-        limit = params.get("limit")
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise CommandError("bad_request", "'limit' must be a whole number, 1 or more.")
-            calls = calls[:limit]
-        return {"calls": [self._describe(c) for c in calls]}
 
     async def contacts(self, params: dict[str, Any]) -> Any:
         service, store = self.service, self.service.store

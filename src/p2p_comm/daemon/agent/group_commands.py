@@ -1,19 +1,16 @@
-"""RPC handlers for group calls and loop protection, layered over the call commands.
+"""RPC handlers for group calls: each acts on one group, already resolved (`Targets`).
 
-`wrap` takes the daemon's handlers and returns them with: `invite`; `answer`, `send`,
-`sendfile`, `escalate`, `end`, `transcript` that act on a whole group when the call named
-(or implied) is one, and otherwise pass the resolved 1:1 call on; `send` refused while a
-loop is suspected (`force` lifts it); `status`, `history`, `list` showing groups.
+`TargetCommands` (targeted.py) resolves `--call` once and hands a group here, a 1:1 call to
+`CallCommands`. `invite` turns a 1:1 call this agent placed into a group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from ... import clock
-from ...protocol.call import ACTIVE, ENDED, OUTGOING, RINGING, Call, CallError, State
+from ...protocol.call import OUTGOING, Call, CallError, State
 from ...protocol.events import Effect
 from ...protocol.group import GROUP_LEVEL, Group, GroupError, GroupState, InvitePolicy, Member
 from ...protocol.group import session_id as group_session_id
@@ -21,103 +18,20 @@ from ...schema import peer
 from ..base.errors import CommandError
 from ..calls.actions import CallActions
 from ..calls.groups import GroupService
+from ..calls.targets import Target
 from ..notify.owner import OwnerChannels
 from ..relays.directory import npub_of
 from .commands import OutgoingFile, tell_owner, text_param
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-Target = Group | Call
-_STATES: dict[str, tuple[str, ...]] = {
-    "answer": (RINGING,),
-    "send": (ACTIVE,),
-    "sendfile": (ACTIVE,),
-    "escalate": (ACTIVE,),
-    "end": (ACTIVE, RINGING),
-    "invite": (ACTIVE,),
-}
-_WHAT = {
-    "answer": "ringing incoming call",
-    "end": "active or ringing call",
-    "invite": "active call",
-}
-
 
 class GroupCommands:
-    """Routes each call command to the group layer or to the 1:1 handler."""
+    """The call commands on a whole group: every session in one transaction."""
 
     def __init__(self, groups: GroupService, actions: CallActions, owner: OwnerChannels) -> None:
         self.groups = groups
         self.actions = actions
         self.service = groups.service
-        self.loops = groups.loops
         self.owner = owner
-
-    def wrap(self, handlers: dict[str, Handler]) -> dict[str, Handler]:
-        out = dict(handlers)
-        for name in ("answer", "send", "sendfile", "escalate", "end"):
-            out[name] = partial(self._route, name, handlers[name])
-        out["invite"] = self.invite
-        out["transcript"] = partial(self._transcript, handlers["transcript"])
-        out["history"] = partial(self._history, handlers["history"])
-        out["status"] = partial(self._status, handlers["status"])
-        out["list"] = partial(self._list, handlers["list"])
-        return out
-
-    # Resolving ------------------------------------------------------------------------
-
-    def _visible(self) -> list[tuple[str, str, Target]]:
-        """(id, state, target) of what the agent sees as calls."""
-        seen: list[tuple[str, str, Target]] = [
-            (g.id, self.groups.user_state(g), g) for g in self.groups.groups.values()
-        ]
-        seen += [
-            (c.id, str(c.state), c)
-            for c in self.service.calls.values()
-            if not self.groups.hidden(c)
-        ]
-        return seen
-
-    def resolve(self, prefix: Any, states: tuple[str, ...], what: str, incoming: bool) -> Target:
-        visible = self._visible()
-        if isinstance(prefix, str) and prefix:
-            matches = [t for cid, _, t in visible if cid.startswith(prefix.lower())]
-            if not matches:
-                raise CommandError("no_call", f"no call matches '{prefix}'.")
-            if len(matches) > 1:
-                raise CommandError("ambiguous_call", f"'{prefix}' matches several calls.")
-            return matches[0]
-        candidates = [
-            t
-            for _, state, t in visible
-            if state in states
-            and not (incoming and isinstance(t, Call) and t.direction == OUTGOING)
-        ]
-        if not candidates:
-            raise CommandError("no_call", f"there is no {what}.")
-        if len(candidates) > 1:
-            listed = ", ".join(t.id[:8] for t in candidates)
-            raise CommandError(
-                "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
-            )
-        return candidates[0]
-
-    async def _route(self, name: str, original: Handler, params: dict[str, Any]) -> Any:
-        what = _WHAT.get(name, "active call")
-        target = self.resolve(params.get("call"), _STATES[name], what, name == "answer")
-        if isinstance(target, Call):
-            if name == "send":
-                self.loops.check_send(target.id, bool(params.get("force")))
-            result = await original({**params, "call": target.id})
-            if name == "send":
-                peers = [(npub_of(target.peer), self.service.peer_names.get(target.id, ""))]
-                self._observe_own(target.id, params.get("text", ""), target.topic, peers)
-            return result
-        handler = getattr(self, f"_group_{name}")
-        return await handler(target, params)
-
-    def _observe_own(self, call_id: str, text: str, topic: str, peers: list[Any]) -> None:
-        with self.service.store.transaction():
-            self.loops.observe(call_id, self.groups.me, text, topic, peers, clock.now())
 
     # Fan-out --------------------------------------------------------------------------
 
@@ -154,14 +68,16 @@ class GroupCommands:
             raise CommandError("no_call", "nobody else is in this call right now.")
         return count
 
-    async def _group_send(self, group: Group, params: dict[str, Any]) -> Any:
+    async def send(self, group: Group, params: dict[str, Any]) -> Any:
         accepted_at = clock.now()
         text = text_param(params, "text")
-        self.loops.check_send(group.id, bool(params.get("force")))
         recipients = self._recipients(group)
-        work = self._fan(group, lambda s, now: s.send_text(text, now), ("message", {"text": text}))
+        # Each session's text parts sized for its own relays, as a 1:1 send's are.
+        part = self.service.outbound.text_part_bytes
+        work = self._fan(
+            group, lambda s, now: s.send_text(text, now, part(s)), ("message", {"text": text})
+        )
         self.service.publish(work)
-        self._observe_own(group.id, text, group.topic, self.groups.names(group))
         return {
             "call_id": group.id,
             "bytes": len(text.encode()),
@@ -170,8 +86,7 @@ class GroupCommands:
             "call_delivery": self.groups.describe(group)["delivery"],
         }
 
-    async def _group_sendfile(self, group: Group, params: dict[str, Any]) -> Any:
-        file = await OutgoingFile.read(params, self.service)
+    async def sendfile(self, group: Group, file: OutgoingFile) -> Any:
         self._recipients(group)
         chunk = self.service.outbound.chunk_bytes
         work = self._fan(group, lambda s, now: file.send(s, now, chunk(s)), file.record)
@@ -179,7 +94,7 @@ class GroupCommands:
         delivery = self.groups.describe(group)["delivery"]
         return {**result, "chunks": len(work), "call_delivery": delivery}
 
-    async def _group_escalate(self, group: Group, params: dict[str, Any]) -> Any:
+    async def escalate(self, group: Group, params: dict[str, Any]) -> Any:
         text = text_param(params, "text")
         self._recipients(group)
         work = self._fan(
@@ -192,7 +107,7 @@ class GroupCommands:
         store, me = self.service.store, self.groups.my_name
         return await tell_owner(self.owner, store, me, group.id, (peers, npubs), group.topic, text)
 
-    async def _group_end(self, group: Group, params: dict[str, Any]) -> Any:
+    async def end(self, group: Group, params: dict[str, Any]) -> Any:
         reason = text_param(params, "reason", required=False)
         everyone = bool(params.get("all"))
         if everyone and group.starter != self.groups.me:
@@ -200,7 +115,7 @@ class GroupCommands:
                 "not_allowed", "only the agent that started this call can end it for everyone."
             )
         if group.state == GroupState.INVITED:
-            return await self._group_answer(group, {"decision": "reject", "reason": reason})
+            return await self.answer(group, {"decision": "reject", "reason": reason})
         record = ("call_ended", {"reason": reason, "all": everyone})
 
         def hang_up(session: Call, now: float) -> list[Effect]:
@@ -213,13 +128,14 @@ class GroupCommands:
             self.groups.save(group, clock.now())
         self.service.publish(work)
         self.groups.write_transcript(group)
+        return self.transcript(group)
+
+    def transcript(self, group: Group) -> dict[str, Any]:
         markdown, document = self.groups.transcript(group)
         return {"call_id": group.id, "transcript": markdown, **document}
 
-    async def _group_answer(self, group: Group, params: dict[str, Any]) -> Any:
+    async def answer(self, group: Group, params: dict[str, Any]) -> Any:
         decision = params.get("decision")
-        if decision not in ("accept", "reject"):
-            raise CommandError("bad_request", "answer with 'accept' or 'reject'.")
         session = next(
             (s for s in self.groups.sessions(group, (State.RINGING,)) if s.direction != OUTGOING),
             None,
@@ -243,9 +159,8 @@ class GroupCommands:
 
     # Invite ---------------------------------------------------------------------------
 
-    async def invite(self, params: dict[str, Any]) -> Any:
+    async def invite(self, target: Target, params: dict[str, Any]) -> Any:
         agent = text_param(params, "agent")
-        target = self.resolve(params.get("call"), _STATES["invite"], _WHAT["invite"], False)
         now = clock.now()
         pubkey, name = self.service.directory.resolve(agent, now)
         if pubkey in self.service.blocked:
@@ -301,48 +216,3 @@ class GroupCommands:
         group = Group(call.id, me, me, call.topic, call.created_at, policy)
         group.members[call.peer] = Member(call.peer, peer_name, call.id, call.answered_at or now)
         return group
-
-    # Reading --------------------------------------------------------------------------
-
-    async def _transcript(self, original: Handler, params: dict[str, Any]) -> Any:
-        prefix = params.get("call")
-        group = self.groups.groups.get(prefix) if isinstance(prefix, str) else None
-        if group is None and isinstance(prefix, str) and prefix:
-            found = [g for g in self.groups.groups.values() if g.id.startswith(prefix.lower())]
-            group = found[0] if len(found) == 1 else None
-        if group is None:
-            return await original(params)
-        markdown, document = self.groups.transcript(group)
-        return {"call_id": group.id, "transcript": markdown, **document}
-
-    async def _history(self, original: Handler, params: dict[str, Any]) -> Any:
-        result = await original(params)
-        calls = [c for c in result["calls"] if c["call_id"] not in self.groups.by_session]
-        calls += [self.groups.describe(g) for g in self.groups.groups.values()]
-        calls.sort(key=lambda c: c["created_at"], reverse=True)
-        return {**result, "calls": calls}
-
-    async def _status(self, original: Handler, params: dict[str, Any]) -> Any:
-        result = await original(params)
-        calls = result["calls"]
-        for key in ("active", "ringing_in", "ringing_out"):
-            calls[key] = [c for c in calls[key] if c["call_id"] not in self.groups.by_session]
-        for group in self.groups.open_groups():
-            key = "active" if group.state == GroupState.ACTIVE else "ringing_in"
-            calls[key].append(self.groups.describe(group))
-        return result
-
-    async def _list(self, original: Handler, params: dict[str, Any]) -> Any:
-        result = await original(params)
-        in_call: dict[str, list[str]] = {}
-        for _, state, target in self._visible():
-            if state == ENDED:
-                continue
-            if isinstance(target, Group):
-                for member in target.confirmed():
-                    in_call.setdefault(member.pubkey, []).append(target.id)
-            else:
-                in_call.setdefault(target.peer, []).append(target.id)
-        for agent in result["agents"]:
-            agent["in_call_with_me"] = in_call.get(agent["pubkey"], [])
-        return result

@@ -21,7 +21,7 @@ Action = Callable[[float], list[Effect]]
 
 
 class CallActions:
-    """`act`, `start_call`, `block` and `pick`: what commands ask of the call service."""
+    """`act`, `start_call` and `block`: what commands ask of the call service."""
 
     def __init__(self, service: CallService) -> None:
         self.service = service
@@ -95,30 +95,3 @@ class CallActions:
         self.service.blocked.add(pubkey)
         self.service.publish(work)
         return ended
-
-    def pick(
-        self, prefix: str | None, states: tuple[str, ...], what: str, direction: str | None = None
-    ) -> Call:
-        """The call a command is about: ``--call`` prefix, or the only one in ``states``."""
-        if prefix:
-            matches = [c for c in self.service.calls.values() if c.id.startswith(prefix.lower())]
-            if not matches:
-                raise CommandError("no_call", f"no call matches '{prefix}'.")
-            if len(matches) > 1:
-                listed = ", ".join(c.id[:12] for c in matches)
-                raise CommandError("ambiguous_call", f"'{prefix}' matches several calls: {listed}.")
-            return matches[0]
-        candidates = [
-            c
-            for c in self.service.calls.values()
-            if c.state in states and (direction is None or c.direction == direction)
-        ]
-        if not candidates:
-            raise CommandError("no_call", f"there is no {what}.")
-        if len(candidates) > 1:
-            names = self.service.peer_names
-            listed = ", ".join(f"{c.id[:8]} ({names.get(c.id, '')})" for c in candidates)
-            raise CommandError(
-                "ambiguous_call", f"several calls qualify; pick one with --call: {listed}."
-            )
-        return candidates[0]
