@@ -113,7 +113,13 @@ def _request(command: Command, args: dict[str, Any]) -> tuple[dict[str, Any], fl
 
 def output_schema(command: str) -> dict[str, Any]:
     """The command's result schema with every file it refers to bundled in (an MCP client
-    validates structured content against it and fetches nothing)."""
+    validates structured content against it and fetches nothing).
+
+    Without `unevaluatedProperties`: a host's SDK checks every result against this schema
+    (jsonschema), and that keyword makes it evaluate each subschema again to learn which
+    properties were seen: 0.9 of a `status` call's 3.2 ms through MCP, 0.35 ms without it.
+    What it guards (no undeclared property) is the daemon's promise, held by the schema
+    files themselves in our tests (tests/integration/test_schema.py), not the host's."""
     from importlib import resources
 
     folder = resources.files("p2p_comm.schema")
@@ -133,7 +139,8 @@ def output_schema(command: str) -> dict[str, Any]:
             return [rewrite(item, stem) for item in node]
         if not isinstance(node, dict):
             return node
-        out = {key: rewrite(value, stem) for key, value in node.items() if key != "$ref"}
+        skip = ("$ref", "unevaluatedProperties")
+        out = {key: rewrite(value, stem) for key, value in node.items() if key not in skip}
         ref = node.get("$ref")
         if isinstance(ref, str):
             target, _, pointer = ref.partition("#")

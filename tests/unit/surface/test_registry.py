@@ -3,6 +3,8 @@ tools and the Python client are held to it here, parameter by parameter."""
 
 from __future__ import annotations
 
+import json
+
 import inspect
 from typing import Any
 
@@ -81,6 +83,9 @@ def test_every_tool_has_a_strict_input_and_a_bundled_output_schema(command: Comm
     # Every reference resolves inside the document: a client fetches nothing.
     error = {"ok": True, "schema": "p2p-comm/2"}
     list(Draft202012Validator(bundled).iter_errors(error))
+    # The host's SDK validates every result: no keyword that makes it walk each subschema
+    # twice (`unevaluatedProperties` made `status` through MCP 3.2 ms, 2.1 ms without it).
+    assert "unevaluatedProperties" not in json.dumps(bundled)
 
 
 def test_output_schemas_hold_real_results() -> None:
