@@ -3,9 +3,8 @@ tools and the Python client are held to it here, parameter by parameter."""
 
 from __future__ import annotations
 
-import json
-
 import inspect
+import json
 from typing import Any
 
 import pytest
