@@ -72,7 +72,11 @@ further ahead is refused before any derivation: an n of 10**9 costs a comparison
 sender this far ahead is not lost: the call layer re-sends its oldest unreceipted messages,
 the gap fills, and the refused message decrypts when it comes again."""
 MAX_SKIPPED = 2000
-"""Most skipped message keys a session keeps in all; beyond it the oldest are erased."""
+"""Most skipped message keys a session keeps in all. A message that would skip past it is
+refused for now (`TooFarAhead`), never a kept key erased: the oldest kept key is the one of
+the message its call waits for, and erasing it left that call unable to take anything more
+from any re-send (a burst with the receiver's gate shedding a third of it). The gap-filling
+messages the sender re-sends first need no new skip, so the call still moves on."""
 SKIPPED_TTL = 2 * 86400 + 3600
 """Seconds a skipped message key is kept: the two-day offline window plus the hour of
 lookback slack (docs/PROTOCOL.md 3.3). A message delayed longer is not decryptable."""
@@ -364,6 +368,7 @@ class Session:
             raise MessageKeyGone("message key already used")
         if header.n - self.nr > MAX_SKIP:
             raise TooFarAhead(f"{header.n - self.nr} keys ahead")
+        self._room_to_skip(header.n - self.nr)
         ck, skipped = _skip(self.ckr, self.dhr, self.nr, header.n)
         ck, mk = kdf_ck(ck)
         plaintext = decrypt_with(mk, ciphertext, ad)
@@ -378,6 +383,7 @@ class Session:
         has_chain = self.ckr is not None and self.dhr is not None
         if header.n > MAX_SKIP or (has_chain and header.pn - self.nr > MAX_SKIP):
             raise TooFarAhead("too many keys to skip")
+        self._room_to_skip(header.n + (max(0, header.pn - self.nr) if has_chain else 0))
         skipped: list[tuple[bytes, int, bytes]] = []
         if self.ckr is not None and self.dhr is not None:
             _, skipped = _skip(self.ckr, self.dhr, self.nr, header.pn)
@@ -410,11 +416,14 @@ class Session:
         rk, ckr = kdf_rk(self.rk, dh(self.dhs, keys.ek))
         self._step_to(keys.ek, rk, ckr)
 
+    def _room_to_skip(self, count: int) -> None:
+        """Refuse, before any derivation, a message whose skipped keys would not fit."""
+        if len(self.skipped) + count > MAX_SKIPPED:
+            raise TooFarAhead(f"{len(self.skipped)} skipped keys kept already")
+
     def _remember(self, keys: list[tuple[bytes, int, bytes]], now: float) -> None:
         for peer_key, n, mk in keys:
             self.skipped[(peer_key, n)] = (mk, now)
-        while len(self.skipped) > MAX_SKIPPED:
-            del self.skipped[next(iter(self.skipped))]
 
     def expire(self, now: float) -> int:
         """Erase skipped keys older than ``SKIPPED_TTL``; how many went."""

@@ -225,3 +225,35 @@ def test_the_builder_connects_every_part(tmp_path: Path) -> None:
     assert parts.calls.on_change is not None and parts.outbound.on_undeliverable is not None
     assert parts.inbox.waker is not None
     agent.store.close()
+
+
+def test_a_caught_up_ratchet_message_too_far_ahead_waits_and_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up read (and so spent the key of) messages beyond the call's reorder window,
+    behind one the relay had lost; `receive` dropped them for their order. No re-send could
+    be read again, and the call never receipted past the gap (`make bench`, `memory`: 2,809
+    such drops). Now they wait, read, until the gap fills. The window is cut to 50 here."""
+    monkeypatch.setattr("p2p_comm.protocol.call.REORDER_WINDOW", 50)
+    monkeypatch.setattr("p2p_comm.daemon.calls.call_intake.REORDER_WINDOW", 50)
+
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path)
+        assert alice.calls.calls[call_id].forward_secrecy
+        await bob.go_offline()
+        before = len(bob.network.events)
+        send(alice, call_id, "m0")
+        await until(lambda: len(bob.network.events) > before)
+        del bob.network.events[before:]  # the relay lost m0: only alice's re-send brings it
+        for i in range(1, 120):
+            send(alice, call_id, f"m{i}")
+        await until(lambda: alice.outbound.delivery(alice.calls.calls[call_id])["queued"] == 0)
+        await bob.go_online()
+        got: list[str] = []
+        await until(lambda: got.extend(texts(bob)) or len(got) >= 120, timeout=30)
+        assert got == [f"m{i}" for i in range(120)]
+        await until(lambda: alice.calls.calls[call_id].unacked == 0, timeout=30)
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())

@@ -304,18 +304,28 @@ def test_forged_message_with_a_plausible_header_changes_nothing() -> None:
         assert state(b) == before  # no skipped keys were stored for a forgery
 
 
-def test_skipped_keys_capped_in_total_oldest_first() -> None:
+def test_skipped_keys_are_capped_by_refusing_never_by_erasing() -> None:
+    """Past `MAX_SKIPPED` kept keys, the oldest were erased: the key of the very message a
+    call was waiting for, after which no re-send of it could be read and the call stopped
+    for good (`make bench`, `memory`). Now a message that would skip past the cap is
+    refused for now, and every kept key still reads its message."""
     a, b = pair()
     lost: list[bytes] = []
     for turn in range(3):  # three chains, each leaving MAX_SKIP keys behind
         batch = [a.encrypt(b"m") for _ in range(MAX_SKIP + 1)]
-        b.decrypt(batch[-1], now=NOW + turn)
+        if turn < 2:
+            b.decrypt(batch[-1], now=NOW + turn)
+        else:
+            before = state(b)
+            with pytest.raises(TooFarAhead):
+                b.decrypt(batch[-1], now=NOW + turn)  # 2,000 kept: no room for 1,000 more
+            assert state(b) == before
+            assert b.decrypt(batch[0], now=NOW + turn) == b"m"  # no skip needed: read
         lost.append(batch[0])
         a.decrypt(b.encrypt(b"turn"), now=NOW)
     assert len(b.skipped) == MAX_SKIPPED
-    with pytest.raises(MessageKeyGone):
-        b.decrypt(lost[0], now=NOW + 3)  # the oldest chain's keys were evicted
-    assert b.decrypt(lost[2], now=NOW + 3) == b"m"
+    assert b.decrypt(lost[0], now=NOW + 3) == b"m"  # the oldest kept key still reads
+    assert b.decrypt(lost[1], now=NOW + 3) == b"m"
 
 
 def test_skipped_keys_expire_after_the_offline_window() -> None:

@@ -151,9 +151,10 @@ class Inbound:
         newest first). A catch-up marks what it cannot take, so such a wrap is opened
         once live and once more by the catch-up (and again only if a relay replays it).
 
-        Except a ratchet message: its key is gone once read, so neither the catch-up nor a
-        re-send could read it again. It waits here (`_parked`), its call's ratchet state
-        unwritten meanwhile, and is offered again after each batch that took something."""
+        Except a ratchet message, live or caught up: its key is gone once read, so neither
+        a catch-up nor a re-send could read it again. It waits here (`_parked`), its call's
+        ratchet state unwritten meanwhile, and is offered again after each batch that took
+        something."""
         took = self._take(items, live)
         while took and self._parked:
             parked, self._parked = self._parked, []
@@ -180,7 +181,10 @@ class Inbound:
                     # meanwhile goes on): handed over since by another path, not twice.
                     if self.store.seen(item.wrap_id):
                         continue
-                    if live and item.message and self.sink.out_of_reach(item.sender, item.message):
+                    # A catch-up's ratchet message too (it used to go on to `receive`, be
+                    # dropped there for its order, and take its spent key with it).
+                    check = live or item.wrap_id in ratcheted
+                    if check and item.message and self.sink.out_of_reach(item.sender, item.message):
                         if item.wrap_id in ratcheted:
                             self._reading[item.wrap_id] = ratcheted[item.wrap_id]
                             self._parked.append(item)
