@@ -4,7 +4,9 @@ Relays never re-send an event id on a live subscription, so what was skipped (a 
 a failed batch, a wrap read out of order) is fetched again by query: every inbox relay we
 read at once, page by page back through the whole lookback window with `until`, past any
 relay's cap on one query. Each page is unwrapped as it comes; a relay that answers with
-junk is left after one page. What was found is taken, in (call, seq) order, by `Inbound`.
+junk is left after one page. What was found is taken, in (call, seq) order, by `Inbound`:
+what is newer than the last complete catch-up there as soon as paging has passed it, the
+rest after the last page.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
 # answers our query with noise (stored or made up on the spot), and paging on would only
 # unwrap more of it. Its next catch-up skips what is known junk by id and goes further.
 JUNK_PAGE_STOP = 100
+# Where the last complete catch-up at a relay began (settings key + relay URL). Wraps
+# published since are dated at most `WRAP_JITTER` back (ours; clocks a few minutes apart):
+# paging past that point, what was found is taken without waiting for the older pages.
+MARK_KEY = "catch_up_mark:"
+MARK_MARGIN = nip59.WRAP_JITTER + 600
 
 
 class CatchUp:
@@ -85,14 +92,24 @@ class CatchUp:
 
     async def _from(self, relay: str, claimed: set[str]) -> int:
         """One relay's catch-up. Each page is unwrapped as it comes, so a relay that
-        answers with junk is left after one page (`JUNK_PAGE_STOP`); its wraps are taken
-        only once it is done, in (call, seq) order."""
-        since = int(clock.now() - WRAP_LOOKBACK)
+        answers with junk is left after one page (`JUNK_PAGE_STOP`); its wraps are taken in
+        (call, seq) order, once paging has passed where the last complete catch-up at this
+        relay began (`MARK_MARGIN` before), and what the older pages still hold (wraps an
+        app backdated by up to two days) after the last page.
+
+        A catch-up after an outage used to take nothing before the last page of the whole
+        two-day lookback: behind an outage's 5,000 messages it paged through every wrap the
+        call had carried before (files included), and the peer waited for all of it."""
+        started = clock.now()
+        since = int(started - WRAP_LOOKBACK)
+        mark = self._mark(relay)
         me = ns.PublicKey.parse(self.inbound.pubkey)
         met: set[str] = set()
         items: list[Taken | str] = []
         ahead: list[tuple[int, InboundEvent, nip59.Sealed]] = []
         until: int | None = None
+        found = 0
+        complete = False
         for _ in range(MAX_PAGES):
             if self.inbound.pool.muted(relay):
                 break
@@ -121,15 +138,40 @@ class CatchUp:
                 items += self.inbound.unwrap_all(new[start : start + BATCH], ahead=ahead)
                 await asyncio.sleep(0)
             if not fresh:
+                complete = True
                 break
             junk = self.inbound.waste.found - junk_before
             if junk >= JUNK_PAGE_STOP and junk * 10 >= len(fresh) * 9:
                 log.warning("catch-up at %s: a page of %d junk wraps; stopped there", relay, junk)
                 break
             oldest = min(e.created_at for e in page)
+            if mark is not None and oldest < mark - MARK_MARGIN and (items or ahead):
+                # Past what the last complete catch-up saw: take what came since, now.
+                found += await self._take(relay, items, ahead)
+                items, ahead = [], []
             if until is not None and oldest > until:
                 break  # the relay ignored `until`: paging would not progress
             until = oldest  # inclusive: several wraps may share the boundary second
+        found += await self._take(relay, items, ahead)
+        if complete:
+            with self.inbound.store.transaction():
+                self.inbound.store.put(MARK_KEY + relay, str(int(started)))
+        return found
+
+    def _mark(self, relay: str) -> float | None:
+        """When the last complete catch-up at ``relay`` began (None: never, or unreadable)."""
+        try:
+            return float(self.inbound.store.get(MARK_KEY + relay)) or None
+        except ValueError:
+            return None
+
+    async def _take(
+        self,
+        relay: str,
+        items: list[Taken | str],
+        ahead: list[tuple[int, InboundEvent, nip59.Sealed]],
+    ) -> int:
+        """Read what was too far ahead (in order now), then take everything found."""
         # Pages come newest first, and a call's ratchet reads at most MAX_SKIP messages
         # ahead of the last it read: what was too far ahead is read once the rest is.
         while ahead:
