@@ -40,6 +40,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from . import __version__, textout
 from .aclient import AsyncClient
 from .client import P2PError
+from .mcp_stdio import pipe_streams
 from .registry import BY_TOOL, COMMANDS, Command
 from .sanitize import quote_label
 from .schema import document, error_document
@@ -229,7 +230,8 @@ class P2PMcp:
             )
 
     async def run_stdio(self) -> None:
-        async with stdio_server() as (read_stream, write_stream):
+        async with pipe_streams() as pipes, stdio_server(*(pipes or ())) as streams:
+            read_stream, write_stream = streams
             options = self.server.create_initialization_options()
             send, receive = anyio.create_memory_object_stream[Any](16)
 
