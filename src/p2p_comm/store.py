@@ -373,10 +373,14 @@ class Store:
         rows = self._db.execute(query + " ORDER BY id LIMIT ?", (*args, limit))
         return [{"event_id": row["id"], **upgrade_event(json.loads(row["data"]))} for row in rows]
 
-    def mark_read(self, ids: Iterable[int]) -> int:
-        cursor = self._db.executemany(
-            "UPDATE events SET read = 1 WHERE id = ? AND read = 0", [(i,) for i in ids]
+    def mark_read(self, ids: Iterable[int], erase: bool = False) -> int:
+        """Mark unread events read (``erase``: delete them instead); how many were unread."""
+        query = (
+            "DELETE FROM events WHERE id = ? AND read = 0"
+            if erase
+            else "UPDATE events SET read = 1 WHERE id = ? AND read = 0"
         )
+        cursor = self._db.executemany(query, [(i,) for i in ids])
         return cursor.rowcount
 
     def is_unread(self, event_id: int) -> bool:

@@ -351,3 +351,30 @@ def test_a_stolen_home_reads_no_fragment_either(  # type: ignore[no-untyped-def]
         alice_pub, bob_pub = (a.json("whoami")["pubkey"] for a in (alice, bob))
         wraps = _wraps_for(sim.url, alice_pub, bob_pub)
         _nothing_readable(wraps, alice, bob, call_id, alice_pub, bob_pub, minimum=10)
+
+
+def test_without_transcripts_a_finished_call_leaves_no_message_text_in_the_home(
+    relay: Any, make_agent: AgentFactory
+) -> None:
+    """`keep_transcripts = false` deleted a call's transcript entries at its end, but every
+    event the agent had read stayed in the database's inbox, message text and all, for
+    good: a home taken after the call still read the call. Now the agent's acknowledged
+    events go with them (they are the agent's to keep, and it has them)."""
+    alice, bob = start_agents(relay.url, make_agent, "alice", "bob", keep_transcripts="false")
+    connect(alice, bob, "the vault")
+    bob.json("send", "the vault code is 4-8-15-16")
+    assert events_of(alice, "message")[0]["text"] == "the vault code is 4-8-15-16"
+    alice.json("send", "noted: 23-42")
+    assert events_of(bob, "message")[0]["text"] == "noted: 23-42"
+    alice.json("end")
+    events_of(bob, "call_ended")
+    wait_until(lambda: alice.json("status")["calls"]["active"] == [], 20, "the end at alice")
+    for agent in (alice, bob):
+        agent.json("inbox")  # what is left unread (the end), read and acknowledged
+        agent.run("daemon", "stop")
+    for agent in (alice, bob):
+        for path in agent.paths.home.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for text in (b"4-8-15-16", b"23-42"):
+                    assert text not in data, (agent.name, path.name, text)

@@ -99,7 +99,7 @@ def build(
         )
     if presence is None:
         presence = PresenceService(pool, identity, config, store)
-    inbox = AgentInbox(store, config.wake, config.hook_timeout)
+    inbox = AgentInbox(store, config.wake, config.hook_timeout, config.keep_transcripts)
     gate = InboundGate(
         InboundLimits(
             call_requests_per_peer_per_minute=config.call_requests_per_peer_per_minute,

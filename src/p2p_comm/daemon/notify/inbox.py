@@ -53,9 +53,16 @@ class AgentInbox:
     (only a daemon that dies before the disk has room forgets the mark)."""
 
     def __init__(
-        self, store: Store, wake: WakeConfig | None = None, hook_timeout: float = 10.0
+        self,
+        store: Store,
+        wake: WakeConfig | None = None,
+        hook_timeout: float = 10.0,
+        keep_read: bool = True,
     ) -> None:
         self.store = store
+        # `keep_transcripts = false`: an event the agent has is deleted, not kept marked
+        # read (its text is the call's, and a stolen home would read it).
+        self.erase = not keep_read
         self.waiters = 0
         # The wake hook asks how many clients wait and whether an event is still unread.
         self.waker: Waker | None = None
@@ -109,7 +116,7 @@ class AgentInbox:
         fresh = [i for i in event_ids if i not in self.read_unsaved]
         try:
             with self.store.transaction():
-                return self.store.mark_read(fresh)
+                return self.store.mark_read(fresh, self.erase)
         except StorageError as exc:
             # They were shown: they are read, whether or not the disk can say so yet.
             log.warning(
@@ -125,7 +132,7 @@ class AgentInbox:
             return True
         try:
             with self.store.transaction():
-                self.store.mark_read(sorted(self.read_unsaved))
+                self.store.mark_read(sorted(self.read_unsaved), self.erase)
         except StorageError:
             self._schedule_retry()
             return False
