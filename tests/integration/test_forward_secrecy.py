@@ -378,3 +378,61 @@ def test_without_transcripts_a_finished_call_leaves_no_message_text_in_the_home(
                 data = path.read_bytes()
                 for text in (b"4-8-15-16", b"23-42"):
                     assert text not in data, (agent.name, path.name, text)
+
+
+def test_a_groups_roster_sessions_get_a_ratchet_too(relay: Any, make_agent: AgentFactory) -> None:
+    """The session between two members that only the roster introduced had no request or
+    accept to carry keys: it ran on the identity keys for the whole call, and a stolen home
+    read every message between them. Now the initiator's first message on it carries its
+    key; after one round trip both directions run under the ratchet, and stolen homes read
+    neither member's later messages from the relay."""
+    ann, ben, cat = start_agents(relay.url, make_agent, "ann", "ben", "cat")
+    call_id = connect(ann, ben, "the group")
+    ann.json("invite", "cat", "--call", call_id[:8])
+    events_of(cat, "call_request")
+    cat.json("answer", "accept", "--call", call_id[:8])
+    for agent in (ann, ben, cat):
+        events_of(agent, "participant_joined")
+    keys = {a.name: a.json("whoami")["pubkey"] for a in (ben, cat)}
+    first, second = sorted((ben, cat), key=lambda a: keys[a.name])  # initiator: lower key
+
+    def said(agent: Agent, text: str, listeners: tuple[Agent, ...]) -> None:
+        agent.json("send", text, "--call", call_id[:8])
+        for listener in listeners:
+            got = events_of(listener, "message", timeout=30)[0]
+            assert got["text"] == text, (listener.name, got)
+
+    # The set-up round trip on the ben-cat session (its first messages may be plain).
+    said(first, "warm-up one", (second, ann))
+    said(second, "warm-up two", (first, ann))
+    said(first, "warm-up three", (second, ann))
+    secrets = {first: "the password is hunter2", second: "acquire ACME at $40"}
+    said(first, secrets[first], (second, ann))
+    said(second, secrets[second], (first, ann))
+    ann.json("end", "--all", "--call", call_id[:8])
+    for agent in (ben, cat):
+        events_of(agent, "call_ended")
+    for agent in (ann, ben, cat):
+        agent.run("daemon", "stop")
+
+    stolen = {a.json("whoami")["pubkey"]: identity_keys(a) for a in (ann, ben, cat)}
+    wraps = _wraps_for(relay.url, keys["ben"], keys["cat"])
+    between: list[Any] = []  # the wraps of the ben-cat session
+    readable: list[str] = []
+    ratcheted = 0
+    for wrap in wraps:
+        receiver = next(t[1] for t in json.loads(wrap.as_json())["tags"] if t[0] == "p")
+        sealed = nip59.open_wrap(stolen[receiver], wrap)
+        if sealed.sender not in keys.values():
+            continue  # from ann: the invitation's sessions (the 1:1 tests cover those)
+        between.append(wrap)
+        try:
+            readable.append(
+                ns.UnwrappedGift.from_gift_wrap(stolen[receiver], wrap).rumor().content()
+            )
+        except Exception:
+            ratcheted += 1
+    assert ratcheted >= 3, (ratcheted, len(between))
+    for text in readable:
+        for secret in secrets.values():
+            assert secret not in text

@@ -160,6 +160,12 @@ class Call:
     # key from its request, kept until we answer (public: no secret).
     forward_secrecy: bool = False
     peer_ek: str = ""
+    # A group's pairwise session made from a roster (no request or accept on the wire): its
+    # ratchet is set up by its first messages (docs/PROTOCOL.md 3.12.8). `peer_ratchet_from`
+    # is the first seq the peer sent under the ratchet: content in a plain seal after it is
+    # a downgrade (before it, the peer had no ratchet yet).
+    in_band_keys: bool = False
+    peer_ratchet_from: int = 0
     # Our seqs the peer may still refuse, as sorted [first, last] runs: messages, files and
     # escalations we sent, less those it already refused.
     refusable: list[list[int]] = field(default_factory=list)
@@ -222,7 +228,29 @@ class Call:
         call.state = State.ACTIVE
         call.answered_at = now
         call.peer_level = peer_level
+        call.in_band_keys = True
         return call
+
+    # Forward secrecy (the ratchet itself lives in daemon/relays/secrecy.py) -----------
+
+    def ratchet_started(self) -> None:
+        """A session made from a roster has its ratchet: we sent our key in our first
+        message (the initiator), or took the initiator's from its first (the responder)."""
+        if self.in_band_keys:
+            self.forward_secrecy = True
+
+    def ratchet_read(self, seq: int) -> None:
+        """The peer's message ``seq`` came under the ratchet."""
+        if not self.peer_ratchet_from or seq < self.peer_ratchet_from:
+            self.peer_ratchet_from = seq
+
+    def downgraded(self, seq: int) -> bool:
+        """Whether content of the peer's ``seq`` in a plain (NIP-44) seal is a downgrade: in
+        a call with forward secrecy, always; in a session made from a roster, only after the
+        peer's first ratchet message (before it, it had no ratchet to send with)."""
+        if not self.forward_secrecy:
+            return False
+        return not self.in_band_keys or 0 < self.peer_ratchet_from < seq
 
     # Local actions ------------------------------------------------------------------
 

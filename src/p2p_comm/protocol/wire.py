@@ -174,6 +174,11 @@ def _flag(value: Any) -> bool:
 
 Validator = Callable[[Any], Any]
 
+
+def _ek(value: Any) -> str:
+    return _hex(value, _HEX64, "ek")
+
+
 _BODY: dict[str, dict[str, Validator]] = {
     "request": {
         "topic": lambda v: _str(v, MAX_TOPIC, "topic"),
@@ -232,8 +237,14 @@ _OPTIONAL: dict[str, dict[str, Validator]] = {
         "ek": lambda v: _hex(v, _HEX64, "ek"),
     },
     "accept": {"pv": lambda v: _int(v, 1, 1000, "pv"), "ek": lambda v: _hex(v, _HEX64, "ek")},
-    "end": {"all": _flag},
-    "file": {"chunk": lambda v: _int(v, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, "chunk")},
+    "end": {"all": _flag, "ek": _ek},
+    "file": {"chunk": lambda v: _int(v, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, "chunk"), "ek": _ek},
+    # Feature level 5: in a group's session made from a roster, the initiator's first
+    # message carries its ephemeral key (docs/PROTOCOL.md 3.12.8), whatever its type.
+    "message": {"ek": _ek},
+    "escalation": {"ek": _ek},
+    "refuse": {"ek": _ek},
+    "roster": {"ek": _ek},
 }
 
 

@@ -19,6 +19,7 @@ from p2p_comm.protocol.call import (
     STALE_MARGIN,
     Call,
     CallError,
+    Direction,
     Limits,
 )
 from p2p_comm.protocol.events import (
@@ -465,3 +466,24 @@ def test_forward_secrecy_is_agreed_by_both_keys_and_ends_resending(keys: bool) -
     caller.receive(sent(callee.end("bye", 2.1))[0], 2.2)
     assert caller.state == ENDED
     assert (caller.unacked == 0) is keys
+
+
+def test_a_roster_session_takes_plain_content_until_the_peers_first_ratchet_message() -> None:
+    """A session made from a roster sets its ratchet up in band (PROTOCOL.md 3.12.8): what
+    the peer sent before it had the ratchet is taken; after its first ratchet message,
+    plain content is a downgrade. A call set up by request and accept refuses it always."""
+    session = Call.answered_session(CALL_ID, BOB, Direction.INCOMING, "t", 1.0, Limits(), 5)
+    assert not session.downgraded(3)  # no ratchet yet
+    session.ratchet_started()
+    assert not session.downgraded(3)  # ours, not yet the peer's
+    session.ratchet_read(5)
+    session.ratchet_read(7)
+    assert session.peer_ratchet_from == 5
+    assert not session.downgraded(4) and session.downgraded(6)
+    restored = Call.from_dict(session.to_dict())
+    assert restored.in_band_keys and restored.peer_ratchet_from == 5
+    caller, _ = Call.start(CALL_ID, BOB, "t", "alice", 1.0, Limits())
+    caller.ratchet_started()  # only a roster session sets it up in band
+    assert not caller.forward_secrecy
+    caller.forward_secrecy = True  # as an accept with `ek` makes it
+    assert caller.downgraded(2)

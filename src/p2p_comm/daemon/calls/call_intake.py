@@ -78,6 +78,8 @@ class CallIntake:
         effects = call.receive(message, now, may_hold)
         if message.type == "accept" and call.forward_secrecy:
             self.service.outbound.secrecy.accepted(call, message)
+        elif call.in_band_keys and message.seq == 1 and call.direction == INCOMING:
+            self.service.outbound.secrecy.responded(call, message)
         elif (
             message.type == "accept"
             and call.state == ACTIVE
@@ -165,11 +167,18 @@ class CallIntake:
     def flush_secrets(self, busy: set[str]) -> None:
         self.service.outbound.secrecy.flush(busy)
 
-    def ratcheted(self, call_id: str, sender: str) -> bool:
-        """Whether ``sender`` set up the ratchet in this call: then whatever it sends that
-        carries content must come under it (a downgrade is refused)."""
+    def ratcheted(self, call_id: str, sender: str, seq: int) -> bool:
+        """Whether ``sender`` has the ratchet in this call for its message ``seq``: then
+        whatever it sends that carries content must come under it (a downgrade is
+        refused)."""
         call = self.service.calls.get(call_id)
-        return call is not None and call.peer == sender and call.forward_secrecy
+        return call is not None and call.peer == sender and call.downgraded(seq)
+
+    def ratchet_read(self, call_id: str, sender: str, seq: int) -> None:
+        """``sender``'s message ``seq`` came under the ratchet of this call."""
+        call = self.service.calls.get(call_id)
+        if call is not None and call.peer == sender:
+            call.ratchet_read(seq)
 
     def duplicate(self, call_id: str, sender: str) -> bool:
         """A ratchet message already read came again: owe the receipt (it was lost)."""

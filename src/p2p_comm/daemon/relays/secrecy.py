@@ -51,7 +51,17 @@ class Secrecy:
     # Set-up ---------------------------------------------------------------------------
 
     def on_transmit(self, call: Call, message: WireMessage) -> WireMessage:
-        """Our `request` and `accept` with our ephemeral key (a new session for the call)."""
+        """Our `request` and `accept` with our ephemeral key (a new session for the call);
+        in a group's session made from a roster, the initiator's first message, whatever
+        it is (docs/PROTOCOL.md 3.12.8)."""
+        in_band = call.in_band_keys and call.direction == OUTGOING and message.seq == 1
+        if in_band and call.id not in self.sessions:
+            session, request = ratchet.initiator_session(
+                call.id, self.me, call.peer, ratchet.new_key()
+            )
+            self._keep(call.id, session)
+            call.ratchet_started()
+            return replace(message, body={**message.body, **request.to_dict()})
         if message.type == "request" and call.direction == OUTGOING and message.seq == 1:
             session, request = ratchet.initiator_session(
                 call.id, self.me, call.peer, ratchet.new_key()
@@ -66,6 +76,22 @@ class Secrecy:
             self._keep(call.id, session)
             return replace(message, body={**message.body, **accept.to_dict()})
         return message
+
+    def responded(self, call: Call, message: WireMessage) -> None:
+        """In a session made from a roster, the initiator's first message brought its key:
+        our side of the set-up, with a key of our own; we can send under it at once."""
+        if call.id in self.sessions or not call.in_band_keys or "ek" not in message.body:
+            return
+        try:
+            keys = ratchet.RequestKeys.from_dict({"ek": message.body["ek"]})
+            session, _ = ratchet.responder_session(
+                call.id, call.peer, self.me, keys, ratchet.new_key()
+            )
+        except (ratchet.RatchetError, ValueError) as exc:
+            log.warning("call %s: unusable key in the first message: %s", call.id[:8], exc)
+            return
+        self._keep(call.id, session)
+        call.ratchet_started()
 
     def accepted(self, call: Call, message: WireMessage) -> None:
         """The callee's accept reached us, the caller: its key starts our receiving side."""

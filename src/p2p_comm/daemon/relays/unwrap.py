@@ -76,7 +76,9 @@ class CallSink(Protocol):
 
     def flush_secrets(self, busy: set[str]) -> None: ...
 
-    def ratcheted(self, call_id: str, sender: str) -> bool: ...
+    def ratcheted(self, call_id: str, sender: str, seq: int) -> bool: ...
+
+    def ratchet_read(self, call_id: str, sender: str, seq: int) -> None: ...
 
     def duplicate(self, call_id: str, sender: str) -> bool: ...
 
@@ -246,10 +248,10 @@ class Unwrapper:
         if gift.ratchet_call is not None and gift.ratchet_call != message.call:
             self.waste.junk(event, "malformed", now, live, "ratchet seal of another call")
             return
-        if (
-            gift.ratchet_call is None
-            and message.type in RATCHETED_TYPES
-            and self.sink.ratcheted(message.call, sender)
+        if gift.ratchet_call is not None:
+            self.sink.ratchet_read(message.call, sender, message.seq)
+        elif message.type in RATCHETED_TYPES and self.sink.ratcheted(
+            message.call, sender, message.seq
         ):
             # A downgrade: the peer set up forward secrecy, then sent content without it.
             log.warning(
