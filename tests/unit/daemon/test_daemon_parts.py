@@ -160,6 +160,37 @@ def test_a_peer_over_its_byte_budget_is_deferred_not_dropped(
     run(scenario())
 
 
+def test_a_ratchet_message_over_budget_with_no_room_to_wait_is_read_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wraps over their sender's byte budget wait opened (`BudgetWait`), up to a total; past
+    it one was dropped "for a catch-up". A ratchet message was read by then, its key spent:
+    no catch-up or re-send could read it again (15 of 20 never arrived), and its call was
+    left "being read" for good, its ratchet state never saved again. Now a ratchet seal
+    with no room to wait is not read until there is. The waiting room is cut to 9 KB."""
+    monkeypatch.setattr("p2p_comm.daemon.relays.budget.MAX_BYTES", 9_000)
+
+    async def scenario() -> None:
+        alice, bob, call_id = await connected(tmp_path, bytes_per_peer_per_minute=10_000)
+        assert alice.calls.calls[call_id].forward_secrecy
+        moment = [clock.now()]
+        monkeypatch.setattr(clock, "now", lambda: moment[0])
+        for i in range(20):
+            send(alice, call_id, f"{i} " + "x" * 2000)
+        await until(lambda: bob.inbox.unread() != [])
+        got: list[str] = texts(bob)
+        for _ in range(20):  # each minute the budget refills, a catch-up takes some more
+            moment[0] += 60
+            await bob.inbound.catch_up()
+            got += texts(bob)
+        assert [t.split()[0] for t in got] == [str(i) for i in range(20)]
+        assert bob.inbound.reader.reading == {}
+        for agent in (alice, bob):
+            await agent.go_offline()
+
+    run(scenario())
+
+
 def test_a_wrap_taken_by_two_paths_is_handed_over_once(tmp_path: Path) -> None:
     """A catch-up unwraps a page as it arrives and takes it after its last page; the live
     path may take the same wrap in between. Call messages had a second guard (their seq),

@@ -129,6 +129,18 @@ class Unwrapper:
         self.waste.turned_away(event, now, live)
         return False
 
+    def _no_room_to_wait(self, sealed: nip59.Sealed, event: InboundEvent, now: float) -> bool:
+        """A ratchet seal its sender's budget would make wait, with no room left to wait:
+        not read now. Read, its key would be spent on a message then dropped, which no
+        catch-up or re-send could read again; unread, a catch-up reads it once there is
+        room (its ciphertext's size stands in for what the rumor will be charged)."""
+        sender = sealed.sender
+        if sender in self.sink.blocked or self.deferred.has_room(len(event.content)):
+            return False
+        return self.deferred.waiting_from(sender) or (
+            self.gate.bytes_wait(sender, len(sealed.content), now) > 0
+        )
+
     def _leads_somewhere(self, sender: str, message: wire.WireMessage) -> str | None:
         """None if ``message`` belongs to a call we have with ``sender`` (or rings one);
         else why not. Asked before any work for it: a stranger's wraps for calls that do
@@ -171,6 +183,9 @@ class Unwrapper:
                     self.keys, event.event, verified=True, read=(event.kind, event.content)
                 )
                 if not self._worth_opening(sealed.sender, event, now, live):
+                    continue
+                if sealed.call is not None and self._no_room_to_wait(sealed, event, now):
+                    self.schedule_catch_up()
                     continue
                 gift = nip59.open_seal(self.keys, sealed, opener)
             except nip59.UnwrapError as exc:
