@@ -470,5 +470,10 @@ def main(home: str | None = None) -> int:
     """Serve MCP on stdin/stdout until the client closes stdin."""
     logging.basicConfig(level=logging.WARNING, format="p2p mcp: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(P2PMcp(home).run_stdio)
+        try:
+            anyio.run(P2PMcp(home).run_stdio)
+        except* (BrokenPipeError, ConnectionResetError):
+            # The host closed its end of our stdout: it is gone, and so is this session
+            # (what it was handed and never acknowledged stays unread for the next one).
+            pass
     return 0

@@ -305,6 +305,38 @@ def test_log_notifications_quote_the_peers_label(relay: Any, make_agent: Any) ->
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
+def test_a_host_that_closes_our_stdout_ends_the_session_quietly(
+    relay: Any, make_agent: Any
+) -> None:
+    """A host that stops reading (closes its end of our stdout) made `p2p mcp` exit 1 with
+    "internal error (ExceptionGroup ...)": it is simply gone, and the session ends, 0."""
+    (alice,) = start_agents(relay.url, make_agent, "alice")
+    process = subprocess.Popen(
+        [*p2p_command(), "mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=alice.env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdout.close()
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "gone", "version": "1"},
+        },
+    }
+    process.stdin.write((json.dumps(hello) + "\n").encode())
+    process.stdin.flush()
+    _, stderr = process.communicate(timeout=30)  # closes stdin once the answer failed
+    assert process.returncode == 0, stderr
+    assert b"internal error" not in stderr, stderr
+
+
 def test_without_the_sdk_p2p_mcp_is_one_sentence_and_exit_1(tmp_path: Path) -> None:
     # An `mcp` that cannot be imported (a broken install), ahead of the installed one on the
     # path: -S no longer hides the SDK (commands run in the CLI itself load `site` first).
