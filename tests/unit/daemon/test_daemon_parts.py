@@ -124,7 +124,7 @@ def test_out_of_order_chunks_survive_a_restart_of_the_receiver(tmp_path: Path) -
         )
         await asyncio.gather(*work)
         wraps = [e for e in bob.network.events if e.created_at and e.kind == 1059][-4:]
-        items = bob.inbound.unwrap_all(wraps)
+        items = bob.inbound.reader.unwrap_all(wraps)
         last_two = sorted(items, key=lambda t: t.order())[-2:]  # type: ignore[union-attr]
         bob.inbound.take(list(last_two))  # chunks 3 and 4 arrive before 1 and 2
         assert len(bob.calls.calls[call_id].reorder) == 2

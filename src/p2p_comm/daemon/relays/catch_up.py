@@ -135,7 +135,7 @@ class CatchUp:
                 1 for e in fresh if e.id in self.inbound.waste.ids
             )
             for start in range(0, len(new), BATCH):
-                items += self.inbound.unwrap_all(new[start : start + BATCH], ahead=ahead)
+                items += self.inbound.reader.unwrap_all(new[start : start + BATCH], ahead=ahead)
                 await asyncio.sleep(0)
             if not fresh:
                 complete = True
@@ -174,6 +174,7 @@ class CatchUp:
         """Read what was too far ahead (in order now), then take everything found."""
         # Pages come newest first, and a call's ratchet reads at most MAX_SKIP messages
         # ahead of the last it read: what was too far ahead is read once the rest is.
+        read = self.inbound.reader.unwrap_all
         while ahead:
             ahead.sort(key=lambda entry: entry[0])
             again = [event for _, event, _ in ahead]
@@ -181,7 +182,7 @@ class CatchUp:
             ahead = []
             for start in range(0, len(again), BATCH):
                 part = again[start : start + BATCH]
-                items += self.inbound.unwrap_all(part, ahead=ahead, max_skip=None, opened=opened)
+                items += read(part, ahead=ahead, max_skip=None, opened=opened)
                 await asyncio.sleep(0)
             if len(ahead) == len(again):
                 self.inbound.schedule_catch_up()

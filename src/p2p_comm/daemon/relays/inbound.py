@@ -19,12 +19,12 @@ from typing import Any
 import nostr_sdk as ns
 
 from ... import clock
-from ...nostr import kinds, nip59
+from ...nostr import kinds
 from ...protocol.limits import InboundGate
 from ...store import Store
 from .catch_up import BATCH, WRAP_LOOKBACK, CatchUp
 from .nostr_io import InboundEvent, RelayPool
-from .unwrap import IN_ORDER_SKIP, CallSink, Taken, Unwrapper
+from .unwrap import CallSink, Taken, Unwrapper
 from .waste import Waste
 
 __all__ = ["BATCH", "WRAP_LOOKBACK", "CallSink", "Inbound", "Taken"]
@@ -118,7 +118,7 @@ class Inbound:
             if not self._queues:
                 self._ready.clear()
             try:
-                self.take(self.unwrap_all(batch, live=True), live=True)
+                self.take(self.reader.unwrap_all(batch, live=True), live=True)
             except Exception:
                 log.exception("an inbound batch failed; its wraps will be fetched again")
                 self.recover()
@@ -217,17 +217,6 @@ class Inbound:
         if again:
             self.schedule_catch_up()
         return took
-
-    def unwrap_all(
-        self,
-        events: list[InboundEvent],
-        live: bool = False,
-        ahead: list[tuple[int, InboundEvent, nip59.Sealed]] | None = None,
-        max_skip: int | None = IN_ORDER_SKIP,
-        opened: dict[str, nip59.Sealed] | None = None,
-    ) -> list[Taken | str]:
-        """Unwrap and check each wrap (`Unwrapper.unwrap_all`)."""
-        return self.reader.unwrap_all(events, live, ahead, max_skip, opened)
 
     # Catch-up -------------------------------------------------------------------------
 
