@@ -145,6 +145,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._wal_reset_due = False
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -210,7 +211,26 @@ class Store:
             callback()
 
     def close(self) -> None:
+        self._empty_wal()
         self._db.close()
+
+    def erased(self) -> None:
+        """Key material was deleted in the current transaction: once it commits, fold the
+        WAL into the database and empty it. ``secure_delete`` zeroes the freed bytes in the
+        database's pages, but the WAL keeps earlier images of those pages until it is
+        reset; another process holding the database open (a backup, a reader) would also
+        keep SQLite from removing it when we close."""
+        if self._wal_reset_due:
+            return
+        self._wal_reset_due = True
+        self.after_commit(self._empty_wal)
+
+    def _empty_wal(self) -> None:
+        self._wal_reset_due = False
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:  # busy with a reader: the next erasure or close tries again
+            log.info("could not empty the WAL now: %s", exc)
 
     # Seen wraps ---------------------------------------------------------------------
 
@@ -299,6 +319,7 @@ class Store:
 
     def drop_ratchet(self, call_id: str) -> None:
         self._db.execute("DELETE FROM ratchets WHERE call_id = ?", (call_id,))
+        self.erased()
 
     def ratchets(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self._db.execute("SELECT call_id, state FROM ratchets")

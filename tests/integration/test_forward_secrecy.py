@@ -109,19 +109,15 @@ def _try_ratchet(ciphertext: bytes, ad: bytes, candidates: set[bytes]) -> bytes 
     return None
 
 
-def _nothing_readable(
-    wraps: list[Any],
-    alice: Agent,
-    bob: Agent,
-    call_id: str,
-    alice_pub: str,
-    bob_pub: str,
-    minimum: int,
-) -> None:
-    """The theft: both identities and everything else in both homes, tried on every wrap."""
+def _readable(
+    wraps: list[Any], alice: Agent, bob: Agent, call_id: str, alice_pub: str, bob_pub: str
+) -> tuple[list[str], int]:
+    """The theft: both identities and everything else in both homes, tried on every wrap
+    (with the call's public initial root key too); what reads, and how many wraps carried
+    ratchet seals."""
     stolen = {alice_pub: identity_keys(alice), bob_pub: identity_keys(bob)}
-    candidates = _home_key_material(alice) | _home_key_material(bob)
     ad = ratchet.associated_data(call_id, alice_pub, bob_pub)
+    candidates = _home_key_material(alice) | _home_key_material(bob) | {ratchet.initial_root(ad)}
     readable: list[str] = []
     ratcheted = 0
     for wrap in wraps:
@@ -138,6 +134,20 @@ def _nothing_readable(
         plain = _try_ratchet(base64.b64decode(sealed.content), ad, candidates)
         if plain is not None:
             readable.append(json.loads(plain)["content"])
+    return readable, ratcheted
+
+
+def _nothing_readable(
+    wraps: list[Any],
+    alice: Agent,
+    bob: Agent,
+    call_id: str,
+    alice_pub: str,
+    bob_pub: str,
+    minimum: int,
+) -> None:
+    """Nothing but the set-up reads from ``wraps`` with both homes."""
+    readable, ratcheted = _readable(wraps, alice, bob, call_id, alice_pub, bob_pub)
     # Only the set-up travels outside the ratchet: the request (topic), the callee's
     # receipt of it, the accept; nothing after it.
     documents = [json.loads(text) for text in readable]
@@ -436,3 +446,117 @@ def test_a_groups_roster_sessions_get_a_ratchet_too(relay: Any, make_agent: Agen
     for text in readable:
         for secret in secrets.values():
             assert secret not in text
+
+
+TOPIC = "secret merger plans"
+
+
+def _prekeys_of(agent: Agent) -> set[str]:
+    """The prekeys (public, hex) the agent's home holds."""
+    with sqlite3.connect(agent.paths.database) as db:
+        rows = db.execute("SELECT key FROM settings WHERE key LIKE 'prekey:%'").fetchall()
+    return {key.split(":", 1)[1] for (key,) in rows}
+
+
+def test_a_requests_contents_are_unreadable_once_the_callees_prekey_is_erased(
+    relay: Any, make_agent: AgentFactory
+) -> None:
+    """The request (its topic, the caller's name) used to travel in a NIP-44 seal: a key
+    stolen at any later time read it from the relay. Now it is encrypted to the callee's
+    signed prekey from its presence; once the callee has replaced that prekey and kept it
+    the two days and an hour a late request may need, nothing in either home reads it."""
+    alice, bob = start_agents(relay.url, make_agent, "alice", "bob")
+    alice_pub, bob_pub = (a.json("whoami")["pubkey"] for a in (alice, bob))
+    (announced,) = _prekeys_of(bob)
+    call_id = connect(alice, bob, TOPIC)
+    alice.json("send", SECRETS[0])
+    assert events_of(bob, "message")[0]["text"] == SECRETS[0]
+    alice.json("end", "bye")
+    events_of(bob, "call_ended")
+    for agent in (alice, bob):
+        wait_until(
+            lambda a=agent: a.json("history")["calls"][0]["unacked"] == 0, 30, "all receipted"
+        )
+        agent.run("daemon", "stop")
+    wraps = _wraps_for(relay.url, alice_pub, bob_pub)
+    to_bob = _wraps_for(relay.url, bob_pub)
+    to_bob = [w for w in to_bob if nip59.open_wrap(identity_keys(bob), w).prekey == announced]
+    assert len(to_bob) == 1, "the request, and only it, names the prekey"
+
+    # Stolen today, bob's home still holds the prekey: the request reads (SECURITY.md
+    # states this bound), and nothing after it does.
+    readable, _ = _readable(wraps, alice, bob, call_id, alice_pub, bob_pub)
+    assert [t for t in readable if TOPIC in t], readable
+    assert all(SECRETS[0] not in t for t in readable)
+
+    # Three days on, bob's daemon has replaced the prekey, and erased it.
+    bob.env["P2P_CLOCK_OFFSET"] = str(3 * 86400 + 7200)
+    bob.run("daemon", "start")
+    wait_until(lambda: announced not in _prekeys_of(bob), 30, "the old prekey erased")
+    assert len(_prekeys_of(bob)) == 1  # the new one
+    bob.run("daemon", "stop")
+    readable, ratcheted = _readable(wraps, alice, bob, call_id, alice_pub, bob_pub)
+    assert not [t for t in readable if TOPIC in t], readable
+    assert {json.loads(t)["type"] for t in readable} <= {"accept", "ack"}, readable
+    assert ratcheted >= 3
+
+
+def _request_to_prekey(
+    peer: RawPeer, callee: str, call_id: str, prekey: str
+) -> tuple[Any, ratchet.Session]:
+    """A request encrypted to ``prekey`` as docs/PROTOCOL.md 3.12.2 and 3.12.7 say, made
+    by hand: the rumor under the ratchet, its seal tagged with the call and the prekey;
+    with the caller's session, to read the answer."""
+    session, keys = ratchet.initiator_session(
+        call_id, peer.pubkey, callee, ratchet.new_key(), bytes.fromhex(prekey)
+    )
+    body = {"topic": TOPIC, "name": "raw", "pv": 5, **keys.to_dict()}
+    now = int(time.time())
+    rumor = nip59.make_rumor(
+        peer.pubkey, 25714, WireMessage("request", call_id, 1, body=body).encode(), now
+    )
+    sealed = base64.b64encode(session.encrypt(rumor.to_json().encode())).decode()
+    return nip59.wrap_ratchet(peer.keys, callee, call_id, sealed, now, now, prekey=prekey), session
+
+
+def test_a_request_to_the_callees_prekey_rings_and_one_to_an_unknown_prekey_is_dropped(
+    relay: Any, make_agent: AgentFactory
+) -> None:
+    """Written from docs/PROTOCOL.md by hand: a request to the agent's announced prekey
+    rings with its topic, and the accept answers under the ratchet; one naming a prekey the
+    agent does not hold cannot be read, so it rings nothing and is counted."""
+    (agent,) = start_agents(relay.url, make_agent, "agent")
+    me = agent.json("whoami")["pubkey"]
+    wait_until(lambda: _prekeys_of(agent), 20, "the agent's first presence")
+    (prekey,) = _prekeys_of(agent)
+    stranger = X25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    peer = RawPeer(relay.url)
+    peer.publish(_request_to_prekey(peer, me, "cd" * 16, stranger)[0])
+    wait_until(
+        lambda: agent.json("status")["security"]["dropped"].get("unwrap_failed", 0) >= 1,
+        20,
+        "the drop",
+    )
+    assert "a prekey we do not hold" in agent.paths.log.read_text()
+
+    wrap, session = _request_to_prekey(peer, me, "ab" * 16, prekey)
+    peer.publish(wrap)
+    (request,) = events_of(agent, "call_request")
+    assert (request["call_id"], request["topic"]) == ("ab" * 16, TOPIC)
+    agent.json("answer", "accept", "--call", "abab")
+
+    answers: list[dict[str, Any]] = []
+
+    def accept() -> bool:
+        for answer in _wraps_for(relay.url, peer.pubkey):
+            sealed = nip59.open_wrap(peer.keys, answer)
+            if sealed.call == "ab" * 16:
+                plain = session.decrypt(base64.b64decode(sealed.content), now=time.time())
+                answers.append(json.loads(json.loads(plain)["content"]))
+                return True
+        return False
+
+    wait_until(accept, 20, "the accept, under the ratchet")
+    assert answers[0]["type"] == "accept"
+    assert agent.json("history")["calls"][0]["forward_secrecy"] is True
+    assert not [c for c in agent.json("history")["calls"] if c["call_id"] == "cd" * 16]

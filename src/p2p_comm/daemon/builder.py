@@ -38,6 +38,7 @@ from .relays.directory import Directory
 from .relays.inbound import Inbound
 from .relays.nostr_io import RelayPool
 from .relays.outbound import Outbound
+from .relays.prekeys import Prekeys
 from .relays.presence_service import PresenceService
 from .relays.relay_events import InboundEvent
 
@@ -97,8 +98,9 @@ def build(
             on_reconnect=lambda: inbound.schedule_catch_up(),
             on_waste=lambda url, weight: inbound.waste.wasted(url, weight),
         )
+    prekeys = Prekeys(store)
     if presence is None:
-        presence = PresenceService(pool, identity, config, store)
+        presence = PresenceService(pool, identity, config, store, prekeys)
     inbox = AgentInbox(store, config.wake, config.hook_timeout, config.keep_transcripts)
     gate = InboundGate(
         InboundLimits(
@@ -117,6 +119,7 @@ def build(
         presence,
         store,
         on_undeliverable=lambda call, seq, reason: undeliverable(calls, call, seq, reason),
+        prekeys=prekeys,
     )
     owner = OwnerChannels(paths, config, identity, pool, presence, store, inbox)
     loops = LoopWatch(config, store, inbox, owner, presence.name)

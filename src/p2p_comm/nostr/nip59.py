@@ -166,17 +166,25 @@ def wrap_ratchet(
     rumor_at: int,
     created_at: int,
     pow_bits: int = 0,
+    prekey: str = "",
 ) -> ns.Event:
     """A gift wrap whose seal carries a call ratchet message (docs/PROTOCOL.md 3.12.7)
     instead of NIP-44: the seal is signed by ``keys`` as always, tagged ``["c", call_id]``,
     and its content is ``ciphertext`` (base64 of the ratchet message of the rumor's JSON,
-    made once by the caller and kept: a retransmission seals and wraps the same bytes)."""
-    tags = ((RATCHET_TAG, call_id),)
+    made once by the caller and kept: a retransmission seals and wraps the same bytes).
+    ``prekey``: a request encrypted to the receiver's signed prekey names it in a
+    ``["spk", hex]`` tag (3.12.2), so the receiver can set up its side to read it."""
+    tags: tuple[tuple[str, ...], ...] = ((RATCHET_TAG, call_id),)
+    if prekey:
+        tags += ((PREKEY_TAG, prekey),)
     return _seal_and_wrap(keys, receiver_hex, tags, ciphertext, rumor_at, created_at, pow_bits)
 
 
 RATCHET_TAG = "c"
 """The seal tag that names the call whose ratchet encrypted the seal's content."""
+
+PREKEY_TAG = "spk"
+"""The seal tag that names the receiver's signed prekey a request was encrypted to."""
 
 
 def _seal_and_wrap(
@@ -225,11 +233,13 @@ class Sealed:
     content: str
     call: str | None = None
     """The call named by a ``["c", ...]`` tag: the content is a ratchet message of it."""
+    prekey: str | None = None
+    """The prekey named by a ``["spk", ...]`` tag (a request encrypted to our prekey)."""
 
 
-Opener = Callable[[str, str, str], str]
-"""How a receiver reads a ratchet seal: (call id, sender, content) -> the rumor's JSON;
-it raises for a seal it cannot read (``ratchet.RatchetError`` and its kinds)."""
+Opener = Callable[["Sealed"], str]
+"""How a receiver reads a ratchet seal (`Sealed.call` set) -> the rumor's JSON; it raises
+for a seal it cannot read (``ratchet.RatchetError`` and its kinds)."""
 
 
 def unwrap(keys: ns.Keys, event: ns.Event, verified: bool = False) -> Unwrapped:
@@ -275,14 +285,18 @@ def open_wrap(
     pubkey, content = seal.get("pubkey"), seal.get("content")
     if not isinstance(pubkey, str) or not isinstance(content, str):
         raise UnwrapError("bad seal: not an event")
-    return Sealed(pubkey.lower(), seal_json, content, _ratchet_call(seal.get("tags")))
+    tags = seal.get("tags")
+    call = _tag(tags, RATCHET_TAG)
+    prekey = _tag(tags, PREKEY_TAG) if call is not None else None
+    return Sealed(pubkey.lower(), seal_json, content, call, prekey)
 
 
-def _ratchet_call(tags: object) -> str | None:
+def _tag(tags: object, name: str) -> str | None:
+    """The value of the first tag ``name`` in a seal's tags, if any."""
     if not isinstance(tags, list) or not tags:
         return None
     for tag in tags:
-        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == RATCHET_TAG:
+        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == name:
             return str(tag[1])
     return None
 
@@ -299,7 +313,7 @@ def open_seal(keys: ns.Keys, sealed: Sealed, ratchet: Opener | None = None) -> U
     if sealed.call is not None:
         if ratchet is None:
             raise UnwrapError("a ratchet seal, and no ratchet to read it")
-        rumor_json = ratchet(sealed.call, sealed.sender, sealed.content)
+        rumor_json = ratchet(sealed)
     else:
         secret, _ = _secrets_of(keys)
         try:

@@ -160,6 +160,9 @@ class Call:
     # key from its request, kept until we answer (public: no secret).
     forward_secrecy: bool = False
     peer_ek: str = ""
+    # The callee's signed prekey (hex) our request was encrypted to, if it announced one:
+    # the request then travels under the ratchet, and its seal names the prekey.
+    prekey: str = ""
     # A group's pairwise session made from a roster (no request or accept on the wire): its
     # ratchet is set up by its first messages (docs/PROTOCOL.md 3.12.8). `peer_ratchet_from`
     # is the first seq the peer sent under the ratchet: content in a plain seal after it is
@@ -238,6 +241,12 @@ class Call:
         message (the initiator), or took the initiator's from its first (the responder)."""
         if self.in_band_keys:
             self.forward_secrecy = True
+
+    def sealed_to_prekey(self, prekey: str) -> None:
+        """Our request is encrypted to the callee's signed prekey ``prekey`` (hex): it goes
+        under the ratchet, in a seal that names the prekey."""
+        if self.direction == OUTGOING:
+            self.prekey = prekey
 
     def ratchet_read(self, seq: int) -> None:
         """The peer's message ``seq`` came under the ratchet."""

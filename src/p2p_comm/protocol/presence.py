@@ -43,6 +43,9 @@ class Presence:
     # The feature level (`pv`, docs/PROTOCOL.md 3.7) it speaks; 0: not announced (an older
     # version). A caller that requires forward secrecy does not ring a peer below 5.
     feature_level: int = 0
+    # A signed prekey (`spk`, docs/PROTOCOL.md 3.12.2): an X25519 public key, 64 lowercase
+    # hex, that a caller's request may be encrypted to; "" if none is announced.
+    prekey: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def encode_presence(presence: Presence, expires_at: int) -> tuple[str, Tags]:
             "status": presence.status,
             "relays": list(presence.relays),
             **({"pv": presence.feature_level} if presence.feature_level else {}),
+            **({"spk": presence.prekey} if presence.prekey else {}),
         },
         separators=(",", ":"),
         ensure_ascii=False,
@@ -134,6 +138,16 @@ def _capabilities(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in caps if c))
 
 
+def _prekey(value: Any) -> str:
+    """An announced prekey if it is one (64 lowercase hex), else "" (none)."""
+    if isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value):
+        return value
+    return ""
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
 def decode_presence(pubkey: str, created_at: int, content: str, tags: Tags) -> PeerPresence | None:
     """Parse a presence event already verified by the Nostr layer; None if it is not one."""
     if _tag_value(tags, "d") != PRESENCE_D_TAG or len(content.encode()) > MAX_CONTENT_BYTES:
@@ -163,6 +177,7 @@ def decode_presence(pubkey: str, created_at: int, content: str, tags: Tags) -> P
         feature_level=level
         if isinstance(level, int) and not isinstance(level, bool) and 0 < level <= 1000
         else 0,
+        prekey=_prekey(data.get("spk")),
     )
     expiration = _tag_value(tags, "expiration")
     expires_at = int(expiration) if expiration and expiration.isdigit() else None

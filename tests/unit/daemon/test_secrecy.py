@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
 import pytest
 
+from p2p_comm.daemon.relays.prekeys import Prekeys
 from p2p_comm.daemon.relays.secrecy import Secrecy, header_n
+from p2p_comm.nostr import nip59
 from p2p_comm.protocol import ratchet
 from p2p_comm.protocol.call import Call, Limits
 from p2p_comm.protocol.wire import WireMessage
@@ -88,3 +91,37 @@ def test_the_end_erases_the_state_and_junk_is_refused(tmp_path: Path) -> None:
     assert store.ratchets() == []
     with pytest.raises(ratchet.MessageKeyGone):
         bob.open(caller.id, ALICE, base64.b64encode(b"x" * 80).decode(), 100.0)
+
+
+def test_a_request_to_our_prekey_sets_up_our_side_and_a_refused_one_leaves_no_key(
+    tmp_path: Path,
+) -> None:
+    stores = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    prekeys = Prekeys(stores[1])
+    asyncio.run(prekeys.refresh(0.0))
+    spk = prekeys.announce(0.0, 300.0)
+    alice = Secrecy(stores[0], ALICE, peer_prekey=lambda peer: bytes.fromhex(spk))
+    bob = Secrecy(stores[1], BOB, prekeys)
+    caller, effects = Call.start("cd" * 16, BOB, "t", "alice", 0.0, Limits())
+    request = alice.on_transmit(caller, effects[0].message)  # type: ignore[attr-defined]
+    assert request.body["spk"] == spk == caller.prekey
+    with stores[0].transaction():
+        sealed = alice.seal(caller, request.encode(), 0)
+    assert sealed is not None  # the request itself goes under the ratchet
+
+    def read() -> str:
+        opened = nip59.Sealed(ALICE, "", sealed, caller.id, spk)
+        return bob.opener(1.0)(opened)
+
+    assert '"topic\\":\\"t\\"' in read()
+    with stores[1].transaction():  # the request made no call (turned away)
+        bob.flush(set(), {})
+    assert caller.id not in bob.sessions and stores[1].ratchets() == []
+
+    assert '"topic\\":\\"t\\"' in read()  # read again later, and this time it rings
+    callee, _ = Call.ring_in(request, ALICE, 0.0, 1.0, Limits())
+    with stores[1].transaction():
+        bob.flush(set(), {callee.id: callee})
+    assert [call_id for call_id, _ in stores[1].ratchets()] == [callee.id]
+    accept = bob.on_transmit(callee, callee.accept(2.0)[0].message)  # type: ignore[attr-defined]
+    assert accept.body["ek"] == bob.sessions[callee.id].dhs_pub.hex()  # type: ignore[union-attr]

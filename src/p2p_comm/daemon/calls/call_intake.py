@@ -165,7 +165,7 @@ class CallIntake:
         return self.service.outbound.secrecy.opener(now, max_skip)
 
     def flush_secrets(self, busy: set[str]) -> None:
-        self.service.outbound.secrecy.flush(busy)
+        self.service.outbound.secrecy.flush(busy, self.service.calls)
 
     def ratcheted(self, call_id: str, sender: str, seq: int) -> bool:
         """Whether ``sender`` has the ratchet in this call for its message ``seq``: then

@@ -21,12 +21,13 @@ from ... import clock
 from ...config import Config
 from ...identity import Identity
 from ...protocol import frag
-from ...protocol.call import Call
-from ...protocol.wire import WireMessage
+from ...protocol.call import OUTGOING, Call
+from ...protocol.wire import FS_LEVEL, VERSION, WireMessage
 from ...store import Store
 from ..base.answers import when_answered
 from .mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 from .nostr_io import RelayPool, spawn
+from .prekeys import Prekeys
 from .presence_service import PresenceService
 from .relay_publish import PublishResult, fresh_wrap_helps, never_taken
 from .secrecy import Secrecy
@@ -45,6 +46,15 @@ POW_RESEND_MIN, POW_RESEND_FACTOR, POW_RESEND_MAX = 5.0, 8.0, 60.0
 FRAGMENT_ROUNDS = 4
 
 
+# How our own request's content starts (`WireMessage.encode` writes these fields first).
+_REQUEST_START = f'{{"v":{VERSION},"type":"request",'
+
+
+def is_request(call: Call, content: str) -> bool:
+    """Whether ``content`` (from our outbox) is our request in a call we placed."""
+    return call.direction == OUTGOING and content.startswith(_REQUEST_START)
+
+
 class Outbound:
     """Publishes for every call; remembers what no relay has taken yet."""
 
@@ -56,13 +66,14 @@ class Outbound:
         presence: PresenceService,
         store: Store,
         on_undeliverable: Callable[[Call, int, str], None] | None = None,
+        prekeys: Prekeys | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
         self.pool = pool
         self.presence = presence
         self.store = store
-        self.secrecy = Secrecy(store, identity.public_hex)
+        self.secrecy = Secrecy(store, identity.public_hex, prekeys, self._peer_prekey)
         self.unsent: dict[str, set[int]] = {}  # per call: seqs no relay has accepted yet
         self.retransmits = 0
         self._slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
@@ -93,6 +104,17 @@ class Outbound:
     def text_part_bytes(self, call: Call) -> int:
         """Text parts that fit too, even if every character doubles when JSON-escaped."""
         return self.sizes.text_part_bytes(self.peer_relays(call))
+
+    def _peer_prekey(self, peer: str) -> bytes | None:
+        """The signed prekey ``peer`` announces, from a presence still live: one it has
+        replaced may be kept only until two days after its last announcement expired
+        (daemon/relays/prekeys.py), so a stale presence's is not used."""
+        found = self.presence.lookup(peer)
+        if found is None or not found.presence.prekey or found.presence.feature_level < FS_LEVEL:
+            return None
+        if not found.is_live(clock.now(), self.config.effective_liveness_window):
+            return None
+        return bytes.fromhex(found.presence.prekey)
 
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
@@ -127,7 +149,9 @@ class Outbound:
     ) -> Any:
         keys = self.identity.keys
         if sealed is not None:
-            return ratchet_wrap(keys, call.id, call.peer, sealed, rumor_at, pow_bits, exact)
+            # Our request to the callee's prekey names it (the only message that does).
+            prekey = call.prekey if is_request(call, content) else ""
+            return ratchet_wrap(keys, call.id, call.peer, sealed, rumor_at, pow_bits, exact, prekey)
         me = self.identity.public_hex
         return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact)
 

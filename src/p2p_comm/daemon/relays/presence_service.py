@@ -31,6 +31,7 @@ from ...protocol.wire import FEATURE_LEVEL
 from ...sanitize import skeleton
 from ...store import Store
 from .nostr_io import RelayPool
+from .prekeys import Prekeys
 from .relay_events import InboundEvent
 from .relay_publish import PublishResult
 
@@ -58,8 +59,16 @@ def _build(kind: int, content: str, tags: list[list[str]], created_at: int, keys
 class PresenceService:
     """Periodic announcements out; other agents' announcements in."""
 
-    def __init__(self, pool: RelayPool, identity: Identity, config: Config, store: Store) -> None:
+    def __init__(
+        self,
+        pool: RelayPool,
+        identity: Identity,
+        config: Config,
+        store: Store,
+        prekeys: Prekeys | None = None,
+    ) -> None:
         self._pool = pool
+        self._prekeys = prekeys
         self._identity = identity
         self._config = config
         self._store = store
@@ -151,6 +160,12 @@ class PresenceService:
             self.status = status
         created = self._next_created_at()
         lifetime = math.ceil(self._config.effective_liveness_window)
+        # A prekey only in a presence that says we can be called (an "offline" one is never
+        # live: no caller uses a prekey from it).
+        prekey = ""
+        if self._prekeys is not None and self.status != "offline":
+            await self._prekeys.refresh(float(created))
+            prekey = self._prekeys.announce(float(created), lifetime)
         presence = Presence(
             name=self.name,
             description=self._config.description,
@@ -160,6 +175,7 @@ class PresenceService:
             # announce.
             relays=self._config.effective_inbox_relays,
             feature_level=FEATURE_LEVEL,
+            prekey=prekey,
         )
         content, tags = encode_presence(presence, created + lifetime)
         result = await self._publish_own(PRESENCE_KIND, content, tags, created)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from ...nostr import kinds, nip59
 from ...protocol import ratchet
-from ...protocol.call import OUTGOING, Call
+from ...protocol.call import ENDED, OUTGOING, Call
 from ...protocol.wire import WireMessage
 from ...store import Store
+from .prekeys import Prekeys
 
 log = logging.getLogger("p2p.secrecy")
 
@@ -31,13 +33,27 @@ RATCHETED_TYPES = frozenset({"message", "file", "escalation", "refuse", "roster"
 
 
 class Secrecy:
-    """The ratchet sessions of our calls, by call id."""
+    """The ratchet sessions of our calls, by call id.
 
-    def __init__(self, store: Store, me: str) -> None:
+    ``prekeys``: ours, to read a request encrypted to one; ``peer_prekey``: the prekey a
+    callee announces in a live presence (raw bytes), if any, for our requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        me: str,
+        prekeys: Prekeys | None = None,
+        peer_prekey: Callable[[str], bytes | None] | None = None,
+    ) -> None:
         self.store = store
         self.me = me
+        self.prekeys = prekeys
+        self.peer_prekey = peer_prekey
         self.sessions: dict[str, ratchet.Session] = {}
         self._dirty: set[str] = set()
+        # Sessions set up from our prekey by a request just read: written only once the
+        # request has made a call (a refused one leaves nothing behind).
+        self._fresh: set[str] = set()
 
     def load(self) -> None:
         """Every session as saved (after a restart, or a failed transaction)."""
@@ -63,17 +79,28 @@ class Secrecy:
             call.ratchet_started()
             return replace(message, body={**message.body, **request.to_dict()})
         if message.type == "request" and call.direction == OUTGOING and message.seq == 1:
+            # To the callee's signed prekey when it announces one: the request itself
+            # then goes under the ratchet (docs/PROTOCOL.md 3.12.2).
+            prekey = self.peer_prekey(call.peer) if self.peer_prekey else None
             session, request = ratchet.initiator_session(
-                call.id, self.me, call.peer, ratchet.new_key()
+                call.id, self.me, call.peer, ratchet.new_key(), prekey
             )
             self._keep(call.id, session)
+            if prekey is not None:
+                call.sealed_to_prekey(prekey.hex())
             return replace(message, body={**message.body, **request.to_dict()})
         if message.type == "accept" and call.forward_secrecy:
-            keys = ratchet.RequestKeys.from_dict({"ek": call.peer_ek})
-            session, accept = ratchet.responder_session(
-                call.id, call.peer, self.me, keys, ratchet.new_key()
-            )
-            self._keep(call.id, session)
+            made = self.sessions.get(call.id)
+            if made is not None and made.role == "responder" and made.dhs_pub is not None:
+                # Set up when the request, encrypted to our prekey, was read: its first
+                # ratchet key is the one the accept carries.
+                accept = ratchet.AcceptKeys(made.dhs_pub)
+            else:
+                keys = ratchet.RequestKeys.from_dict({"ek": call.peer_ek})
+                made, accept = ratchet.responder_session(
+                    call.id, call.peer, self.me, keys, ratchet.new_key()
+                )
+            self._keep(call.id, made)
             return replace(message, body={**message.body, **accept.to_dict()})
         return message
 
@@ -111,7 +138,7 @@ class Secrecy:
         """The ratchet ciphertext (base64) of our rumor carrying ``content``, for a call
         under the ratchet; None otherwise (the message goes sealed with NIP-44, as before).
         The session's new state is written in the current transaction."""
-        if not call.forward_secrecy:
+        if not (call.forward_secrecy or _to_prekey(call)):
             return None
         session = self.sessions.get(call.id)
         if session is None or not session.can_send:
@@ -123,7 +150,7 @@ class Secrecy:
 
     def seal_now(self, call: Call, content: str, rumor_at: int) -> str | None:
         """`seal` in a transaction of its own (pieces of a message cut at publication)."""
-        if not call.forward_secrecy:
+        if not (call.forward_secrecy or _to_prekey(call)):
             return None
         with self.store.transaction():
             return self.seal(call, content, rumor_at)
@@ -131,29 +158,43 @@ class Secrecy:
     # Receiving ------------------------------------------------------------------------
 
     def open(
-        self, call_id: str, sender: str, content: str, now: float, max_skip: int | None = None
+        self,
+        call_id: str,
+        sender: str,
+        content: str,
+        now: float,
+        max_skip: int | None = None,
+        prekey: str | None = None,
     ) -> str:
         """The rumor's JSON from a ratchet seal of ``sender`` for ``call_id``;
         `ratchet.RatchetError` (or its kinds) if it cannot be read. The session's new state
-        waits in memory for `flush`, in the transaction that takes the message.
+        waits in memory for `flush`, in the transaction that takes the message. A seal
+        naming our ``prekey`` for a call we have no session of is a request encrypted to
+        it: our side is set up from it first (docs/PROTOCOL.md 3.12.2).
 
         ``max_skip``: refuse (`ratchet.TooFarAhead`, session untouched) a message that
         would make us skip more keys than this: the live path reads only what comes about
         in order, and leaves the rest to a catch-up that reads it sorted (`header_n`), so a
         backlog read in the relay's order never overflows the skipped keys."""
-        session = self.sessions.get(call_id)
-        if session is None:
-            raise ratchet.MessageKeyGone("no ratchet state for this call (ended or unknown)")
-        peer = session.responder if session.role == "initiator" else session.initiator
-        if sender != peer:
-            raise ratchet.RatchetError("a ratchet seal from a key not in the call")
         try:
             data = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
             raise ratchet.RatchetError("a ratchet seal that is not base64") from None
+        session = self.sessions.get(call_id)
+        fresh = session is None and prekey is not None
+        if session is None:
+            if prekey is None:
+                raise ratchet.MessageKeyGone("no ratchet state for this call (ended or unknown)")
+            session = self._from_prekey(call_id, sender, prekey, data)
+        peer = session.responder if session.role == "initiator" else session.initiator
+        if sender != peer:
+            raise ratchet.RatchetError("a ratchet seal from a key not in the call")
         if max_skip is not None and _skips(session, data) > max_skip:
             raise ratchet.TooFarAhead("read later, in order")
         plaintext = session.decrypt(data, now=now)
+        if fresh:
+            self.sessions[call_id] = session
+            self._fresh.add(call_id)
         log.debug("call %s: read ratchet message n=%s", call_id[:8], session.nr - 1)
         self._dirty.add(call_id)
         try:
@@ -161,14 +202,45 @@ class Secrecy:
         except UnicodeDecodeError:
             raise ratchet.RatchetError("a ratchet message that is not UTF-8") from None
 
-    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
-        return lambda call_id, sender, content: self.open(call_id, sender, content, now, max_skip)
+    def _from_prekey(self, call_id: str, sender: str, prekey: str, data: bytes) -> ratchet.Session:
+        """Our side of a call whose request was encrypted to our ``prekey`` (the caller's
+        ephemeral key is the ratchet key in the message's header)."""
+        private = self.prekeys.private(prekey) if self.prekeys is not None else None
+        if private is None:
+            raise ratchet.RatchetError("a request to a prekey we do not hold (erased, or never)")
+        header, _ = ratchet.split_message(data)
+        keys = ratchet.RequestKeys(header.dh, bytes.fromhex(prekey))
+        session, _ = ratchet.responder_session(
+            call_id, sender, self.me, keys, ratchet.new_key(), private
+        )
+        return session
 
-    def flush(self, busy: set[str] | None = None) -> None:
+    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
+        def read(sealed: nip59.Sealed) -> str:
+            assert sealed.call is not None  # open_seal asks only for ratchet seals
+            return self.open(
+                sealed.call, sealed.sender, sealed.content, now, max_skip, sealed.prekey
+            )
+
+        return read
+
+    def flush(self, busy: set[str] | None = None, calls: Mapping[str, Call] | None = None) -> None:
         """Write the sessions inbound messages advanced (inside the caller's transaction),
         but not those of ``busy`` calls: messages of theirs were read and are not taken yet,
         so a crash now must leave the state that reads them again (what was taken meanwhile
-        is then read twice and dropped as a duplicate `seq`)."""
+        is then read twice and dropped as a duplicate `seq`).
+
+        A session set up from our prekey is kept only if its request made a call that goes
+        on (``calls``): a request turned away, or read again after its call ended, leaves
+        no key behind."""
+        fresh, self._fresh = self._fresh, set()
+        for call_id in fresh:
+            call = calls.get(call_id) if calls is not None else None
+            if call is None or call.state == ENDED:
+                self.sessions.pop(call_id, None)
+                self._dirty.discard(call_id)
+            else:
+                self._dirty.add(call_id)
         waiting = self._dirty & busy if busy else set()
         dirty, self._dirty = self._dirty - waiting, waiting
         for call_id in dirty:
@@ -189,6 +261,12 @@ class Secrecy:
         self.sessions[call_id] = session
         self._dirty.discard(call_id)
         self.store.save_ratchet(call_id, session.to_dict())
+
+
+def _to_prekey(call: Call) -> bool:
+    """Our request in a call we placed to the callee's prekey (and anything we send before
+    the accept): sealed under the ratchet already."""
+    return bool(call.prekey) and call.direction == OUTGOING
 
 
 def header_n(content: str) -> int:

@@ -37,11 +37,15 @@ def ratchet_wrap(
     rumor_at: int,
     pow_bits: int = 0,
     exact_time: bool = False,
+    prekey: str = "",
 ) -> Any:
-    """A fresh wrap of a ratchet seal (forward secrecy): the same ciphertext every time."""
+    """A fresh wrap of a ratchet seal (forward secrecy): the same ciphertext every time;
+    ``prekey``: the request's, encrypted to the callee's signed prekey, names it."""
     now = clock.now()
     created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
-    return nip59.wrap_ratchet(keys, receiver_hex, call_id, sealed, rumor_at, created_at, pow_bits)
+    return nip59.wrap_ratchet(
+        keys, receiver_hex, call_id, sealed, rumor_at, created_at, pow_bits, prekey
+    )
 
 
 def largest_fitting_chunk(limit: int, keys: Any) -> int:
