@@ -309,6 +309,9 @@ class Session:
         # age order, so the oldest is evicted first.
         self.skipped: dict[tuple[bytes, int], tuple[bytes, float]] = {}
         self.old_dhr: list[bytes] = []
+        # The (peer ratchet key, n) and message key of the message `decrypt` read last;
+        # never saved. The daemon keeps it while that message waits to be taken.
+        self.last_read: tuple[tuple[bytes, int], bytes] | None = None
 
     # -- sending --
 
@@ -354,6 +357,7 @@ class Session:
         if found is not None:
             plaintext = decrypt_with(found[0], ciphertext, ad)
             del self.skipped[slot]
+            self.last_read = (slot, found[0])
             return plaintext
         if header.dh in self.old_dhr:
             raise MessageKeyGone("a message of a finished chain, already taken or expired")
@@ -374,6 +378,7 @@ class Session:
         plaintext = decrypt_with(mk, ciphertext, ad)
         self.ckr, self.nr = ck, header.n + 1
         self._remember(skipped, now)
+        self.last_read = ((header.dh, header.n), mk)
         return plaintext
 
     def _new_chain(self, header: Header, ciphertext: bytes, ad: bytes, now: float) -> bytes:
@@ -394,6 +399,7 @@ class Session:
         self._step_to(header.dh, rk, ck)
         self.nr = header.n + 1
         self._remember(skipped + more, now)
+        self.last_read = ((header.dh, header.n), mk)
         return plaintext
 
     def _step_to(self, peer_key: bytes, rk: bytes, ckr: bytes) -> None:
@@ -434,11 +440,17 @@ class Session:
 
     # -- persistence --
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything needed to continue after a restart (JSON-ready; secrets as hex)."""
+    def to_dict(
+        self, unread: dict[tuple[bytes, int], tuple[bytes, float]] | None = None
+    ) -> dict[str, Any]:
+        """Everything needed to continue after a restart (JSON-ready; secrets as hex).
+        ``unread``: keys of messages read and not yet taken, saved as skipped keys so
+        that, after a crash, their re-sends read again."""
 
         def h(value: bytes | None) -> str | None:
             return None if value is None else value.hex()
+
+        skipped = {**self.skipped, **(unread or {})}
 
         return {
             "v": 1,
@@ -454,7 +466,7 @@ class Session:
             "ns": self.ns,
             "nr": self.nr,
             "pn": self.pn,
-            "skipped": [[k.hex(), n, mk.hex(), at] for (k, n), (mk, at) in self.skipped.items()],
+            "skipped": [[k.hex(), n, mk.hex(), at] for (k, n), (mk, at) in skipped.items()],
             "old_dhr": [k.hex() for k in self.old_dhr],
         }
 

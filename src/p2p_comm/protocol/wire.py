@@ -235,6 +235,8 @@ _OPTIONAL: dict[str, dict[str, Validator]] = {
         "invite": _invite,
         # Feature level 5: the caller's ephemeral X25519 key (docs/PROTOCOL.md 3.12.2).
         "ek": lambda v: _hex(v, _HEX64, "ek"),
+        # ... and the callee's signed prekey the request was encrypted to, if any (3.12.7).
+        "spk": lambda v: _hex(v, _HEX64, "spk"),
     },
     "accept": {"pv": lambda v: _int(v, 1, 1000, "pv"), "ek": lambda v: _hex(v, _HEX64, "ek")},
     "end": {"all": _flag, "ek": _ek},

@@ -125,3 +125,30 @@ def test_a_request_to_our_prekey_sets_up_our_side_and_a_refused_one_leaves_no_ke
     assert [call_id for call_id, _ in stores[1].ratchets()] == [callee.id]
     accept = bob.on_transmit(callee, callee.accept(2.0)[0].message)  # type: ignore[attr-defined]
     assert accept.body["ek"] == bob.sessions[callee.id].dhs_pub.hex()  # type: ignore[union-attr]
+
+
+def test_a_send_while_a_read_message_waits_still_lets_a_crash_read_it_again(
+    tmp_path: Path,
+) -> None:
+    """The crash window SECURITY.md described: bob read alice's message (its key now
+    spent), it waits to be taken, bob sends in the call meanwhile (its state is written
+    with the send), the daemon dies. Its re-send used to be taken as a duplicate: lost,
+    and receipted."""
+    alice, bob, caller, callee, store = _pair(tmp_path)
+    (waiting,) = _sealed(alice, caller, 1)
+    bob.open(caller.id, ALICE, waiting, 100.0)  # read; not taken (the call is busy)
+    reply = WireMessage("message", callee.id, 2, 0, {"text": "hi", "part": 1, "parts": 1})
+    with store.transaction():
+        assert bob.seal(callee, reply.encode(), 100) is not None
+        bob.flush({callee.id})
+    restarted = Secrecy(store, BOB)  # the crash, before the message was taken
+    restarted.load()
+    assert '"kind":25714' in restarted.open(caller.id, ALICE, waiting, 200.0)
+
+    # Taken, the key goes from the saved state too.
+    with store.transaction():
+        bob.flush(set())
+    again = Secrecy(store, BOB)
+    again.load()
+    with pytest.raises(ratchet.MessageKeyGone):
+        again.open(caller.id, ALICE, waiting, 300.0)

@@ -54,10 +54,14 @@ class Secrecy:
         # Sessions set up from our prekey by a request just read: written only once the
         # request has made a call (a refused one leaves nothing behind).
         self._fresh: set[str] = set()
+        # Per call, the keys of messages read and not yet taken (with when they were read):
+        # a state written meanwhile (we send in that call) keeps them as skipped keys, so
+        # a crash before those messages are taken still reads their re-sends.
+        self._unread: dict[str, dict[tuple[bytes, int], tuple[bytes, float]]] = {}
 
     def load(self) -> None:
         """Every session as saved (after a restart, or a failed transaction)."""
-        self.sessions, self._dirty = {}, set()
+        self.sessions, self._dirty, self._fresh, self._unread = {}, set(), set(), {}
         for call_id, state in self.store.ratchets():
             try:
                 self.sessions[call_id] = ratchet.Session.from_dict(state)
@@ -192,6 +196,10 @@ class Secrecy:
         if max_skip is not None and _skips(session, data) > max_skip:
             raise ratchet.TooFarAhead("read later, in order")
         plaintext = session.decrypt(data, now=now)
+        if session.last_read is not None:
+            slot, key = session.last_read
+            self._unread.setdefault(call_id, {})[slot] = (key, now)
+            session.last_read = None
         if fresh:
             self.sessions[call_id] = session
             self._fresh.add(call_id)
@@ -241,6 +249,12 @@ class Secrecy:
                 self._dirty.discard(call_id)
             else:
                 self._dirty.add(call_id)
+        for call_id in [c for c in self._unread if not busy or c not in busy]:
+            # Every message read in this call is taken (or dropped): its keys go, and a
+            # state written meanwhile with them is written again without.
+            del self._unread[call_id]
+            if call_id in self.sessions:
+                self._dirty.add(call_id)
         waiting = self._dirty & busy if busy else set()
         dirty, self._dirty = self._dirty - waiting, waiting
         for call_id in dirty:
@@ -256,11 +270,12 @@ class Secrecy:
         if self.sessions.pop(call_id, None) is not None:
             self.store.drop_ratchet(call_id)
         self._dirty.discard(call_id)
+        self._unread.pop(call_id, None)
 
     def _keep(self, call_id: str, session: ratchet.Session) -> None:
         self.sessions[call_id] = session
         self._dirty.discard(call_id)
-        self.store.save_ratchet(call_id, session.to_dict())
+        self.store.save_ratchet(call_id, session.to_dict(self._unread.get(call_id)))
 
 
 def _to_prekey(call: Call) -> bool:
