@@ -70,8 +70,8 @@ def _ratcheted(sender: ns.Keys, receiver: ns.Keys, contents: list[str]) -> tuple
         CALL_ID, me, to, request, X25519PrivateKey.generate()
     )
     ours.accepted(accept)
-    opener: nip59.Opener = lambda _call, _sender, text: theirs.decrypt(  # noqa: E731
-        base64.b64decode(text), now=1_800_000_000
+    opener: nip59.Opener = lambda sealed: theirs.decrypt(  # noqa: E731
+        base64.b64decode(sealed.content), now=1_800_000_000
     ).decode()
     size = 0
     started = time.process_time()
