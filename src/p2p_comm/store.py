@@ -283,13 +283,33 @@ class Store:
         content: str,
         created_at: float,
         sealed: str | None = None,
+        waiting: bool = False,
     ) -> None:
         """Record one of our messages until the peer receipts it (``sealed``: its ratchet
-        ciphertext, on a call with forward secrecy)."""
+        ciphertext, on a call with forward secrecy; ``waiting``: not to be published until
+        the call's ratchet lets us seal it, `outbox_release`)."""
         self._db.execute(
             "INSERT OR REPLACE INTO outbox (call_id, seq, type, event_json, status, created_at,"
-            " content, sealed) VALUES (?, ?, ?, NULL, 'queued', ?, ?, ?)",
-            (call_id, seq, kind, created_at, content, sealed),
+            " content, sealed) VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+            (call_id, seq, kind, "waiting" if waiting else "queued", created_at, content, sealed),
+        )
+
+    def outbox_waiting(self, call_id: str | None = None) -> list[tuple[str, int, str, float]]:
+        """(call, seq, content, rumor time) of messages waiting for their call's ratchet,
+        of one call or all, in seq order."""
+        rows = self._db.execute(
+            "SELECT call_id, seq, content, created_at FROM outbox WHERE status = 'waiting'"
+            + (" AND call_id = ?" if call_id is not None else "")
+            + " ORDER BY call_id, seq",
+            (call_id,) if call_id is not None else (),
+        )
+        return [(r["call_id"], r["seq"], r["content"], r["created_at"]) for r in rows]
+
+    def outbox_release(self, call_id: str, seq: int, sealed: str) -> None:
+        """A waiting message, sealed under the ratchet now: queued for publication."""
+        self._db.execute(
+            "UPDATE outbox SET status = 'queued', sealed = ? WHERE call_id = ? AND seq = ?",
+            (sealed, call_id, seq),
         )
 
     def outbox_message(self, call_id: str, seq: int) -> tuple[str | None, str | None, float]:
@@ -302,12 +322,13 @@ class Store:
             return None, None, 0.0
         return row["content"], row["event_json"], row["created_at"]
 
-    def outbox_sealed(self, call_id: str, seq: int) -> str | None:
-        """The ratchet ciphertext kept for a message, if it was sent under the ratchet."""
+    def outbox_sealed(self, call_id: str, seq: int) -> tuple[str | None, bool]:
+        """The ratchet ciphertext kept for a message, if it was sent under the ratchet, and
+        whether it still waits for the ratchet (then it is not published at all)."""
         row = self._db.execute(
-            "SELECT sealed FROM outbox WHERE call_id = ? AND seq = ?", (call_id, seq)
+            "SELECT sealed, status FROM outbox WHERE call_id = ? AND seq = ?", (call_id, seq)
         ).fetchone()
-        return None if row is None else row["sealed"]
+        return (None, False) if row is None else (row["sealed"], row["status"] == "waiting")
 
     # Ratchet states (forward secrecy) -------------------------------------------------
 

@@ -560,3 +560,54 @@ def test_a_request_to_the_callees_prekey_rings_and_one_to_an_unknown_prekey_is_d
     assert answers[0]["type"] == "accept"
     assert agent.json("history")["calls"][0]["forward_secrecy"] is True
     assert not [c for c in agent.json("history")["calls"] if c["call_id"] == "cd" * 16]
+
+
+def test_with_forward_secrecy_required_a_roster_session_sends_no_content_before_its_ratchet(
+    relay: Any, make_agent: AgentFactory
+) -> None:
+    """A group's session made from a roster used to send what came first sealed to the
+    identity keys (a stolen key read it), whatever `require_forward_secrecy` said. Now an
+    agent that requires it keeps such content waiting until the session's ratchet is up,
+    and the responder answers the initiator's key at once, so nothing waits long.
+
+    The order that exposed it: the member already in the call greets the newcomer first,
+    before it has the ratchet; the newcomer, the initiator (lower key), greets back with
+    its key; the responder then had nothing to send, so the initiator's first content went
+    without the ratchet."""
+    settings = {"require_forward_secrecy": "true"}
+    ann, one, two = start_agents(relay.url, make_agent, "ann", "one", "two", **settings)
+    keys = {a.name: a.json("whoami")["pubkey"] for a in (one, two)}
+    newcomer, member = sorted((one, two), key=lambda a: keys[a.name])  # initiator: lower key
+    call_id = connect(ann, member, "the group")
+    ann.json("invite", newcomer.name, "--call", call_id[:8])
+    events_of(newcomer, "call_request")
+    newcomer.json("answer", "accept", "--call", call_id[:8])
+    for agent in (ann, member, newcomer):
+        events_of(agent, "participant_joined")
+    # No warm-up: the newcomer speaks the moment it has joined, then the member.
+    secrets = {newcomer: "the password is hunter2", member: "acquire ACME at $40"}
+    for agent, text in secrets.items():
+        agent.json("send", text, "--call", call_id[:8])
+        other = member if agent is newcomer else newcomer
+        texts = [e["text"] for e in events_of(other, "message", count=1, timeout=30)]
+        assert texts == [text], (other.name, texts)
+    ann.json("end", "--all", "--call", call_id[:8])
+    for agent in (member, newcomer):
+        events_of(agent, "call_ended")
+    for agent in (ann, member, newcomer):
+        agent.run("daemon", "stop")
+
+    stolen = {a.json("whoami")["pubkey"]: identity_keys(a) for a in (ann, member, newcomer)}
+    plain: list[dict[str, Any]] = []
+    ratcheted = 0
+    for wrap in _wraps_for(relay.url, *keys.values()):
+        receiver = next(t[1] for t in json.loads(wrap.as_json())["tags"] if t[0] == "p")
+        if nip59.open_wrap(stolen[receiver], wrap).sender not in keys.values():
+            continue  # from ann: the 1:1 sessions, tested above
+        try:
+            rumor = ns.UnwrappedGift.from_gift_wrap(stolen[receiver], wrap).rumor()
+            plain.append(json.loads(rumor.content()))
+        except Exception:
+            ratcheted += 1
+    assert {d["type"] for d in plain} <= {"roster", "ack"}, plain
+    assert ratcheted >= 2, (ratcheted, plain)

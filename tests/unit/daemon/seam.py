@@ -100,6 +100,9 @@ class FakePresence:
     def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
         return ()
 
+    def prekey_of(self, pubkey: str) -> None:
+        return None
+
     def lookup(self, pubkey: str) -> None:
         return None
 

@@ -76,10 +76,11 @@ class CallIntake:
         content = message.encode() if message.seq > call.recv_next else ""
         may_hold = self.service.held.room_for(len(content))
         effects = call.receive(message, now, may_hold)
+        ready = False  # our side of a roster session's ratchet was set up just now
         if message.type == "accept" and call.forward_secrecy:
             self.service.outbound.secrecy.accepted(call, message)
         elif call.in_band_keys and message.seq == 1 and call.direction == INCOMING:
-            self.service.outbound.secrecy.responded(call, message)
+            ready = self.service.outbound.secrecy.responded(call, message)
         elif (
             message.type == "accept"
             and call.state == ACTIVE
@@ -96,7 +97,15 @@ class CallIntake:
             self.service.held.release(call)
         if call.ack_due:
             self.service.store.after_commit(lambda: self.service.outbound.owe_ack(call))
-        return self.service.apply(call, effects, now)
+        work = self.service.apply(call, effects, now)
+        if call.in_band_keys:
+            # What waited for the ratchet goes now, if it may (`require_forward_secrecy`);
+            # and a responder answers under it at once, so the initiator, which has no
+            # sending chain until it reads one, can send under it too (PROTOCOL.md 3.12.8).
+            work += self.service.outbound.release_waiting(call)
+            if ready and self.service.hooks is not None and call.state == ACTIVE:
+                work += self.service.hooks.ratchet_ready(call, now)
+        return work
 
     def out_of_reach(self, sender: str, message: wire.WireMessage) -> bool:
         """Whether `receive` would drop ``message`` for its order: too far ahead of its call,

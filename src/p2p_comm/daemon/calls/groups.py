@@ -192,6 +192,19 @@ class GroupService:
         self.save(group, now)
         return work
 
+    def ratchet_ready(self, call: Call, now: float) -> list[Awaitable[None]]:
+        """We, the responder of a session made from a roster, set up its ratchet from the
+        initiator's first message: our roster, under the ratchet at once, gives the
+        initiator our key, so its next messages go under it too (it has no sending chain
+        until it reads one of ours)."""
+        group = self.group_of(call.id)
+        if group is None or group.state == GroupState.ENDED:
+            return []
+        member = group.members.get(call.peer)
+        if member is None or member.session != call.id or not member.present:
+            return []
+        return self.service.apply(call, call.send_roster(self._roster_body(group), now), now)
+
     def _confirm(
         self, group: Group, call: Call, claims_starter: bool, now: float
     ) -> list[Awaitable[None]]:

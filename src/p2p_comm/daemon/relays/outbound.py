@@ -21,18 +21,19 @@ from ... import clock
 from ...config import Config
 from ...identity import Identity
 from ...protocol import frag
-from ...protocol.call import OUTGOING, Call
-from ...protocol.wire import FS_LEVEL, VERSION, WireMessage
+from ...protocol.call import Call
+from ...protocol.wire import WireMessage
 from ...store import Store
 from ..base.answers import when_answered
 from .mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 from .nostr_io import RelayPool, spawn
 from .prekeys import Prekeys
 from .presence_service import PresenceService
+from .ratchet_wait import RatchetWait, nothing
 from .relay_publish import PublishResult, fresh_wrap_helps, never_taken
 from .secrecy import Secrecy
 from .sizing import Sizes
-from .wrap_sizes import gift_wrap, ratchet_wrap
+from .wrap_sizes import gift_wrap, is_request, ratchet_wrap
 
 log = logging.getLogger("p2p.outbound")
 
@@ -44,15 +45,6 @@ POW_RESEND_MIN, POW_RESEND_FACTOR, POW_RESEND_MAX = 5.0, 8.0, 60.0
 # Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
 # as too large (each round lowers the learned limit by at least a quarter).
 FRAGMENT_ROUNDS = 4
-
-
-# How our own request's content starts (`WireMessage.encode` writes these fields first).
-_REQUEST_START = f'{{"v":{VERSION},"type":"request",'
-
-
-def is_request(call: Call, content: str) -> bool:
-    """Whether ``content`` (from our outbox) is our request in a call we placed."""
-    return call.direction == OUTGOING and content.startswith(_REQUEST_START)
 
 
 class Outbound:
@@ -73,8 +65,11 @@ class Outbound:
         self.pool = pool
         self.presence = presence
         self.store = store
-        self.secrecy = Secrecy(store, identity.public_hex, prekeys, self._peer_prekey)
+        self.secrecy = Secrecy(
+            store, identity.public_hex, prekeys, lambda peer: presence.prekey_of(peer)
+        )
         self.unsent: dict[str, set[int]] = {}  # per call: seqs no relay has accepted yet
+        self.ratchet_wait = RatchetWait(config, store, self.secrecy)
         self.retransmits = 0
         self._slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
         self._ack_owed: dict[str, Call] = {}
@@ -105,19 +100,9 @@ class Outbound:
         """Text parts that fit too, even if every character doubles when JSON-escaped."""
         return self.sizes.text_part_bytes(self.peer_relays(call))
 
-    def _peer_prekey(self, peer: str) -> bytes | None:
-        """The signed prekey ``peer`` announces, from a presence still live: one it has
-        replaced may be kept only until two days after its last announcement expired
-        (daemon/relays/prekeys.py), so a stale presence's is not used."""
-        found = self.presence.lookup(peer)
-        if found is None or not found.presence.prekey or found.presence.feature_level < FS_LEVEL:
-            return None
-        if not found.is_live(clock.now(), self.config.effective_liveness_window):
-            return None
-        return bytes.fromhex(found.presence.prekey)
-
     def load(self, unsent: dict[str, set[int]]) -> None:
         self.unsent = unsent
+        self.ratchet_wait.load()
 
     # Sending ------------------------------------------------------------------------------
 
@@ -127,6 +112,9 @@ class Outbound:
         committed."""
         content = message.encode()
         sealed = self.secrecy.seal(call, content, int(now))
+        if sealed is None and self.ratchet_wait.waits(call, message):
+            self.ratchet_wait.keep(call, message, content, now)
+            return nothing()
         self.store.outbox_put(call.id, message.seq, message.type, content, now, sealed)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
         # The wrap is built by the publication itself, after the command has answered: the
@@ -134,6 +122,17 @@ class Outbound:
         # a wrap per recipient (the SDK holds the GIL while wrapping: a thread pool measured
         # no faster). A relay that wants proof of work gets a wrap mined in a thread.
         return self._publish(call, None, message.seq, content, int(now), sealed=sealed)
+
+    def release_waiting(self, call: Call) -> list[Awaitable[None]]:
+        """Publish what waited for this call's ratchet, as far as it seals now
+        (`RatchetWait.release`, inside the caller's transaction)."""
+        released = self.ratchet_wait.release(call)
+        seqs = [seq for seq, *_ in released]
+        self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).update(seqs))
+        return [
+            self._publish(call, None, seq, content, rumor_at, sealed=sealed)
+            for seq, content, rumor_at, sealed in released
+        ]
 
     def _pow(self, call: Call) -> int:
         return self.pool.health.pow_needed(self.peer_relays(call))
@@ -167,7 +166,9 @@ class Outbound:
         self.retransmits += 1
         content, legacy, rumor_at = self.store.outbox_message(call.id, seq)
         if content is not None:
-            sealed = self.store.outbox_sealed(call.id, seq)
+            sealed, waiting = self.store.outbox_sealed(call.id, seq)
+            if waiting:
+                return  # not under the ratchet yet, and our agent requires it
             await self._publish(call, None, seq, content, int(rumor_at), RETRANSMIT, sealed)
         elif legacy is not None:  # kept by an older version: only its signed wrap exists
             await self._publish(call, ns.Event.from_json(legacy), seq)

@@ -27,7 +27,7 @@ from ...protocol.presence import (
     encode_presence,
     inbox_relay_tags,
 )
-from ...protocol.wire import FEATURE_LEVEL
+from ...protocol.wire import FEATURE_LEVEL, FS_LEVEL
 from ...sanitize import skeleton
 from ...store import Store
 from .nostr_io import RelayPool
@@ -263,6 +263,17 @@ class PresenceService:
 
     def lookup(self, pubkey: str) -> PeerPresence | None:
         return self._peers.get(pubkey)
+
+    def prekey_of(self, pubkey: str) -> bytes | None:
+        """The signed prekey ``pubkey`` announces, from a presence still live: one it has
+        replaced is kept only until two days after its last announcement expired
+        (prekeys.py), so a stale presence's is not used."""
+        found = self._peers.get(pubkey)
+        if found is None or not found.presence.prekey or found.presence.feature_level < FS_LEVEL:
+            return None
+        if not found.is_live(clock.now(), self._config.effective_liveness_window):
+            return None
+        return bytes.fromhex(found.presence.prekey)
 
     def inbox_relays(self, pubkey: str) -> tuple[str, ...]:
         """Where a peer receives: its kind-10050 list, else its presence relays, else the

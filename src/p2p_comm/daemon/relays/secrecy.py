@@ -108,11 +108,12 @@ class Secrecy:
             return replace(message, body={**message.body, **accept.to_dict()})
         return message
 
-    def responded(self, call: Call, message: WireMessage) -> None:
+    def responded(self, call: Call, message: WireMessage) -> bool:
         """In a session made from a roster, the initiator's first message brought its key:
-        our side of the set-up, with a key of our own; we can send under it at once."""
+        our side of the set-up, with a key of our own; we can send under it at once.
+        Whether it was set up now."""
         if call.id in self.sessions or not call.in_band_keys or "ek" not in message.body:
-            return
+            return False
         try:
             keys = ratchet.RequestKeys.from_dict({"ek": message.body["ek"]})
             session, _ = ratchet.responder_session(
@@ -120,9 +121,10 @@ class Secrecy:
             )
         except (ratchet.RatchetError, ValueError) as exc:
             log.warning("call %s: unusable key in the first message: %s", call.id[:8], exc)
-            return
+            return False
         self._keep(call.id, session)
         call.ratchet_started()
+        return True
 
     def accepted(self, call: Call, message: WireMessage) -> None:
         """The callee's accept reached us, the caller: its key starts our receiving side."""

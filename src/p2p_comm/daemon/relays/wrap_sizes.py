@@ -10,6 +10,7 @@ from typing import Any
 from ... import clock
 from ...nostr import kinds, nip59
 from ...protocol import frag, wire
+from ...protocol.call import OUTGOING, Call
 
 
 def gift_wrap(
@@ -27,6 +28,16 @@ def gift_wrap(
     now = clock.now()
     created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
     return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
+
+
+# How our own request's content starts (`WireMessage.encode` writes these fields first).
+_REQUEST_START = f'{{"v":{wire.VERSION},"type":"request",'
+
+
+def is_request(call: Call, content: str) -> bool:
+    """Whether ``content`` (from our outbox) is our request in a call we placed: the one
+    ratchet seal that names the callee's prekey."""
+    return call.direction == OUTGOING and content.startswith(_REQUEST_START)
 
 
 def ratchet_wrap(
