@@ -165,3 +165,116 @@ def test_the_reader_naps_only_while_flooded() -> None:
     assert not any(flood[:rate]), "the first BUSY_RATE of a second are not a flood"
     assert all(flood[rate + 1 :]), "past it, and for the whole next second"
     assert pool.busy.flooded(120.0) is False, "the flood ended: the window since was quiet"
+
+
+class _Url:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class _Id:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def to_hex(self) -> str:
+        return self.value
+
+
+class _Event:
+    def __init__(self, event_id: str) -> None:
+        self._id = event_id
+
+    def id(self) -> _Id:
+        return _Id(self._id)
+
+    def content(self) -> str:
+        return "x"
+
+
+class _Message:
+    """A relay message whose reading (`as_enum`) is recorded."""
+
+    def __init__(self, read: list[str], label: str, notice: str = "", event: str = "") -> None:
+        self.read, self.label, self.notice, self.event_id = read, label, notice, event
+
+    def as_enum(self) -> "_Message":
+        self.read.append(self.label)
+        return self
+
+    def is_event_msg(self) -> bool:
+        return bool(self.event_id)
+
+    @property
+    def event(self) -> _Event:
+        return _Event(self.event_id)
+
+    @property
+    def message(self) -> str:
+        return self.notice
+
+    def is_notice(self) -> bool:
+        return bool(self.notice)
+
+    def is_auth(self) -> bool:
+        return False
+
+    def is_closed(self) -> bool:
+        return False
+
+    def is_end_of_stored_events(self) -> bool:
+        return False
+
+    def is_ok(self) -> bool:
+        return False
+
+
+class _Note:
+    def __init__(self, url: str, message: _Message | None = None, event: str = "") -> None:
+        self.relay_url, self.message, self.subscription_id = _Url(url), message, "sub"
+        self.event = _Event(event)
+
+    def is_shutdown(self) -> bool:
+        return False
+
+    def is_message(self) -> bool:
+        return self.message is not None
+
+    def is_new_event(self) -> bool:
+        return self.message is None
+
+
+def test_the_message_that_carried_a_new_event_is_not_read_but_every_other_is() -> None:
+    """nostr-sdk tells of a new event, then, next from that relay, of the EVENT message that
+    carried it: the pump skips reading that one (a tenth of a flood's cost). Whatever else
+    comes is read, also when another relay speaks in between."""
+    import asyncio
+
+    from p2p_comm.daemon.relays import nostr_io
+
+    handed: list[str] = []
+
+    async def handler(event: nostr_io.InboundEvent) -> None:
+        handed.append(event.id)
+
+    read: list[str] = []
+    notes = [
+        _Note(A, event="e1"),
+        _Note(A, _Message(read, "EVENT e1 from a", event="e1")),  # not read
+        _Note(A, event="e2"),
+        _Note(B, _Message(read, "NOTICE from b", notice="hello")),  # another relay between
+        _Note(A, _Message(read, "EVENT e2 from a", event="e2")),
+        _Note(A, _Message(read, "EVENT e2 again from a", event="e2")),  # a copy: read
+    ]
+
+    class Stream:
+        async def next(self) -> _Note | None:
+            return notes.pop(0) if notes else None
+
+    pool = nostr_io.RelayPool((A, B), handler, on_waste=lambda url, weight: None)
+    asyncio.run(pool._pump(Stream()))
+    assert handed == ["e1", "e2"]
+    assert read == ["NOTICE from b", "EVENT e2 from a", "EVENT e2 again from a"]
+    assert pool.health.of(B).notice == "hello"

@@ -62,3 +62,12 @@ class RepeatWatch:
         url = str(note.relay_url)
         if self._repeats.repeated(url, event_id, now):
             self.on_waste(url, 1)
+
+    def count_new(self, url: str, event_id: str) -> None:
+        """`count` for the copy that came as a new event, whose id and relay the reader
+        has read already (nothing crosses into Rust again)."""
+        if self.on_waste is None:
+            return
+        now = time.monotonic()
+        if self._copies.repeated("", event_id, now) and self._repeats.repeated(url, event_id, now):
+            self.on_waste(url, 1)
