@@ -4,6 +4,7 @@ naps under a flood) and copies of one event sent again and again (counted as was
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ REPEAT_WINDOW = 10.0  # seconds over which copies of one event from one relay ar
 # in a flood, the peer's messages wait at most NAP more.
 BUSY_RATE = 300
 NAP = 0.01
+YIELD_EVERY = 32  # notifications read without waiting before the reader lets others run
 
 
 class FloodMeter:
@@ -37,6 +39,32 @@ class FloodMeter:
             before, start, count = count > BUSY_RATE * (now - start), now, 0
         self._busy = (start, count, before)
         return before or count > BUSY_RATE
+
+
+class Pacer:
+    """When one reader of notifications lets the event loop run others: after a wait (the
+    channel was empty), a nap if its relays flood it (``meter``: the reader's, None for a
+    connection that only publishes); else every YIELD_EVERY notifications. A ready answer
+    does not yield to the loop (sdk_speedups): a channel that never empties, as under a
+    flood on a slow machine, would otherwise keep every other task (the inbound queue,
+    commands, re-sends) from running."""
+
+    def __init__(self, meter: FloodMeter | None) -> None:
+        self.meter = meter
+        self._unyielded = 0
+
+    async def after(self, waited: bool) -> None:
+        """Called after each notification; ``waited``: reading it had to wait."""
+        flooded = self.meter is not None and self.meter.flooded(time.monotonic())
+        if waited:
+            self._unyielded = 0
+            if flooded:
+                await asyncio.sleep(NAP)  # let a run build up
+            return
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await asyncio.sleep(0)
 
 
 class RepeatWatch:

@@ -24,7 +24,7 @@ from ...nostr import kinds
 # import these from here until the daemon is split into sub-packages.
 from ..base.tasks import spawn as spawn
 from . import relay_watch
-from .flood import NAP, FloodMeter, RepeatWatch
+from .flood import FloodMeter, Pacer, RepeatWatch
 from .relay_events import InboundEvent, to_inbound
 from .relay_health import RelayHealth
 from .relay_publish import Publisher, PublishResult
@@ -44,7 +44,6 @@ NOTIFICATION_BUFFER = 4_096
 WRITER_NOTIFICATION_BUFFER = 1_024
 RESUBSCRIBE_RETRY = 5.0  # seconds before sending our REQs again where that failed
 REPLAY_SECONDS = 10.0  # at most this long after a mute, a relay's events count as stored
-YIELD_EVERY = 32  # notifications read without waiting before the reader lets others run
 
 
 Handler = Callable[[InboundEvent], Awaitable[None]]
@@ -365,7 +364,7 @@ class RelayPool:
     async def _pump(self, stream: Any, reader: bool = True) -> None:
         """Read one client's notifications: events go to the handler (only the reader
         subscribes), everything else a relay says teaches the relay model."""
-        unyielded = 0
+        pacer = Pacer(self.busy if reader else None)
         # The new event just handed on, as (relay, id): the SDK tells of a new event first,
         # then, next from that relay, of the relay's EVENT message that carried it (checked
         # with nostr-sdk 0.45). That message needs no reading into Python: for a flood of
@@ -376,20 +375,7 @@ class RelayPool:
             note = await stream.next()
             if note is None or note.is_shutdown():
                 return
-            if sdk_speedups.waits() != waits:
-                unyielded = 0  # it waited: the loop ran other tasks meanwhile
-                if reader and self.busy.flooded(time.monotonic()):
-                    await asyncio.sleep(NAP)  # the channel was empty: let a run build up
-            else:
-                # A ready answer does not yield to the loop (sdk_speedups): a channel that
-                # never empties, as under a flood on a slow machine, would otherwise keep
-                # every other task (the inbound queue, commands, re-sends) from running.
-                unyielded += 1
-                if reader:
-                    self.busy.flooded(time.monotonic())
-                if unyielded >= YIELD_EVERY:
-                    unyielded = 0
-                    await asyncio.sleep(0)
+            await pacer.after(sdk_speedups.waits() != waits)
             if note.is_message():
                 if new is not None:
                     url, event_id = new
