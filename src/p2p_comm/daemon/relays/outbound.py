@@ -127,6 +127,8 @@ class Outbound:
         """Publish what waited for this call's ratchet, as far as it seals now
         (`RatchetWait.release`, inside the caller's transaction)."""
         released = self.ratchet_wait.release(call)
+        if not released:
+            return []
         seqs = [seq for seq, *_ in released]
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).update(seqs))
         return [
