@@ -105,6 +105,9 @@ def _describe(path: Path, exc: sqlite3.Error) -> StorageError:
     return StorageError(f"cannot use the state database {path}: {text}.")
 
 
+BUSY_TIMEOUT_MS = 5000  # sqlite3.connect's default, 5 s, restored after a WAL reset
+
+
 class Store:
     """The daemon's database. Not thread-safe: used from the event loop only."""
 
@@ -189,6 +192,9 @@ class Store:
             self._db.execute("COMMIT")
         except BaseException as exc:
             self._after_commit.clear()
+            self._wal_reset_due = (
+                False  # its reset went with the rollback; the next erasure asks again
+            )
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")  # may already be rolled back (disk full)
             if isinstance(exc, sqlite3.Error):
@@ -227,10 +233,20 @@ class Store:
 
     def _empty_wal(self) -> None:
         self._wal_reset_due = False
+        # Without waiting for another process's readers (the event loop must not stall on a
+        # backup): busy, it is tried again at the next erasure and at close.
         try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error as exc:  # busy with a reader: the next erasure or close tries again
-            log.info("could not empty the WAL now: %s", exc)
+            self._db.execute("PRAGMA busy_timeout = 0")
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            busy, reason = 1, str(exc)
+        else:
+            reason = "another process is reading the database"
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy:
+            log.info("could not empty the WAL now: %s", reason)
 
     # Seen wraps ---------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ further ahead is refused before any derivation: an n of 10**9 costs a comparison
 sender this far ahead is not lost: the call layer re-sends its oldest unreceipted messages,
 the gap fills, and the refused message decrypts when it comes again."""
 MAX_SKIPPED = 2000
+# A saved state may hold more: the keys of messages read and not yet taken are saved as
+# skipped keys too (`to_dict(unread)`), at most one per message a daemon keeps read.
+MAX_SAVED_SKIPPED = MAX_SKIPPED + 8192
 """Most skipped message keys a session keeps in all. A message that would skip past it is
 refused for now (`TooFarAhead`), never a kept key erased: the oldest kept key is the one of
 the message its call waits for, and erasing it left that call unable to take anything more
@@ -486,7 +489,7 @@ class Session:
         s.nr = _counter(data["nr"], "nr")
         s.pn = _counter(data["pn"], "pn")
         skipped = data["skipped"]
-        if not isinstance(skipped, list) or len(skipped) > MAX_SKIPPED:
+        if not isinstance(skipped, list) or len(skipped) > MAX_SAVED_SKIPPED:
             raise ValueError("bad skipped keys")
         for entry in skipped:
             if not (isinstance(entry, list) and len(entry) == 4):

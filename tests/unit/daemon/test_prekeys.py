@@ -63,3 +63,26 @@ def test_erased_key_material_leaves_no_trace_in_the_wal_with_a_reader_attached(
     found = [p.name for p in tmp_path.iterdir() if secret.encode() in p.read_bytes()]
     reader.close()
     assert found == []
+
+
+def test_a_rolled_back_erasure_does_not_stop_later_ones_emptying_the_wal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    secret = "6f" * 32
+    with store.transaction():
+        store.save_ratchet("ab" * 16, {"cks": "7a" * 32})
+        store.save_ratchet("cd" * 16, {"cks": secret})
+    try:
+        with store.transaction():
+            store.drop_ratchet("ab" * 16)
+            raise RuntimeError("the batch failed")
+    except RuntimeError:
+        pass
+    reader = sqlite3.connect(tmp_path / "state.db")
+    reader.execute("SELECT COUNT(*) FROM settings").fetchall()
+    with store.transaction():
+        store.drop_ratchet("cd" * 16)
+    wal = tmp_path / "state.db-wal"
+    found = wal.exists() and secret.encode() in wal.read_bytes()
+    reader.close()
+    store.close()
+    assert not found

@@ -68,3 +68,18 @@ def test_without_the_setting_nothing_waits(tmp_path: Path) -> None:
     ours = member_session(GROUP, LOW, HIGH, "t", 0.0, Limits())
     wait = RatchetWait(Config(relays=("ws://x",)), store, Secrecy(store, LOW))
     assert not wait.waits(ours, _message(ours.id, 2))
+
+
+def test_a_roster_queued_after_a_waiting_message_in_the_same_transaction_waits(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s.db")
+    secrecy = Secrecy(store, LOW)
+    ours = member_session(GROUP, LOW, HIGH, "t", 0.0, Limits())
+    secrecy.on_transmit(ours, _message(ours.id, 1, "roster"))
+    wait = RatchetWait(Config(relays=("ws://x",), require_forward_secrecy=True), store, secrecy)
+    with store.transaction():
+        message = _message(ours.id, 2)
+        assert wait.waits(ours, message)
+        wait.keep(ours, message, message.encode(), 0.0)
+        assert wait.waits(ours, _message(ours.id, 3, "roster"))  # before the commit too

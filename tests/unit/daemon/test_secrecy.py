@@ -152,3 +152,46 @@ def test_a_send_while_a_read_message_waits_still_lets_a_crash_read_it_again(
     again.load()
     with pytest.raises(ratchet.MessageKeyGone):
         again.open(caller.id, ALICE, waiting, 300.0)
+
+
+def _prekey_pair(tmp_path: Path) -> tuple[Secrecy, Secrecy, Call, WireMessage, str, Store]:
+    stores = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    prekeys = Prekeys(stores[1])
+    asyncio.run(prekeys.refresh(0.0))
+    spk = prekeys.announce(0.0, 300.0)
+    alice = Secrecy(stores[0], ALICE, peer_prekey=lambda peer: bytes.fromhex(spk))
+    bob = Secrecy(stores[1], BOB, prekeys)
+    caller, effects = Call.start("cd" * 16, BOB, "t", "alice", 0.0, Limits())
+    request = alice.on_transmit(caller, effects[0].message)  # type: ignore[attr-defined]
+    with stores[0].transaction():
+        sealed = alice.seal(caller, request.encode(), 0)
+    assert sealed is not None
+    return alice, bob, caller, request, sealed, stores[1]
+
+
+def test_a_prekey_session_waits_while_its_request_is_read_and_not_taken(tmp_path: Path) -> None:
+    """A catch-up reads page by page and takes at the end; a batch taken in between flushed
+    the session made from the request's prekey away, and the call, rung in later, set up
+    another without the prekey: every ratchet message failed both ways (a review found it)."""
+    _, bob, caller, request, sealed, store = _prekey_pair(tmp_path)
+    bob.opener(1.0, calls={})(nip59.Sealed(ALICE, "", sealed, caller.id, request.body["spk"]))
+    with store.transaction():
+        bob.flush({caller.id}, {})  # read, not taken yet
+    assert caller.id in bob.sessions
+    callee, _ = Call.ring_in(request, ALICE, 0.0, 1.0, Limits())
+    with store.transaction():
+        bob.flush(set(), {callee.id: callee})  # taken: the call exists
+    assert [call_id for call_id, _ in store.ratchets()] == [callee.id]
+
+
+def test_a_seal_naming_our_prekey_sets_nothing_up_for_a_call_we_have(tmp_path: Path) -> None:
+    """Anyone who knows a call's id (a group's session ids are computed from the roster)
+    could plant a session of its own there with our public prekey, and the call's own set-up
+    was then refused."""
+    _, bob, caller, request, sealed, _ = _prekey_pair(tmp_path)
+    existing, _ = Call.ring_in(request, ALICE, 0.0, 1.0, Limits())
+    with pytest.raises(ratchet.MessageKeyGone):
+        bob.opener(1.0, calls={existing.id: existing})(
+            nip59.Sealed(ALICE, "", sealed, caller.id, request.body["spk"])
+        )
+    assert caller.id not in bob.sessions

@@ -513,3 +513,12 @@ def test_junk_set_up_data_is_refused() -> None:
 def test_overhead_is_header_and_tag() -> None:
     a, _ = pair()
     assert len(a.encrypt(b"x" * 100)) - 100 == ratchet.HEADER_BYTES + ratchet.TAG_BYTES == 57
+
+
+def test_a_state_saved_with_unread_keys_beyond_the_cap_loads_again() -> None:
+    """Keys of messages read and not yet taken are saved as skipped keys: a session at its
+    cap of skipped keys, saved with one more, was refused when loaded (a review found it)."""
+    session = ratchet.Session("ab" * 16, "a" * 64, "b" * 64, "responder")
+    session.skipped = {(bytes(32), n): (bytes(32), 0.0) for n in range(ratchet.MAX_SKIPPED)}
+    state = session.to_dict({(bytes([1]) * 32, 0): (bytes(32), 0.0)})
+    assert len(ratchet.Session.from_dict(state).skipped) == ratchet.MAX_SKIPPED + 1

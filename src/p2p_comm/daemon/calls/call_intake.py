@@ -102,7 +102,8 @@ class CallIntake:
             # What waited for the ratchet goes now, if it may (`require_forward_secrecy`);
             # and a responder answers under it at once, so the initiator, which has no
             # sending chain until it reads one, can send under it too (PROTOCOL.md 3.12.8).
-            work += self.service.outbound.release_waiting(call)
+            if call.id in self.service.outbound.ratchet_wait.calls:
+                work += self.service.outbound.release_waiting(call)
             if ready and self.service.hooks is not None and call.state == ACTIVE:
                 work += self.service.hooks.ratchet_ready(call, now)
         return work
@@ -171,7 +172,7 @@ class CallIntake:
     # Forward secrecy (daemon/relays/secrecy.py) -----------------------------------------------
 
     def opener(self, now: float, max_skip: int | None = None) -> Any:
-        return self.service.outbound.secrecy.opener(now, max_skip)
+        return self.service.outbound.secrecy.opener(now, max_skip, self.service.calls)
 
     def flush_secrets(self, busy: set[str]) -> None:
         self.service.outbound.secrecy.flush(busy, self.service.calls)

@@ -29,7 +29,7 @@ from .mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 from .nostr_io import RelayPool, spawn
 from .prekeys import Prekeys
 from .presence_service import PresenceService
-from .ratchet_wait import RatchetWait, nothing
+from .ratchet_wait import RatchetWait, in_order, nothing
 from .relay_publish import PublishResult, fresh_wrap_helps, never_taken
 from .secrecy import Secrecy
 from .sizing import Sizes
@@ -111,24 +111,24 @@ class Outbound:
         return its first publication (wrap and publish), to run once that transaction has
         committed."""
         content = message.encode()
+        # What waits goes first if the session can seal by now: the order is kept.
+        earlier = self.release_waiting(call) if call.id in self.ratchet_wait.calls else []
         sealed = self.secrecy.seal(call, content, int(now))
         if sealed is None and self.ratchet_wait.waits(call, message):
             self.ratchet_wait.keep(call, message, content, now)
-            return nothing()
+            return in_order(earlier) if earlier else nothing()
         self.store.outbox_put(call.id, message.seq, message.type, content, now, sealed)
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).add(message.seq))
-        # The wrap is built by the publication itself, after the command has answered: the
-        # message is durable once committed, and a group's send then costs its commit, not
-        # a wrap per recipient (the SDK holds the GIL while wrapping: a thread pool measured
-        # no faster). A relay that wants proof of work gets a wrap mined in a thread.
-        return self._publish(call, None, message.seq, content, int(now), sealed=sealed)
+        # The wrap is built by the publication, after the command has answered: the message
+        # is durable once committed, and a group's send costs its commit, not a wrap per
+        # recipient (the SDK holds the GIL while wrapping: a thread pool measured no
+        # faster). A relay that wants proof of work gets a wrap mined in a thread.
+        publication = self._publish(call, None, message.seq, content, int(now), sealed=sealed)
+        return in_order([*earlier, publication])
 
     def release_waiting(self, call: Call) -> list[Awaitable[None]]:
-        """Publish what waited for this call's ratchet, as far as it seals now
-        (`RatchetWait.release`, inside the caller's transaction)."""
+        """Publish what waited for this call's ratchet, as far as it seals now."""
         released = self.ratchet_wait.release(call)
-        if not released:
-            return []
         seqs = [seq for seq, *_ in released]
         self.store.after_commit(lambda: self.unsent.setdefault(call.id, set()).update(seqs))
         return [

@@ -11,6 +11,7 @@ message. Once the session can seal, the waiting messages are sealed in order and
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 from ...config import Config
 from ...protocol.call import OUTGOING, Call
@@ -23,6 +24,19 @@ log = logging.getLogger("p2p.outbound")
 
 async def nothing() -> None:
     """What is published for a message that waits: nothing, yet."""
+
+
+def in_order(works: list[Awaitable[None]]) -> Awaitable[None]:
+    """One publication of ``works``, each after the one before (the waiting messages a
+    send releases go before it)."""
+    if len(works) == 1:
+        return works[0]
+
+    async def each() -> None:
+        for work in works:
+            await work
+
+    return each()
 
 
 class RatchetWait:
@@ -51,7 +65,9 @@ class RatchetWait:
     def keep(self, call: Call, message: WireMessage, content: str, now: float) -> None:
         """Keep ``message`` in the outbox, unpublished (inside the caller's transaction)."""
         self.store.outbox_put(call.id, message.seq, message.type, content, now, waiting=True)
-        self.store.after_commit(lambda: self.calls.add(call.id))
+        # At once, not after the commit: what this transaction queues after it waits too (a
+        # rollback leaves a name with no waiting row, which `release` clears).
+        self.calls.add(call.id)
         log.info("call %s: seq %s waits for the ratchet", call.id[:8], message.seq)
 
     def release(self, call: Call) -> list[tuple[int, str, int, str]]:

@@ -225,12 +225,19 @@ class Secrecy:
         )
         return session
 
-    def opener(self, now: float, max_skip: int | None = None) -> nip59.Opener:
+    def opener(
+        self, now: float, max_skip: int | None = None, calls: Mapping[str, Call] | None = None
+    ) -> nip59.Opener:
+        """How `nip59.open_seal` reads a ratchet seal. ``calls``: the calls we have; a seal
+        naming our prekey sets a session up only for a call id none of them has (a request
+        that rings a new call), never beside or instead of a call's own."""
+
         def read(sealed: nip59.Sealed) -> str:
             assert sealed.call is not None  # open_seal asks only for ratchet seals
-            return self.open(
-                sealed.call, sealed.sender, sealed.content, now, max_skip, sealed.prekey
-            )
+            prekey = sealed.prekey
+            if prekey is not None and calls is not None and sealed.call in calls:
+                prekey = None
+            return self.open(sealed.call, sealed.sender, sealed.content, now, max_skip, prekey)
 
         return read
 
@@ -245,8 +252,17 @@ class Secrecy:
         no key behind."""
         fresh, self._fresh = self._fresh, set()
         for call_id in fresh:
+            if busy and call_id in busy:
+                self._fresh.add(call_id)  # its request is read and not taken yet: wait
+                continue
             call = calls.get(call_id) if calls is not None else None
-            if call is None or call.state == ENDED:
+            session = self.sessions.get(call_id)
+            if (
+                call is None
+                or call.state == ENDED
+                or session is None
+                or call.peer != session.initiator
+            ):
                 self.sessions.pop(call_id, None)
                 self._dirty.discard(call_id)
             else:
