@@ -93,9 +93,7 @@ def test_the_end_erases_the_state_and_junk_is_refused(tmp_path: Path) -> None:
         bob.open(caller.id, ALICE, base64.b64encode(b"x" * 80).decode(), 100.0)
 
 
-def test_a_request_to_our_prekey_sets_up_our_side_and_a_refused_one_leaves_no_key(
-    tmp_path: Path,
-) -> None:
+def _prekey_pair(tmp_path: Path) -> tuple[Secrecy, Secrecy, Call, WireMessage, str, Store]:
     stores = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
     prekeys = Prekeys(stores[1])
     asyncio.run(prekeys.refresh(0.0))
@@ -104,25 +102,33 @@ def test_a_request_to_our_prekey_sets_up_our_side_and_a_refused_one_leaves_no_ke
     bob = Secrecy(stores[1], BOB, prekeys)
     caller, effects = Call.start("cd" * 16, BOB, "t", "alice", 0.0, Limits())
     request = alice.on_transmit(caller, effects[0].message)  # type: ignore[attr-defined]
-    assert request.body["spk"] == spk == caller.prekey
     with stores[0].transaction():
         sealed = alice.seal(caller, request.encode(), 0)
-    assert sealed is not None  # the request itself goes under the ratchet
+    assert sealed is not None
+    return alice, bob, caller, request, sealed, stores[1]
+
+
+def test_a_request_to_our_prekey_sets_up_our_side_and_a_refused_one_leaves_no_key(
+    tmp_path: Path,
+) -> None:
+    _, bob, caller, request, sealed, store = _prekey_pair(tmp_path)
+    spk = request.body["spk"]
+    assert spk == caller.prekey  # and the request itself went under the ratchet
 
     def read() -> str:
         opened = nip59.Sealed(ALICE, "", sealed, caller.id, spk)
         return bob.opener(1.0)(opened)
 
     assert '"topic\\":\\"t\\"' in read()
-    with stores[1].transaction():  # the request made no call (turned away)
+    with store.transaction():  # the request made no call (turned away)
         bob.flush(set(), {})
-    assert caller.id not in bob.sessions and stores[1].ratchets() == []
+    assert caller.id not in bob.sessions and store.ratchets() == []
 
     assert '"topic\\":\\"t\\"' in read()  # read again later, and this time it rings
     callee, _ = Call.ring_in(request, ALICE, 0.0, 1.0, Limits())
-    with stores[1].transaction():
+    with store.transaction():
         bob.flush(set(), {callee.id: callee})
-    assert [call_id for call_id, _ in stores[1].ratchets()] == [callee.id]
+    assert [call_id for call_id, _ in store.ratchets()] == [callee.id]
     accept = bob.on_transmit(callee, callee.accept(2.0)[0].message)  # type: ignore[attr-defined]
     assert accept.body["ek"] == bob.sessions[callee.id].dhs_pub.hex()  # type: ignore[union-attr]
 
@@ -152,21 +158,6 @@ def test_a_send_while_a_read_message_waits_still_lets_a_crash_read_it_again(
     again.load()
     with pytest.raises(ratchet.MessageKeyGone):
         again.open(caller.id, ALICE, waiting, 300.0)
-
-
-def _prekey_pair(tmp_path: Path) -> tuple[Secrecy, Secrecy, Call, WireMessage, str, Store]:
-    stores = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
-    prekeys = Prekeys(stores[1])
-    asyncio.run(prekeys.refresh(0.0))
-    spk = prekeys.announce(0.0, 300.0)
-    alice = Secrecy(stores[0], ALICE, peer_prekey=lambda peer: bytes.fromhex(spk))
-    bob = Secrecy(stores[1], BOB, prekeys)
-    caller, effects = Call.start("cd" * 16, BOB, "t", "alice", 0.0, Limits())
-    request = alice.on_transmit(caller, effects[0].message)  # type: ignore[attr-defined]
-    with stores[0].transaction():
-        sealed = alice.seal(caller, request.encode(), 0)
-    assert sealed is not None
-    return alice, bob, caller, request, sealed, stores[1]
 
 
 def test_a_prekey_session_waits_while_its_request_is_read_and_not_taken(tmp_path: Path) -> None:
