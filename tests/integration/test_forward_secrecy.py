@@ -419,17 +419,22 @@ def test_a_groups_roster_sessions_get_a_ratchet_too(relay: Any, make_agent: Agen
     secrets = {first: "the password is hunter2", second: "acquire ACME at $40"}
     said(first, secrets[first], (second, ann))
     said(second, secrets[second], (first, ann))
-    ann.json("end", "--all", "--call", call_id[:8])
-    for agent in (ben, cat):
-        events_of(agent, "call_ended")
-    for agent in (ann, ben, cat):
-        agent.run("daemon", "stop")
+    _end_group(call_id, ann, ben, cat)
 
     readable, ratcheted = _between(relay.url, (ann, ben, cat), keys)
     assert ratcheted >= 3, (ratcheted, readable)
     for text in readable:
         for secret in secrets.values():
             assert secret not in text
+
+
+def _end_group(call_id: str, starter: Agent, *members: Agent) -> None:
+    """The starter ends the group for all; once the members hear it, every daemon stops."""
+    starter.json("end", "--all", "--call", call_id[:8])
+    for agent in members:
+        events_of(agent, "call_ended")
+    for agent in (starter, *members):
+        agent.run("daemon", "stop")
 
 
 def _between(url: str, agents: tuple[Agent, ...], keys: dict[str, str]) -> tuple[list[str], int]:
@@ -594,11 +599,7 @@ def test_with_forward_secrecy_required_a_roster_session_sends_no_content_before_
         other = member if agent is newcomer else newcomer
         texts = [e["text"] for e in events_of(other, "message", count=1, timeout=30)]
         assert texts == [text], (other.name, texts)
-    ann.json("end", "--all", "--call", call_id[:8])
-    for agent in (member, newcomer):
-        events_of(agent, "call_ended")
-    for agent in (ann, member, newcomer):
-        agent.run("daemon", "stop")
+    _end_group(call_id, ann, member, newcomer)
 
     readable, ratcheted = _between(relay.url, (ann, member, newcomer), keys)
     plain = [json.loads(text) for text in readable]

@@ -7,6 +7,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from p2p_comm.daemon.relays.prekeys import KEEP_AFTER, ROTATE_AFTER, Prekeys
 from p2p_comm.protocol import ratchet
 from p2p_comm.store import Store
@@ -86,3 +88,15 @@ def test_a_rolled_back_erasure_does_not_stop_later_ones_emptying_the_wal(tmp_pat
     reader.close()
     store.close()
     assert not found
+
+
+def test_a_key_maker_that_hangs_costs_an_announcement_its_prekey_not_the_announcements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from p2p_comm.daemon.relays import prekeys as module
+
+    monkeypatch.setattr(module, "_MAKE", "import time; time.sleep(60)")
+    monkeypatch.setattr(module, "MAKE_TIMEOUT", 0.5)
+    prekeys = Prekeys(Store(tmp_path / "state.db"))
+    asyncio.run(asyncio.wait_for(prekeys.refresh(0.0), 10))  # gives up, does not raise
+    assert prekeys.announce(0.0, LIFETIME) == "" and prekeys.due(0.0)

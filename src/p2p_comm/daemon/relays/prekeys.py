@@ -30,6 +30,7 @@ log = logging.getLogger("p2p.prekeys")
 ROTATE_AFTER = 86_400.0  # seconds a prekey is announced before it is replaced
 KEEP_AFTER = 2 * 86_400.0 + 3_600.0  # seconds it is kept after its last announcement expired
 _PREFIX = "prekey:"
+MAKE_TIMEOUT = 30.0  # seconds a new key pair may take (about 0.04 s, measured)
 # A new key pair is made in a short-lived interpreter (about 40 ms, once a day): the
 # `cryptography` package costs every idle daemon 9 MiB of private memory once imported, and
 # an agent nobody calls never needs it otherwise.
@@ -147,7 +148,13 @@ async def _make_pair() -> tuple[bytes, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await child.communicate()
+    try:
+        # A child that hangs must not hold up our presence announcements for good.
+        out, err = await asyncio.wait_for(child.communicate(), MAKE_TIMEOUT)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise OSError(f"no key pair within {MAKE_TIMEOUT:.0f} s") from None
     if child.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         raise OSError(lines[-1] if lines else f"exit {child.returncode}")
