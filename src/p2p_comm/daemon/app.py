@@ -192,6 +192,7 @@ class Daemon:
             "shed": self.gate.shed,
             "catch_ups": self.inbound.stats["catch_ups"],
             "catch_up_pages": self.inbound.stats["catch_up_pages"],
+            "lane_wraps": self.inbound.lanes.recognised,
             "dropped": {**dropped, **self.gate.refused},
         }
 

@@ -84,7 +84,7 @@ def build(
     async def route(event: InboundEvent) -> None:
         # Gift wraps to inbound; presence and inbox lists to presence (a peer announcing
         # itself after a silence has the calls re-send what waited for it).
-        if event.kind == 1059:
+        if event.gift_wrap:
             inbound.submit(event)
         elif parts.presence.handle(event) and event.kind == PRESENCE_KIND:
             calls.peer_seen(event.pubkey, clock.now())
@@ -137,7 +137,7 @@ def build(
         gate,
         owner_pubkey(config),
         me=(presence.name, identity.npub),
-        on_change=lambda: presence_changed(calls, parts.presence, outbound),
+        on_change=lambda: calls_changed(calls, parts, outbound),
         hooks=group_layer,
     )
     groups = calls.hooks
@@ -179,6 +179,12 @@ def undeliverable(calls: CallService, call: Call, seq: int, reason: str) -> None
             calls.inbox.emit(event, now)
     except Exception as exc:
         log.warning("cannot record a delivery failure: %s", exc)
+
+
+def calls_changed(calls: CallService, parts: Parts, outbound: Outbound) -> None:
+    """After a commit that changed calls: our presence, and the lane keys we expect."""
+    presence_changed(calls, parts.presence, outbound)
+    parts.inbound.lanes.touch()
 
 
 def presence_changed(calls: CallService, presence: PresenceService, outbound: Outbound) -> None:

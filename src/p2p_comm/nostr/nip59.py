@@ -141,13 +141,19 @@ def _secrets_of(keys: ns.Keys) -> tuple[ns.SecretKey, str]:
 
 
 def wrap(
-    keys: ns.Keys, receiver_hex: str, rumor: Rumor, created_at: int, pow_bits: int = 0
+    keys: ns.Keys,
+    receiver_hex: str,
+    rumor: Rumor,
+    created_at: int,
+    pow_bits: int = 0,
+    one_time: ns.Keys | None = None,
 ) -> ns.Event:
     """Seal ``rumor`` with ``keys`` and gift-wrap it for ``receiver_hex``, dated ``created_at``.
 
     The wrap is signed by a fresh one-time key and tagged ``p`` with the receiver only.
     ``pow_bits`` > 0 mines the wrap (NIP-13) for relays that demand it: blocking, about
-    a second at 20 bits, so call it in a thread then.
+    a second at 20 bits, so call it in a thread then. ``one_time``: the wrap's key, when
+    the caller chose it (a call lane, protocol/lane.py); else a fresh one.
     """
     secret, me = _secrets_of(keys)
     if rumor.pubkey != me:
@@ -155,7 +161,9 @@ def wrap(
         raise ValueError("the rumor's author is not the key sealing it")
     receiver = _public_key(receiver_hex.lower())
     sealed = ns.nip44_encrypt(secret, receiver, rumor.to_json(), _V2)
-    return _seal_and_wrap(keys, receiver_hex, (), sealed, rumor.created_at, created_at, pow_bits)
+    return _seal_and_wrap(
+        keys, receiver_hex, (), sealed, rumor.created_at, created_at, pow_bits, one_time
+    )
 
 
 def wrap_ratchet(
@@ -167,6 +175,7 @@ def wrap_ratchet(
     created_at: int,
     pow_bits: int = 0,
     prekey: str = "",
+    one_time: ns.Keys | None = None,
 ) -> ns.Event:
     """A gift wrap whose seal carries a call ratchet message (docs/PROTOCOL.md 3.12.7)
     instead of NIP-44: the seal is signed by ``keys`` as always, tagged ``["c", call_id]``,
@@ -177,7 +186,9 @@ def wrap_ratchet(
     tags: tuple[tuple[str, ...], ...] = ((RATCHET_TAG, call_id),)
     if prekey:
         tags += ((PREKEY_TAG, prekey),)
-    return _seal_and_wrap(keys, receiver_hex, tags, ciphertext, rumor_at, created_at, pow_bits)
+    return _seal_and_wrap(
+        keys, receiver_hex, tags, ciphertext, rumor_at, created_at, pow_bits, one_time
+    )
 
 
 RATCHET_TAG = "c"
@@ -195,12 +206,13 @@ def _seal_and_wrap(
     rumor_at: int,
     created_at: int,
     pow_bits: int,
+    one_time: ns.Keys | None = None,
 ) -> ns.Event:
     _, me = _secrets_of(keys)
     receiver = _public_key(receiver_hex.lower())
     seal_at = max(0, rumor_at - secrets.randbelow(SEAL_JITTER + 1))
     seal = nip01.signed_json(keys, me, seal_at, kinds.SEAL, seal_tags, seal_content)
-    one_time = ns.Keys.generate()
+    one_time = one_time or ns.Keys.generate()
     content = ns.nip44_encrypt(one_time.secret_key(), receiver, seal, _V2)
     tags = (("p", receiver_hex.lower()),)
     if pow_bits > 0:

@@ -49,7 +49,7 @@ class InboundLimits:
     # sending as fast as we can receive is not a flood. At 300, two of our own agents
     # shed each other's legitimate bursts, and the catch-ups that fetched them again held
     # hundreds of MiB.
-    inbound_events_per_second: int = 600
+    inbound_events_per_second: int = 200
     max_wrap_bytes: int = 131_072
     relay_mute_seconds: float = 60.0  # how long a flooding relay goes unread
     # Messages held for a gap before them, over all calls (only calls we placed or
@@ -98,9 +98,18 @@ class InboundGate:
         """Before unwrapping: size, and the rate of the relay it came from (so one noisy
         relay is shed without starving the others). A refused wrap is not marked seen: a
         catch-up fetches it again, and its sender re-sends it as a fresh wrap."""
+        return self.admit_size(size) and self.admit_rate(now, relay)
+
+    def admit_size(self, size: int) -> bool:
+        """`admit_wrap`'s size half."""
         if size > self.limits.max_wrap_bytes:
             self._count("oversized")
             return False
+        return True
+
+    def admit_rate(self, now: float, relay: str = "") -> bool:
+        """`admit_wrap`'s rate half, which needs nothing read from the wrap: a flood's
+        wraps it sheds cost no more than their arrival."""
         rate = float(self.limits.inbound_events_per_second)
         if not _bucket(self._events, relay, rate, rate * 2).allow(now):
             self.shed += 1

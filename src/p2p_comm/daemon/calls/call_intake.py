@@ -19,6 +19,7 @@ from ...protocol.call import (
     ACTIVE,
     ENDED,
     INCOMING,
+    OUTGOING,
     REORDER_WINDOW,
     RINGING,
     Call,
@@ -203,6 +204,17 @@ class CallIntake:
         """The peer of call ``call_id``, None if we have no such call."""
         call = self.service.calls.get(call_id)
         return call.peer if call is not None else None
+
+    def lane_calls(self) -> list[tuple[str, str]]:
+        """(call id, peer) of each call we placed or answered that has not ended: those
+        whose wraps we know by their one-time key (protocol/lane.py)."""
+        calls = self.service.calls.values()
+        return [
+            (call.id, call.peer)
+            for call in calls
+            if call.ended_at is None
+            and (call.direction == OUTGOING or call.answered_at is not None)
+        ]
 
     def familiar(self, pubkey: str) -> bool:
         """Known (below), or in any call with us (one ringing here included), or blocked

@@ -33,6 +33,7 @@ BATCH = 200  # wraps per transaction: bounds how long one batch holds the event 
 PAGE = 500  # events asked for per catch-up query (relays cap lower or equal)
 MAX_PAGES = 200
 CATCH_UP_DELAY = 3.0
+FLOOD_QUIET, FLOOD_DEFER = 1.0, 30.0  # seconds: see `CatchUp._after_the_flood`
 FETCH_TIMEOUT = 10.0  # seconds one catch-up page may take at one relay
 # A catch-up page that is junk at least this much stops the catch-up at that relay: it
 # answers our query with noise (stored or made up on the spot), and paging on would only
@@ -65,9 +66,25 @@ class CatchUp:
         while True:
             self._again = False
             await asyncio.sleep(CATCH_UP_DELAY)
+            await self._after_the_flood()
             await self.run()
             if not self._again:
                 return
+
+    async def _after_the_flood(self) -> None:
+        """Wait while the inbound gate sheds, until it has shed nothing for FLOOD_QUIET
+        seconds (at most FLOOD_DEFER). Pages come newest first: during a flood they hold
+        the flood, a catch-up stops at the first page of it, having opened that page again
+        for nothing, and the gate sheds again what it makes room for. Our calls' wraps are
+        never shed (lanes.py); a peer without lanes re-sends what was shed meanwhile."""
+        gate, waited = self.inbound.gate, 0.0
+        shed = gate.shed
+        while waited < FLOOD_DEFER:
+            await asyncio.sleep(FLOOD_QUIET)
+            waited += FLOOD_QUIET
+            if gate.shed == shed:
+                return
+            shed = gate.shed
 
     async def run(self) -> int:
         """Page back through the lookback window at each inbox relay we read, all at once,

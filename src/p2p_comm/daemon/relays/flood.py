@@ -77,8 +77,9 @@ class RepeatWatch:
         self._copies = RepeatCounter(REPEAT_WINDOW, self._repeats.allowance * relays)
 
     def count(self, note: Any, event: Any) -> None:
-        """Every event a relay sends comes here, new or not (the SDK passes on only the
-        first copy of an id): a relay repeating one is wasting our CPU on purpose. Copies
+        """Every event a relay sends comes here but the first copy of each (the SDK passes
+        that on as a new event, and the reader skips the message that carried it): a relay
+        repeating one is wasting our CPU on purpose. Copies
         are counted by id over all relays first, and per relay only past the allowance
         for all of them (each relay sends an event once per subscription): reading the
         relay's address costs a call into Rust, which most events need not pay."""
@@ -89,13 +90,4 @@ class RepeatWatch:
             return
         url = str(note.relay_url)
         if self._repeats.repeated(url, event_id, now):
-            self.on_waste(url, 1)
-
-    def count_new(self, url: str, event_id: str) -> None:
-        """`count` for the copy that came as a new event, whose id and relay the reader
-        has read already (nothing crosses into Rust again)."""
-        if self.on_waste is None:
-            return
-        now = time.monotonic()
-        if self._copies.repeated("", event_id, now) and self._repeats.repeated(url, event_id, now):
             self.on_waste(url, 1)

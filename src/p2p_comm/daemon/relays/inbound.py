@@ -23,6 +23,7 @@ from ...nostr import kinds
 from ...protocol.limits import InboundGate
 from ...store import Store
 from .catch_up import BATCH, WRAP_LOOKBACK, CatchUp
+from .lanes import LaneWatch
 from .nostr_io import InboundEvent, RelayPool
 from .unwrap import CallSink, Taken, Unwrapper
 from .waste import Waste
@@ -61,6 +62,9 @@ class Inbound:
         # that arrive through a good relay wait behind its junk.
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
+        # Wraps of our calls known by their one-time key (lanes.py): served before the rest.
+        self.lanes = LaneWatch(sink.lane_calls)
+        self._lane: collections.deque[InboundEvent] = collections.deque()
         self.catching = CatchUp(self)
         self.waste = Waste(pool, gate.limits, self.stats["dropped"], self.schedule_catch_up)
         self.reader = Unwrapper(
@@ -86,20 +90,32 @@ class Inbound:
 
     def submit(self, event: InboundEvent) -> None:
         """A live wrap from a subscription: gate it and queue it."""
-        if self.known(event.id):
-            return
         now = clock.now()
-        if not self.gate.admit_wrap(len(event.content), now, event.relay):
-            self.schedule_catch_up()
-            if not event.stored:
-                self.waste.wasted(event.relay, 1, now)
+        self.lanes.refresh(now)
+        if not self.lanes.idle and self.lanes.expects(event.pubkey):
+            # A wrap of one of our calls, known by its key: never shed, and opened first.
+            if not self.known(event.id) and self.gate.admit_size(len(event.content)):
+                self._lane.append(event)
+                self._ready.set()
             return
-        self._queues.setdefault(event.relay, collections.deque()).append(event)
-        self._ready.set()
+        # The rate first: a wrap shed there is read no further (its id and content stay in
+        # the SDK), so a flood's shed wraps cost little more than their arrival.
+        if self.gate.admit_rate(now, event.relay):
+            if self.known(event.id):
+                return
+            if self.gate.admit_size(len(event.content)):
+                self._queues.setdefault(event.relay, collections.deque()).append(event)
+                self._ready.set()
+                return
+        self.schedule_catch_up()
+        if not event.stored:
+            self.waste.wasted(event.relay, 1, now)
 
     def _next_batch(self) -> list[InboundEvent]:
         """Up to BATCH queued wraps, taken from each relay's queue in turn."""
         batch: list[InboundEvent] = []
+        while self._lane and len(batch) < BATCH:
+            batch.append(self._lane.popleft())
         while len(batch) < BATCH and self._queues:
             for relay in list(self._queues):
                 queue = self._queues[relay]
@@ -115,7 +131,7 @@ class Inbound:
         while True:
             await self._ready.wait()
             batch = self._next_batch()
-            if not self._queues:
+            if not self._queues and not self._lane:
                 self._ready.clear()
             try:
                 self.take(self.reader.unwrap_all(batch, live=True), live=True)

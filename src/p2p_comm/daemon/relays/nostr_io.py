@@ -37,7 +37,7 @@ log = logging.getLogger("p2p.relays")
 # channel need not hold a whole flood: each slot costs ~150 bytes of every daemon (65,536
 # cost about 9 MiB, 8,192 1.5 MiB). An event takes two slots (the relay's message and the
 # event), so 4,096 (the SDK's default) hold 2,048 wraps: 3.4 s of the event loop stalled
-# at the inbound gate's 600 wraps/s.
+# at 600 wraps/s.
 NOTIFICATION_BUFFER = 4_096
 # The publishing connection hears little but an OK per publish, which publish() reads
 # itself: the SDK's default of 4,096 slots cost 0.45 MiB more in every daemon.
@@ -96,6 +96,7 @@ class RelayPool:
         # Our subscriptions by id, to send again where a relay refused or withheld them
         # before we were authenticated.
         self._subs: dict[str, list[Any]] = {}
+        self._wrap_subs: set[str] = set()  # those that ask for gift wraps only
         self._resubscribing: set[str] = set()
         self._task: asyncio.Task[Any] | None = None
         self.health = RelayHealth()
@@ -181,6 +182,10 @@ class RelayPool:
         else:
             await self.reader.subscribe(target, id=sub_id)
         self._subs[sub_id] = filters
+        if _asks_for(filters) == {kinds.GIFT_WRAP}:
+            self._wrap_subs.add(sub_id)
+        else:
+            self._wrap_subs.discard(sub_id)
         return sub_id
 
     def resubscribe_soon(self, url: str) -> None:
@@ -365,11 +370,12 @@ class RelayPool:
         """Read one client's notifications: events go to the handler (only the reader
         subscribes), everything else a relay says teaches the relay model."""
         pacer = Pacer(self.busy if reader else None)
-        # The new event just handed on, as (relay, id): the SDK tells of a new event first,
+        # The relay of the new event just handed on: the SDK tells of a new event first,
         # then, next from that relay, of the relay's EVENT message that carried it (checked
         # with nostr-sdk 0.45). That message needs no reading into Python: for a flood of
-        # wraps, reading each took about a tenth of the daemon's time.
-        new: tuple[str, str] | None = None
+        # wraps, reading each took about a tenth of the daemon's time. (So a first copy is
+        # not counted by `repeats`: copies count from the second.)
+        new: str | None = None
         while True:
             waits = sdk_speedups.waits()
             note = await stream.next()
@@ -378,11 +384,8 @@ class RelayPool:
             await pacer.after(sdk_speedups.waits() != waits)
             if note.is_message():
                 if new is not None:
-                    url, event_id = new
-                    new = None
+                    url, new = new, None
                     if str(note.relay_url) == url:
-                        if event_id:
-                            self.repeats.count_new(url, event_id)
                         continue
                 try:
                     message = note.message.as_enum()
@@ -399,18 +402,13 @@ class RelayPool:
             if not reader or not note.is_new_event():
                 continue
             url = str(note.relay_url)
+            new = url
             if self.muted(url):
-                new = (url, "")
                 continue  # the backlog of a flood, still queued in the SDK's channel
+            sub = str(note.subscription_id)
             replay = self._replaying.get(url)
-            stored = (
-                replay is not None
-                and time.monotonic() < replay[0]
-                and str(note.subscription_id) in replay[1]
-            )
+            stored = replay is not None and time.monotonic() < replay[0] and sub in replay[1]
             try:
-                event = to_inbound(note.event, url, stored)
-                new = (url, event.id)
-                await self._handler(event)
+                await self._handler(to_inbound(note.event, url, stored, sub in self._wrap_subs))
             except Exception:
                 log.exception("handling an inbound event failed; event dropped")

@@ -25,6 +25,7 @@ from ...protocol.call import Call
 from ...protocol.wire import WireMessage
 from ...store import Store
 from ..base.answers import when_answered
+from .lanes import LaneKeys
 from .mining_lane import FIRST_SEND, RECEIPT, RETRANSMIT, Lane
 from .nostr_io import RelayPool, spawn
 from .prekeys import Prekeys
@@ -42,9 +43,7 @@ PACED_ACK_DELAY = 0.5
 PUBLISH_CONCURRENCY = 16
 SENT_FLUSH_DELAY = 0.05
 POW_RESEND_MIN, POW_RESEND_FACTOR, POW_RESEND_MAX = 5.0, 8.0, 60.0
-# Rounds of cutting a refused message finer, at once, while relays keep refusing its pieces
-# as too large (each round lowers the learned limit by at least a quarter).
-FRAGMENT_ROUNDS = 4
+FRAGMENT_ROUNDS = 4  # cuts finer at once while relays refuse pieces (each: limit -25 % or more)
 
 
 class Outbound:
@@ -80,6 +79,7 @@ class Outbound:
         self._reported: set[tuple[str, int]] = set()
         self._sent_later: list[tuple[str, int]] = []
         self._mining = Lane()
+        self.lane_keys = LaneKeys(store, identity.public_hex, clock.now())  # protocol/lane.py
         self.pow_seconds = 0.0  # recent mining time per wrap (moving average), for `status`
         self.mined = 0
         self._published_at: dict[tuple[str, int], float] = {}  # under PoW only
@@ -147,14 +147,15 @@ class Outbound:
         pow_bits: int = 0,
         exact: bool = False,
         sealed: str | None = None,
+        lane: Any = None,
     ) -> Any:
-        keys = self.identity.keys
-        if sealed is not None:
-            # Our request to the callee's prekey names it (the only message that does).
-            prekey = call.prekey if is_request(call, content) else ""
-            return ratchet_wrap(keys, call.id, call.peer, sealed, rumor_at, pow_bits, exact, prekey)
-        me = self.identity.public_hex
-        return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact)
+        keys = self.identity.keys  # ``lane``: the wrap's key from `LaneKeys` (None: fresh)
+        if sealed is None:
+            me = self.identity.public_hex
+            return gift_wrap(keys, me, call.peer, content, rumor_at, pow_bits, exact, lane)
+        # Our request to the callee's prekey names it (the only message that does).
+        pre = call.prekey if is_request(call, content) else ""
+        return ratchet_wrap(keys, call.id, call.peer, sealed, rumor_at, pow_bits, exact, pre, lane)
 
     def retransmit(self, call: Call, seq: int) -> Awaitable[None]:
         return self._republish(call, seq)
@@ -259,7 +260,8 @@ class Outbound:
                         call, content, rumor_at, pow_bits, exact, priority, sealed
                     )
                 else:
-                    event = self._wrap(call, content, rumor_at, 0, exact, sealed)
+                    lane = self.lane_keys.key_for(call.id, clock.now())
+                    event = self._wrap(call, content, rumor_at, 0, exact, sealed, lane)
             async with self._slots:
                 result = await self.pool.publish(event, relays=relays)
             if result.accepted or content is None or not fresh_wrap_helps(result):
@@ -277,14 +279,13 @@ class Outbound:
         priority: int,
         sealed: str | None = None,
     ) -> Any:
-        """A wrap with proof of work, mined in a thread, one at a time: each mining run
-        already uses every core, and a dozen at once only make each take a dozen times
-        longer. Receipts go first (the peer's re-sends wait on them), then first sends,
-        then re-sends."""
+        """A wrap with proof of work, mined in a thread, one at a time: each run uses every
+        core, and a dozen at once take a dozen times longer each. Receipts go first (the
+        peer's re-sends wait on them), then first sends, then re-sends."""
         async with self._mining.turn(priority):
-            started = time.monotonic()
-            event = await asyncio.to_thread(
-                self._wrap, call, content, rumor_at, pow_bits, exact, sealed
+            started, lane = time.monotonic(), self.lane_keys.key_for(call.id, clock.now())
+            event = await asyncio.to_thread(  # the lane key first: it may write the store
+                self._wrap, call, content, rumor_at, pow_bits, exact, sealed, lane
             )
             spent = time.monotonic() - started
         self.mined += 1

@@ -7,25 +7,51 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from ...nostr import kinds
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class InboundEvent:
     """A verified event from a relay (the SDK drops any whose id or signature is wrong).
 
-    Only what every event needs is read out of the SDK at once; the rest is read when
-    asked for: each read crosses into Rust, and a flood of junk wraps needs none of it."""
+    Every field is read out of the SDK when first asked for: each read crosses into Rust
+    (5-10 us), and a flood's wraps that the inbound gate sheds need none of them but
+    their relay. Two events are equal when they are the same event from the same relay."""
 
     event: Any  # nostr_sdk.Event, kept for unwrapping gift wraps
-    id: str
-    content: str
     relay: str
     # Sent while the relay replays what it stored for us after a mute: history, not a
     # flood (junk among it was stored while we were not reading, maybe for the mute).
     stored: bool = False
+    # Events of a subscription that asks for gift wraps only: routed to inbound without
+    # reading the kind (unwrapping reads it, and refuses any other).
+    wrap_sub: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InboundEvent):
+            return NotImplemented
+        return (self.id, self.relay, self.stored) == (other.id, other.relay, other.stored)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.relay))
+
+    @functools.cached_property
+    def id(self) -> str:
+        return str(self.event.id().to_hex())
+
+    @functools.cached_property
+    def content(self) -> str:
+        return str(self.event.content())
 
     @functools.cached_property
     def kind(self) -> int:
         return int(self.event.kind().as_u16())
+
+    @property
+    def gift_wrap(self) -> bool:
+        """Whether this goes to inbound: any event of a wraps-only subscription, else a
+        kind-1059 event."""
+        return self.wrap_sub or self.kind == kinds.GIFT_WRAP
 
     @functools.cached_property
     def pubkey(self) -> str:
@@ -40,8 +66,8 @@ class InboundEvent:
         return [tag.to_vec() for tag in self.event.tags()]
 
 
-def to_inbound(event: Any, relay: str, stored: bool = False) -> InboundEvent:
+def to_inbound(
+    event: Any, relay: str, stored: bool = False, wrap_sub: bool = False
+) -> InboundEvent:
     """An SDK event as the daemon reads it, from ``relay``."""
-    return InboundEvent(
-        event=event, id=event.id().to_hex(), content=event.content(), relay=relay, stored=stored
-    )
+    return InboundEvent(event=event, relay=relay, stored=stored, wrap_sub=wrap_sub)

@@ -21,13 +21,15 @@ def gift_wrap(
     rumor_at: int,
     pow_bits: int = 0,
     exact_time: bool = False,
+    one_time: Any = None,
 ) -> Any:
-    """A fresh wrap (new one-time key, publication time) of our call rumor; ``exact_time``
-    drops the jitter, for a relay that refused a wrap as too old."""
+    """A fresh wrap (new one-time key, or ``one_time``: a call lane's; publication time) of
+    our call rumor; ``exact_time`` drops the jitter, for a relay that refused a wrap as too
+    old."""
     rumor = nip59.make_rumor(author_hex, kinds.CALL, content, rumor_at)  # no SDK call
     now = clock.now()
     created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
-    return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits)
+    return nip59.wrap(keys, receiver_hex, rumor, created_at, pow_bits, one_time)
 
 
 # How our own request's content starts (`WireMessage.encode` writes these fields first).
@@ -49,13 +51,14 @@ def ratchet_wrap(
     pow_bits: int = 0,
     exact_time: bool = False,
     prekey: str = "",
+    one_time: Any = None,
 ) -> Any:
     """A fresh wrap of a ratchet seal (forward secrecy): the same ciphertext every time;
     ``prekey``: the request's, encrypted to the callee's signed prekey, names it."""
     now = clock.now()
     created_at = int(now) if exact_time else nip59.wrap_timestamp(now)
     return nip59.wrap_ratchet(
-        keys, receiver_hex, call_id, sealed, rumor_at, created_at, pow_bits, prekey
+        keys, receiver_hex, call_id, sealed, rumor_at, created_at, pow_bits, prekey, one_time
     )
 
 
