@@ -12,6 +12,8 @@ import asyncio
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +145,9 @@ def floods(add: Add, smoke: bool) -> None:
                 add(f"victim CPU, {kind} at {rate}/s", "% core", share)
                 add(f"peer latency, {kind} at {rate}/s", "ms", statistics.median(samples) * 1e3)
         add("held bytes a stranger caused", "bytes", float(_stranger_held(relay.url, bob)))
+        if not smoke:
+            floor = _sdk_floor(relay.url, bob_hex, seconds)
+            add("nostr-sdk reader alone, unknown-call at 1,000/s (floor)", "% core", floor)
     finally:
         for agent in (alice, bob):
             agent.cleanup()
@@ -195,3 +200,26 @@ def _stranger_held(url: str, bob: Agent) -> int:
     )
     with sqlite3.connect(f"file:{bob.paths.database}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT coalesce(sum(length(content)), 0) FROM held").fetchone()[0])
+
+
+def _sdk_floor(url: str, receiver_hex: str, seconds: float) -> float:
+    """% of a core a bare nostr-sdk reader (bench/sdk_floor.py) spends reading the same
+    unknown-call flood, per second of it: the part of the victim's figure that is the
+    SDK's, in the same run."""
+    events = [_unknown_call(receiver_hex) for _ in range(int(1000 * seconds))]
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "bench.sdk_floor", url, receiver_hex, str(len(events))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        if reader.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare reader did not start")
+        _publish(url, events, 1000, threading.Event())
+        spent = float(reader.stdout.readline())
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        reader.wait()
+    return spent / seconds * 100
