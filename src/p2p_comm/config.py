@@ -91,6 +91,9 @@ class Config:
     require_forward_secrecy: bool = False
     # Transcripts are the agent's plaintext record of its calls; false keeps none on disk.
     keep_transcripts: bool = True
+    # Call lanes (docs/PROTOCOL.md 3.13): our wraps in a call are keyed so the peer knows
+    # them before opening them; false gives every wrap a fresh key, and expects none.
+    call_lanes: bool = True
     owner_hook: Hook = Hook()
     wake: WakeConfig = WakeConfig()
 
@@ -136,6 +139,7 @@ ENV_VARS = {
     "P2P_LOOP_REPEATS": "loop_repeats",
     "P2P_REQUIRE_FORWARD_SECRECY": "require_forward_secrecy",
     "P2P_KEEP_TRANSCRIPTS": "keep_transcripts",
+    "P2P_CALL_LANES": "call_lanes",
 }
 # The other variables that configure the daemon: its hooks.
 HOOK_ENV_VARS = (

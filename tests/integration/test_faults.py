@@ -253,8 +253,8 @@ def test_catch_up_is_not_held_by_a_relay_that_floods_its_queries(
     the query with junk and never says EOSE held it for the whole timeout per page and
     filled it with thousands of wraps to unwrap. Here bob's gate lets 2 wraps a second
     through, so most of alice's messages can only come with a catch-up, and alice is gone
-    (no re-sends)."""
-    alice = make_agent("alice", [relay.url], **FAST)
+    (no re-sends). Alice sends without call lanes, so her wraps meet bob's gate."""
+    alice = make_agent("alice", [relay.url], **FAST, call_lanes="false")
     bob = make_agent("bob", [relay.url], **FAST, inbound_events_per_second="2")
     noisy = NoisyRelay("query", bob.json("whoami")["pubkey"])
     try:

@@ -84,8 +84,10 @@ def build(
     async def route(event: InboundEvent) -> None:
         # Gift wraps to inbound; presence and inbox lists to presence (a peer announcing
         # itself after a silence has the calls re-send what waited for it).
-        if event.gift_wrap:
+        if event.wrap_sub:
             inbound.submit(event)
+        elif event.kind == 1059:
+            return  # a catch-up's (a query's), told of by the SDK too: the query takes it
         elif parts.presence.handle(event) and event.kind == PRESENCE_KIND:
             calls.peer_seen(event.pubkey, clock.now())
 
@@ -142,7 +144,9 @@ def build(
     )
     groups = calls.hooks
     assert isinstance(groups, GroupService)
-    inbound = Inbound(identity.keys, identity.public_hex, pool, store, gate, sink=calls.intake)
+    inbound = Inbound(
+        identity.keys, identity.public_hex, pool, store, gate, calls.intake, config.call_lanes
+    )
     parts = Parts(
         paths=paths,
         config=config,

@@ -160,3 +160,12 @@ def test_forward_secrecy_and_transcript_switches(tmp_path: Path) -> None:
     path.write_text('keep_transcripts = "no"\n')
     with pytest.raises(ConfigError, match="keep_transcripts"):
         load_config(path, environ={})
+
+
+def test_call_lanes_are_on_unless_switched_off(tmp_path: Path) -> None:
+    """`call_lanes` (docs/PROTOCOL.md 3.13): on by default; off by the file or environment."""
+    assert load_config(tmp_path / "none.toml", environ={}).call_lanes
+    assert not load_config(tmp_path / "none.toml", environ={"P2P_CALL_LANES": "0"}).call_lanes
+    path = tmp_path / "p2p-config.toml"
+    path.write_text("call_lanes = false\n")
+    assert not load_config(path, environ={}).call_lanes

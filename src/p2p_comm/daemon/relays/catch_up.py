@@ -146,6 +146,9 @@ class CatchUp:
             met.update(e.id for e in fresh)
             new = [e for e in fresh if e.id not in claimed and not self.inbound.known(e.id)]
             claimed.update(e.id for e in new)
+            lanes = self.inbound.lanes
+            for event in new if not lanes.idle else ():
+                lanes.expects(event.pubkey)  # a peer's wraps read here move its lanes on too
             # Junk met before counts as junk found now: a flood's wraps, read back by every
             # catch-up, would otherwise be paged through to the end of the lookback each time.
             junk_before = self.inbound.waste.found - sum(

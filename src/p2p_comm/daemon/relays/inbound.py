@@ -44,6 +44,7 @@ class Inbound:
         store: Store,
         gate: InboundGate,
         sink: CallSink,
+        lanes: bool = True,
     ) -> None:
         self.keys = keys
         self.pubkey = pubkey_hex
@@ -63,7 +64,7 @@ class Inbound:
         self._queues: dict[str, collections.deque[InboundEvent]] = {}
         self._ready = asyncio.Event()
         # Wraps of our calls known by their one-time key (lanes.py): served before the rest.
-        self.lanes = LaneWatch(sink.lane_calls)
+        self.lanes = LaneWatch(keys, sink.lane_calls if lanes else list)  # `call_lanes`
         self._lane: collections.deque[InboundEvent] = collections.deque()
         self.catching = CatchUp(self)
         self.waste = Waste(pool, gate.limits, self.stats["dropped"], self.schedule_catch_up)
@@ -98,17 +99,20 @@ class Inbound:
                 self._lane.append(event)
                 self._ready.set()
             return
-        # The rate first: a wrap shed there is read no further (its id and content stay in
-        # the SDK), so a flood's shed wraps cost little more than their arrival.
+        # A relay's backlog is mostly what we took before: that spends none of its rate.
+        if event.backlog and self.known(event.id):
+            return
+        # Else the rate first: a wrap shed there is read no further (its id and content stay
+        # in the SDK), so a flood's shed wraps cost little more than their arrival.
         if self.gate.admit_rate(now, event.relay):
-            if self.known(event.id):
+            if not event.backlog and self.known(event.id):
                 return
             if self.gate.admit_size(len(event.content)):
                 self._queues.setdefault(event.relay, collections.deque()).append(event)
                 self._ready.set()
                 return
         self.schedule_catch_up()
-        if not event.stored:
+        if not (event.stored or event.backlog):  # what it stored is no flood
             self.waste.wasted(event.relay, 1, now)
 
     def _next_batch(self) -> list[InboundEvent]:

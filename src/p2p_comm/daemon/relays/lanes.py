@@ -24,12 +24,30 @@ def _public_hex(secret: bytes) -> str:
     return str(ns.Keys(ns.SecretKey.from_bytes(secret)).public_key().to_hex())
 
 
+class Shared:
+    """`lane.shared_x` with each peer, remembered (one ECDH per peer, not per wrap)."""
+
+    def __init__(self, keys: Any) -> None:
+        self._secret = bytes.fromhex(keys.secret_key().to_hex())
+        self._known: dict[str, bytes] = {}
+
+    def __call__(self, peer: str) -> bytes:
+        found = self._known.get(peer)
+        if found is None:
+            if len(self._known) >= 4096:
+                self._known.clear()
+            found = self._known[peer] = lane.shared_x(self._secret, peer)
+        return found
+
+
 class LaneKeys:
     """The one-time keys of our wraps: a lane key for a call's wrap when there is one."""
 
-    def __init__(self, store: Store, me: str, now: float) -> None:
+    def __init__(self, store: Store, keys: Any, now: float, on: bool = True) -> None:
+        self.on = on  # `call_lanes`: off, every wrap gets a fresh key
         self.store = store
-        self.me = me
+        self.me = str(keys.public_key().to_hex())
+        self.shared = Shared(keys)
         # A period we signed lane keys in before a restart gets none now: its indices
         # would start at 0 again, and two of our wraps would share a key.
         last = store.get(PERIOD_KEY)
@@ -37,16 +55,17 @@ class LaneKeys:
         self._recorded = max(int(last), before) if last.isdigit() else before
         self.counter = lane.LaneCounter(self._recorded)
 
-    def key_for(self, call_id: str, now: float) -> Any:
-        """nostr-sdk Keys for our next wrap in ``call_id``, or None (a fresh key, then)."""
-        taken = self.counter.take(call_id, now)
+    def key_for(self, call_id: str, peer: str, now: float) -> Any:
+        """nostr-sdk Keys for our next wrap to ``peer`` in ``call_id``, or None (a fresh
+        key, then)."""
+        taken = self.counter.take(call_id, now) if self.on else None
         if taken is None:
             return None
         period, index = taken
-        secret = lane.lane_secret(call_id, self.me, period, index)
+        secret = lane.lane_secret(self.shared(peer), call_id, self.me, period, index)
         if secret is None:
             return None
-        if period != self._recorded:
+        if period > self._recorded:
             self.store.put(PERIOD_KEY, str(period))
             self._recorded = period
         return ns.Keys(ns.SecretKey.from_bytes(secret))
@@ -56,8 +75,9 @@ class LaneWatch:
     """The lane keys we expect, from the peers of our calls (``calls``: (call id, peer)
     of each call we placed or answered and that has not ended)."""
 
-    def __init__(self, calls: Callable[[], list[tuple[str, str]]]) -> None:
+    def __init__(self, keys: Any, calls: Callable[[], list[tuple[str, str]]]) -> None:
         self.calls = calls
+        self.shared = Shared(keys)
         self.recognised = 0  # wraps known by their key, for `status`
         # pubkey -> (call, peer, period, index) of every key we expect now
         self._expected: dict[str, tuple[str, str, int, int]] = {}
@@ -110,8 +130,9 @@ class LaneWatch:
         if made is None:
             return  # a call that ended, or a period past
         call, peer, period = key
+        shared = self.shared(peer)
         for index in range(made, min(upto, lane.PER_MINUTE)):
-            secret = lane.lane_secret(call, peer, period, index)
+            secret = lane.lane_secret(shared, call, peer, period, index)
             if secret is not None:
                 self._expected[_public_hex(secret)] = (call, peer, period, index)
         self._made[key] = max(made, min(upto, lane.PER_MINUTE))

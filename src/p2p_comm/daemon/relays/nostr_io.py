@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -97,6 +98,7 @@ class RelayPool:
         # before we were authenticated.
         self._subs: dict[str, list[Any]] = {}
         self._wrap_subs: set[str] = set()  # those that ask for gift wraps only
+        self._backlog: dict[str, set[str]] = {}  # url -> those of them not past EOSE there
         self._resubscribing: set[str] = set()
         self._task: asyncio.Task[Any] | None = None
         self.health = RelayHealth()
@@ -174,18 +176,16 @@ class RelayPool:
         return ns.ReqTarget.manual({ns.RelayUrl.parse(url): filters for url in relays})
 
     async def subscribe(self, filters: list[Any], sub_id: str | None = None) -> str:
-        """Subscribe where `read_relays` says (``sub_id``: replace that subscription)."""
-        target = self._req_target(filters, self.read_relays(filters))
-        if sub_id is None:
-            output = await self.reader.subscribe(target)
-            sub_id = str(output.id)
-        else:
-            await self.reader.subscribe(target, id=sub_id)
+        """Subscribe where `read_relays` says (``sub_id``: replace that subscription). The
+        id is ours, and known before the REQ goes: the first events can come before the
+        SDK's call returns, and the pump routes them by it."""
+        sub_id = sub_id or secrets.token_hex(8)
         self._subs[sub_id] = filters
-        if _asks_for(filters) == {kinds.GIFT_WRAP}:
-            self._wrap_subs.add(sub_id)
-        else:
-            self._wrap_subs.discard(sub_id)
+        wraps = _asks_for(filters) == {kinds.GIFT_WRAP}
+        (self._wrap_subs.add if wraps else self._wrap_subs.discard)(sub_id)
+        for url in self.inbox if wraps else ():
+            self._backlog.setdefault(url, set()).add(sub_id)
+        await self.reader.subscribe(self._req_target(filters, self.read_relays(filters)), id=sub_id)
         return sub_id
 
     def resubscribe_soon(self, url: str) -> None:
@@ -215,6 +215,8 @@ class RelayPool:
                 continue  # not a REQ this relay serves us (announce vs inbox)
             try:
                 await self.reader.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
+                if sub_id in self._wrap_subs:  # what it stored comes first again
+                    self._backlog.setdefault(url, set()).add(sub_id)
             except Exception as exc:
                 log.info("re-subscribing %s at %s failed: %s", sub_id, url, exc)
                 failed = True
@@ -299,6 +301,7 @@ class RelayPool:
             if "auth-required" in reason:
                 self._resubscribe_soon(url, 0.5)
         elif message.is_end_of_stored_events():
+            self._backlog.get(url, set()).discard(str(message.subscription_id))
             replay = self._replaying.get(url)
             if replay is not None:
                 replay[1].discard(str(message.subscription_id))
@@ -408,7 +411,9 @@ class RelayPool:
             sub = str(note.subscription_id)
             replay = self._replaying.get(url)
             stored = replay is not None and time.monotonic() < replay[0] and sub in replay[1]
+            backlog = sub in self._backlog.get(url, ())
             try:
-                await self._handler(to_inbound(note.event, url, stored, sub in self._wrap_subs))
+                event = to_inbound(note.event, url, stored, sub in self._wrap_subs, backlog)
+                await self._handler(event)
             except Exception:
                 log.exception("handling an inbound event failed; event dropped")

@@ -79,7 +79,7 @@ class Outbound:
         self._reported: set[tuple[str, int]] = set()
         self._sent_later: list[tuple[str, int]] = []
         self._mining = Lane()
-        self.lane_keys = LaneKeys(store, identity.public_hex, clock.now())  # protocol/lane.py
+        self.lane_keys = LaneKeys(store, identity.keys, clock.now(), config.call_lanes)
         self.pow_seconds = 0.0  # recent mining time per wrap (moving average), for `status`
         self.mined = 0
         self._published_at: dict[tuple[str, int], float] = {}  # under PoW only
@@ -260,7 +260,7 @@ class Outbound:
                         call, content, rumor_at, pow_bits, exact, priority, sealed
                     )
                 else:
-                    lane = self.lane_keys.key_for(call.id, clock.now())
+                    lane = self.lane_keys.key_for(call.id, call.peer, clock.now())
                     event = self._wrap(call, content, rumor_at, 0, exact, sealed, lane)
             async with self._slots:
                 result = await self.pool.publish(event, relays=relays)
@@ -279,12 +279,12 @@ class Outbound:
         priority: int,
         sealed: str | None = None,
     ) -> Any:
-        """A wrap with proof of work, mined in a thread, one at a time: each run uses every
-        core, and a dozen at once take a dozen times longer each. Receipts go first (the
-        peer's re-sends wait on them), then first sends, then re-sends."""
+        """A wrap with proof of work, mined in a thread, one at a time (each run uses every
+        core). Receipts go first (the peer's re-sends wait on them), first sends, re-sends."""
+        lane = self.lane_keys.key_for(call.id, call.peer, clock.now())  # it may write the store
         async with self._mining.turn(priority):
-            started, lane = time.monotonic(), self.lane_keys.key_for(call.id, clock.now())
-            event = await asyncio.to_thread(  # the lane key first: it may write the store
+            started = time.monotonic()
+            event = await asyncio.to_thread(  # the store is never touched in the thread
                 self._wrap, call, content, rumor_at, pow_bits, exact, sealed, lane
             )
             spent = time.monotonic() - started

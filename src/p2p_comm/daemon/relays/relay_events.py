@@ -7,8 +7,6 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from ...nostr import kinds
-
 
 @dataclass(frozen=True, eq=False)
 class InboundEvent:
@@ -23,9 +21,13 @@ class InboundEvent:
     # Sent while the relay replays what it stored for us after a mute: history, not a
     # flood (junk among it was stored while we were not reading, maybe for the mute).
     stored: bool = False
-    # Events of a subscription that asks for gift wraps only: routed to inbound without
-    # reading the kind (unwrapping reads it, and refuses any other).
+    # Events of our subscription for gift wraps: routed to inbound without reading the kind
+    # (unwrapping reads it, and refuses any other). Other gift wraps are a query's, which
+    # the SDK also tells of: the query takes them.
     wrap_sub: bool = False
+    # Sent before that subscription's EOSE at this relay: what it stored, mostly taken
+    # already (a restart asks for two days of it).
+    backlog: bool = False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, InboundEvent):
@@ -47,12 +49,6 @@ class InboundEvent:
     def kind(self) -> int:
         return int(self.event.kind().as_u16())
 
-    @property
-    def gift_wrap(self) -> bool:
-        """Whether this goes to inbound: any event of a wraps-only subscription, else a
-        kind-1059 event."""
-        return self.wrap_sub or self.kind == kinds.GIFT_WRAP
-
     @functools.cached_property
     def pubkey(self) -> str:
         return str(self.event.author().to_hex())
@@ -67,7 +63,7 @@ class InboundEvent:
 
 
 def to_inbound(
-    event: Any, relay: str, stored: bool = False, wrap_sub: bool = False
+    event: Any, relay: str, stored: bool = False, wrap_sub: bool = False, backlog: bool = False
 ) -> InboundEvent:
     """An SDK event as the daemon reads it, from ``relay``."""
-    return InboundEvent(event=event, relay=relay, stored=stored, wrap_sub=wrap_sub)
+    return InboundEvent(event, relay, stored, wrap_sub, backlog)
