@@ -45,10 +45,11 @@ class InboundLimits:
     max_ringing: int = 10
     max_open_calls: int = 20
     bytes_per_peer_per_minute: int = 64 * 1024 * 1024
-    # About what one daemon unwraps and takes per second on a small 2-core machine: a peer
-    # sending as fast as we can receive is not a flood. At 300, two of our own agents
-    # shed each other's legitimate bursts, and the catch-ups that fetched them again held
-    # hundreds of MiB.
+    # Per relay, for wraps not known by their key: our peers' wraps in a call come in
+    # their lanes (protocol/lane.py) and never meet it, so it bounds what strangers and
+    # peers without lanes cost (each wrap it admits is a decryption). It was 600 before
+    # lanes: at 300, two of our own agents shed each other's legitimate bursts (the
+    # catch-ups that fetched them again then held every wrap; they no longer do).
     inbound_events_per_second: int = 200
     max_wrap_bytes: int = 131_072
     relay_mute_seconds: float = 60.0  # how long a flooding relay goes unread
