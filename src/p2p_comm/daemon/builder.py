@@ -20,6 +20,7 @@ import nostr_sdk as ns
 from .. import clock
 from ..config import Config
 from ..identity import Identity
+from ..nostr import kinds
 from ..paths import HomePaths
 from ..protocol.call import ACTIVE, Call
 from ..protocol.events import AgentEvent
@@ -82,14 +83,7 @@ def build(
     the real relay connections and presence service (tests)."""
 
     async def route(event: InboundEvent) -> None:
-        # Gift wraps to inbound; presence and inbox lists to presence (a peer announcing
-        # itself after a silence has the calls re-send what waited for it).
-        if event.wrap_sub:
-            inbound.submit(event)
-        elif event.kind == 1059:
-            return  # a catch-up's (a query's), told of by the SDK too: the query takes it
-        elif parts.presence.handle(event) and event.kind == PRESENCE_KIND:
-            calls.peer_seen(event.pubkey, clock.now())
+        route_event(event, inbound, parts.presence, calls)
 
     if pool is None:
         pool = RelayPool(
@@ -183,6 +177,23 @@ def undeliverable(calls: CallService, call: Call, seq: int, reason: str) -> None
             calls.inbox.emit(event, now)
     except Exception as exc:
         log.warning("cannot record a delivery failure: %s", exc)
+
+
+def route_event(
+    event: InboundEvent, inbound: Inbound, presence: PresenceService, calls: CallService
+) -> None:
+    """Where an event from a relay goes. The wraps of our gift-wrap subscription go to
+    inbound; other gift wraps are a query's (a catch-up page), which nostr-sdk also tells
+    of when it had not seen them: the query takes them (sent to the gate as well, each
+    shed one scheduled another catch-up, whose page did the same: an idle daemon spent
+    40 % of a core). Presence and inbox lists go to presence (a peer announcing itself
+    after a silence has the calls re-send what waited for it)."""
+    if event.wrap_sub:
+        inbound.submit(event)
+        return
+    seen = event.kind != kinds.GIFT_WRAP and presence.handle(event)
+    if seen and event.kind == PRESENCE_KIND:
+        calls.peer_seen(event.pubkey, clock.now())
 
 
 def calls_changed(calls: CallService, parts: Parts, outbound: Outbound) -> None:
