@@ -98,7 +98,9 @@ class RelayPool:
         # before we were authenticated.
         self._subs: dict[str, list[Any]] = {}
         self._wrap_subs: set[str] = set()  # those that ask for gift wraps only
-        self._backlog: dict[str, set[str]] = {}  # url -> those of them not past EOSE there
+        # url -> those of them not past EOSE there. Per subscription: the EOSE of another
+        # query at that relay (a catch-up page, a presence fetch) does not end ours.
+        self._backlog: dict[str, set[str]] = {}
         self._resubscribing: set[str] = set()
         self._task: asyncio.Task[Any] | None = None
         self.health = RelayHealth()
@@ -109,10 +111,9 @@ class RelayPool:
         self.on_waste = on_waste
         self.repeats = RepeatWatch(len(self.all), on_waste)
         self.busy = FloodMeter()
-        # After a mute: url -> (until when, monotonic; our subscriptions there that have
-        # not said EOSE yet). Per subscription: the EOSE of another query at that relay
-        # (a catch-up page, a presence fetch) does not end the replay of ours.
-        self._replaying: dict[str, tuple[float, set[str]]] = {}
+        # After a mute: url -> until when (monotonic) what our wraps subscriptions there
+        # send before their EOSE (`_backlog`) is what it stored meanwhile.
+        self._replaying: dict[str, float] = {}
         self._watch_task: asyncio.Task[Any] | None = None
         self._reach_task: asyncio.Task[Any] | None = None
         self.writer_task: asyncio.Task[Any] | None = None
@@ -213,11 +214,12 @@ class RelayPool:
         for sub_id, filters in list(self._subs.items()):
             if url not in self.read_relays(filters):
                 continue  # not a REQ this relay serves us (announce vs inbox)
+            if sub_id in self._wrap_subs:  # what it stored comes first again
+                self._backlog.setdefault(url, set()).add(sub_id)
             try:
                 await self.reader.subscribe(ns.ReqTarget.single(relay_url, filters), id=sub_id)
-                if sub_id in self._wrap_subs:  # what it stored comes first again
-                    self._backlog.setdefault(url, set()).add(sub_id)
             except Exception as exc:
+                self._backlog.get(url, set()).discard(sub_id)
                 log.info("re-subscribing %s at %s failed: %s", sub_id, url, exc)
                 failed = True
         if failed:
@@ -302,11 +304,6 @@ class RelayPool:
                 self._resubscribe_soon(url, 0.5)
         elif message.is_end_of_stored_events():
             self._backlog.get(url, set()).discard(str(message.subscription_id))
-            replay = self._replaying.get(url)
-            if replay is not None:
-                replay[1].discard(str(message.subscription_id))
-                if not replay[1]:
-                    del self._replaying[url]
         elif message.is_notice():
             health.notice = str(message.message)
             health.notice_at = time.time()
@@ -365,8 +362,7 @@ class RelayPool:
                 health.last_error = ""
             # Until each subscription's EOSE (or a while, for a relay that never says it),
             # what it sends there is what it stored meanwhile.
-            ours = {sub for sub, filters in self._subs.items() if url in self.read_relays(filters)}
-            self._replaying[url] = (time.monotonic() + REPLAY_SECONDS, ours)
+            self._replaying[url] = time.monotonic() + REPLAY_SECONDS
         await self._resubscribe(url, 0.0)  # and a catch-up (unless muted again)
 
     async def _pump(self, stream: Any, reader: bool = True) -> None:
@@ -409,9 +405,8 @@ class RelayPool:
             if self.muted(url):
                 continue  # the backlog of a flood, still queued in the SDK's channel
             sub = str(note.subscription_id)
-            replay = self._replaying.get(url)
-            stored = replay is not None and time.monotonic() < replay[0] and sub in replay[1]
             backlog = sub in self._backlog.get(url, ())
+            stored = backlog and time.monotonic() < self._replaying.get(url, 0.0)
             try:
                 event = to_inbound(note.event, url, stored, sub in self._wrap_subs, backlog)
                 await self._handler(event)
