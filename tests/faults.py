@@ -327,6 +327,30 @@ class RawPeer:
         rumor = builder.finalize_unsigned(self.keys.public_key())
         return ns.nip59_make_gift_wrap(self.keys, ns.PublicKey.parse(receiver_hex), rumor)
 
+    def wrap_unsigned_seal(self, receiver_hex: str, message: WireMessage) -> Any:
+        """Gift-wrap ``message`` in a seal in this peer's name whose signature is not its
+        own (another seal's): all a forger without the key could make of the seal."""
+        receiver = ns.PublicKey.parse(receiver_hex)
+        rumor = ns.EventBuilder(ns.Kind(CALL_KIND), message.encode())
+        seal = json.loads(
+            ns.nip59_make_seal(
+                self.keys, receiver, rumor.finalize_unsigned(self.keys.public_key())
+            ).as_json()
+        )
+        other = ns.nip59_make_seal(
+            self.keys, receiver, rumor.finalize_unsigned(self.keys.public_key())
+        )
+        seal["sig"] = json.loads(other.as_json())["sig"]
+        one_time = ns.Keys.generate()
+        content = ns.nip44_encrypt(
+            one_time.secret_key(), receiver, json.dumps(seal), ns.Nip44Version.V2
+        )
+        return (
+            ns.EventBuilder(ns.Kind(1059), content)
+            .tags([ns.Tag.public_key(receiver)])
+            .finalize(one_time)
+        )
+
     def presence(self, name: str, created_at: int, relays: tuple[str, ...] = ()) -> Any:
         """A presence announcement in this peer's name, stamped ``created_at``."""
         content, tags = encode_presence(

@@ -318,3 +318,33 @@ def test_strangers_wraps_past_the_budget_are_opened_once_and_not_paged_through_a
     catch_ups = after["catch_ups"] - before["catch_ups"]
     assert after["unwrapped"] - before["unwrapped"] <= 200 + 100 * catch_ups, (before, after)
     assert after["catch_up_pages"] - before["catch_up_pages"] <= 2 * catch_ups, (before, after)
+
+
+def test_a_strangers_seal_is_believed_only_when_its_signature_is_checked(
+    relay, make_agent: AgentFactory
+) -> None:  # type: ignore[no-untyped-def]
+    """A stranger's rumor that leads nowhere (a message for a call it is not in) is junk
+    whoever signed its seal, so the seal's signature is not checked for it (a third of a
+    full open's cost, under a flood of fresh keys). What may lead somewhere (a call
+    request) is checked first: a request whose seal is not signed by the key it names
+    never rings, and the same stranger's request signed properly does."""
+    (bob,) = start_agents(relay.url, make_agent, "bob", **FAST)
+    bob_hex = bob.json("whoami")["pubkey"]
+    stranger = RawPeer(relay.url)
+    forged_call, real_call = os.urandom(16).hex(), os.urandom(16).hex()
+    stranger.publish(
+        stranger.wrap_unsigned_seal(bob_hex, _request(forged_call)),
+        stranger.wrap_unsigned_seal(bob_hex, _message(forged_call, 2, "unsigned")),
+    )
+    wait_until(
+        lambda: bob.json("status")["security"]["dropped"].get("unwrap_failed", 0) >= 1,
+        20,
+        "the request with an unsigned seal to be dropped",
+    )
+    stranger.publish(stranger.wrap(bob_hex, _request(real_call)))
+    (request,) = events_of(bob, "call_request")
+    assert request["call_id"] == real_call
+    dropped = bob.json("status")["security"]["dropped"]
+    # The unsigned request: unwrap_failed; the message after it: its call was never made.
+    assert dropped.get("unwrap_failed") == 1 and dropped.get("unknown_call") == 1, dropped
+    assert not [e for e in bob.json("inbox")["events"] if e.get("call_id") == forged_call]

@@ -313,15 +313,26 @@ def _tag(tags: object, name: str) -> str | None:
     return None
 
 
-def open_seal(keys: ns.Keys, sealed: Sealed, ratchet: Opener | None = None) -> Unwrapped:
-    """The second half of `unwrap`: the seal's signature, its content and the rumor. A
-    ratchet seal (`wrap_ratchet`) is read by ``ratchet``; without one it is refused."""
+def check_seal(sealed: Sealed) -> None:
+    """Raise `UnwrapError` unless the seal's id and signature are its sender's."""
     try:
         verified = ns.Event.from_json(sealed.text).verify()
     except Exception:
         raise UnwrapError("bad seal: not an event") from None
     if not verified:
         raise UnwrapError("bad seal: id or signature does not match")
+
+
+def open_seal(
+    keys: ns.Keys, sealed: Sealed, ratchet: Opener | None = None, verify: bool = True
+) -> Unwrapped:
+    """The second half of `unwrap`: the seal's signature, its content and the rumor. A
+    ratchet seal (`wrap_ratchet`) is read by ``ratchet``; without one it is refused.
+    ``verify=False`` leaves the signature to the caller (`check_seal`), who must check it
+    before believing who sent the rumor: a receiver may first see whether the rumor leads
+    anywhere (a ratchet seal is always checked first: reading it spends a key)."""
+    if verify or sealed.call is not None:
+        check_seal(sealed)
     if sealed.call is not None:
         if ratchet is None:
             raise UnwrapError("a ratchet seal, and no ratchet to read it")

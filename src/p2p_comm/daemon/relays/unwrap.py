@@ -119,17 +119,34 @@ class Unwrapper:
         # pending (a crash before it is taken must leave a state that reads it again).
         self.reading: dict[str, str] = {}
 
-    def _worth_opening(self, sender: str, event: InboundEvent, now: float, live: bool) -> bool:
+    def _worth_opening(
+        self, sender: str, event: InboundEvent, now: float, live: bool
+    ) -> bool | None:
         """Whether to open the seal of a wrap that claims ``sender``: always for a key we
-        have a call with (or know, or blocked) and for the owner; for anyone else within
-        the strangers' budget (`InboundGate.admit_stranger`), so fresh keys by the
-        thousand cost one decryption each and never hold up a known peer's wraps."""
+        have a call with (or know, or blocked) and for the owner (True); for anyone else
+        within the strangers' budget (`InboundGate.admit_stranger`; None: a stranger's),
+        so fresh keys by the thousand cost one decryption each and never hold up a known
+        peer's wraps."""
         if sender == self.sink.owner or self.sink.familiar(sender):
             return True
         if self.gate.admit_stranger(now):
-            return True
+            return None
         self.waste.turned_away(event, now, live)
         return False
+
+    def _strangers_junk(self, gift: nip59.Unwrapped) -> tuple[str, str] | None:
+        """Why a stranger's rumor, its seal's signature not yet checked, leads nowhere (a
+        reason and a detail for the log); None if it may lead somewhere (a call request, or
+        a message of a call whose request came just before). What leads nowhere is junk
+        whoever signed it: its signature, a third of a full open's cost, is not checked."""
+        if gift.kind != kinds.CALL:
+            return "not_our_kind", f"kind {gift.kind} from {gift.sender[:12]}"
+        try:
+            message = wire.decode(gift.content)
+        except wire.WireError as exc:
+            return "malformed", f"from {gift.sender[:12]}: {exc}"
+        nowhere = self._leads_somewhere(gift.sender, message)
+        return None if nowhere is None else (nowhere, f"{message.type} from {gift.sender[:12]}")
 
     def _no_room_to_wait(self, sealed: nip59.Sealed, event: InboundEvent, now: float) -> bool:
         """A ratchet seal its sender's budget would make wait, with no room left to wait:
@@ -148,7 +165,6 @@ class Unwrapper:
         else why not. Asked before any work for it: a stranger's wraps for calls that do
         not exist cost an unwrap each, and nothing else."""
         if message.type == "request":
-            self._requested.add(f"{sender}:{message.call}")
             return None
         peer = self.sink.peer_of(message.call)
         if peer is None:
@@ -184,12 +200,19 @@ class Unwrapper:
                 sealed = outer or nip59.open_wrap(
                     self.keys, event.event, verified=True, read=(event.kind, event.content)
                 )
-                if not self._worth_opening(sealed.sender, event, now, live):
+                worth = self._worth_opening(sealed.sender, event, now, live)
+                if worth is False:
                     continue
                 if sealed.call is not None and self._no_room_to_wait(sealed, event, now):
                     self.schedule_catch_up()
                     continue
-                gift = nip59.open_seal(self.keys, sealed, opener)
+                gift = nip59.open_seal(self.keys, sealed, opener, verify=worth is True)
+                if worth is None and sealed.call is None:
+                    junk = self._strangers_junk(gift)
+                    if junk is not None:
+                        self.waste.junk(event, junk[0], now, live, junk[1])
+                        continue
+                    nip59.check_seal(sealed)  # it may lead somewhere: now who sent it
             except nip59.UnwrapError as exc:
                 self.waste.junk(event, "unwrap_failed", now, live, str(exc))
                 continue
@@ -285,6 +308,8 @@ class Unwrapper:
         if nowhere is not None:
             self.waste.junk(event, nowhere, now, live, f"{message.type} from {sender[:12]}")
             return
+        if message.type == "request":  # its call's messages lead somewhere from now on
+            self._requested.add(f"{sender}:{message.call}")
         if message.type == "frag":
             whole = self._reassemble(event.id, sender, message, now)
             if whole is None:
