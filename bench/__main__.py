@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, hostile, relays, secrecy
+from bench import baseline, hostile, relays, sdk_calls, secrecy
 from p2p_comm import rpc
 from p2p_comm.harness import Agent, RelayProcess, p2p_command, wait_until
 from p2p_comm.nostr.nip59 import WRAP_JITTER
@@ -876,7 +876,24 @@ class Bench:
         "relay_pow_story",
         "hostile_floods",
         "forward_secrecy",
+        "sdk_calls",
     )
+
+    def sdk_calls(self) -> None:
+        """A call into nostr-sdk with our speed-ups to the generated bindings, against the
+        bindings as generated (issue 18: a flood's wrap costs about a dozen such calls
+        before the gate can shed it)."""
+        for name, ours, generated in sdk_calls.both(self.sizes is SMOKE):
+            figure = Figure(
+                f"reading {name} from nostr-sdk (baseline: the bindings as generated)",
+                "us",
+                ours,
+                None,
+                generated,
+                ours / generated,
+                "ratio <= 0.8",
+            )
+            self.add(figure, lambda f: (f.ratio or 1.0) <= 0.8)
 
     def forward_secrecy(self) -> None:
         """Issue 22: CPU per message (sender and receiver) and wrap bytes with the call

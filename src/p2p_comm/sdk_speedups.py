@@ -24,7 +24,7 @@ nothing on success; they read every returned string or compound value through a
 generator context manager. A status that ctypes zero-fills is the same status (success,
 no buffer), the checker runs only when Rust set a code, and a try/finally frees the
 buffer as the context manager did. Measured: reading a wrap's author as hex took 10.0 us,
-now 5.7; its content 6.6 us, now 3.8 (`/tmp/exp/micro3.py`, PERFORMANCE.md). A gift wrap
+now 5.7; its content 6.6 us, now 3.8 (`make bench`: `bench/sdk_calls.py`). A gift wrap
 costs the daemon about a dozen such calls before its gate can shed it.
 """
 

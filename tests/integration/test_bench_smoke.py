@@ -37,6 +37,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "group of 2",
         "refusals per accepted event",
         "KiB relay",
+        "from nostr-sdk",
     ):
         assert expected in names, f"no figure named like {expected!r}"
     assert all(f["median"] is not None for f in figures)
