@@ -114,9 +114,10 @@ def _rss_kib() -> int:
 
 
 def test_calls_into_rust_give_the_same_values_and_errors() -> None:
-    """Speed-up 3: a zero-filled call status, the checker only when Rust set a code, and
-    returned strings and compound values read without a context manager. The same values,
-    the same errors, and every returned buffer still freed."""
+    """Speed-up 3: a zero-filled call status, the checker only when Rust set a code,
+    returned strings and compound values read without a context manager, and strings
+    passed in a buffer of their size. The same values, the same errors, and every buffer
+    still freed."""
     from nostr_sdk import nostr_sdk as bindings
 
     sdk_speedups.apply()
@@ -138,4 +139,9 @@ def test_calls_into_rust_give_the_same_values_and_errors() -> None:
     before = _rss_kib()
     for _ in range(100_000):
         event.content()
+    assert _rss_kib() - before < 50_000
+    # And every string passed to Rust in a buffer of its size, which Rust frees.
+    before = _rss_kib()
+    for _ in range(100_000):
+        ns.EventBuilder(ns.Kind(1), "z" * 4000)
     assert _rss_kib() - before < 50_000
