@@ -14,9 +14,7 @@ import pytest
 from p2p_comm import clock
 from p2p_comm.daemon.relays import catch_up
 from p2p_comm.daemon.relays.inbound import Taken
-from p2p_comm.daemon.relays.relay_events import to_inbound
 from p2p_comm.protocol.call import ACTIVE
-from tests.faults import junk_wrap
 
 from .seam import FakeNetwork, SeamAgent, until
 
@@ -329,23 +327,5 @@ def test_an_outage_backlog_is_taken_before_the_older_history_is_paged(
         assert [t for t in texts(bob)] == [f"new {i}" for i in range(50)]
         for agent in (alice, bob):
             await agent.go_offline()
-
-    run(scenario())
-
-
-def test_a_catch_up_opens_one_slice_of_a_page_of_junk(tmp_path: Path) -> None:
-    """After a flood, a catch-up's first page is the flood's wraps. It opened all 500 of
-    them, then stopped paging for the page was junk; the rest of the page is more of the
-    same, and left as the older pages are: it now stops at the first slice that is junk."""
-
-    async def scenario() -> None:
-        network = FakeNetwork()
-        bob = SeamAgent(tmp_path / "bob", network)
-        bob_hex = bob.identity.public_hex
-        network.events += [to_inbound(junk_wrap(bob_hex), "fake") for _ in range(600)]
-        await bob.go_online()  # its catch-up
-        assert bob.inbound.stats["catch_up_pages"] == 1
-        assert bob.inbound.stats["unwrapped"] == catch_up.JUNK_PAGE_STOP
-        await bob.go_offline()
 
     run(scenario())

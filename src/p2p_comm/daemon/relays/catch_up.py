@@ -3,10 +3,10 @@
 Relays never re-send an event id on a live subscription, so what was skipped (a limit,
 a failed batch, a wrap read out of order) is fetched again by query: every inbox relay we
 read at once, page by page back through the whole lookback window with `until`, past any
-relay's cap on one query. Each page is unwrapped as it comes, a slice at a time; a relay
-that answers with junk is left after one slice of it. What was found is taken, in (call,
-seq) order, by `Inbound`: what is newer than the last complete catch-up there as soon as
-paging has passed it, the rest after the last page.
+relay's cap on one query. Each page is unwrapped as it comes; a relay that answers with
+junk is left after one page. What was found is taken, in (call, seq) order, by `Inbound`:
+what is newer than the last complete catch-up there as soon as paging has passed it, the
+rest after the last page.
 """
 
 from __future__ import annotations
@@ -149,11 +149,19 @@ class CatchUp:
             lanes = self.inbound.lanes
             for event in new if not lanes.idle else ():
                 lanes.expects(event.pubkey)  # a peer's wraps read here move its lanes on too
+            # Junk met before counts as junk found now: a flood's wraps, read back by every
+            # catch-up, would otherwise be paged through to the end of the lookback each time.
+            junk_before = self.inbound.waste.found - sum(
+                1 for e in fresh if e.id in self.inbound.waste.ids
+            )
+            for start in range(0, len(new), BATCH):
+                items += self.inbound.reader.unwrap_all(new[start : start + BATCH], ahead=ahead)
+                await asyncio.sleep(0)
             if not fresh:
                 complete = True
                 break
-            items, junk = await self._open(new, fresh, items, ahead)
-            if junk:
+            junk = self.inbound.waste.found - junk_before
+            if junk >= JUNK_PAGE_STOP and junk * 10 >= len(fresh) * 9:
                 log.warning("catch-up at %s: a page of %d junk wraps; stopped there", relay, junk)
                 break
             oldest = min(e.created_at for e in page)
@@ -169,33 +177,6 @@ class CatchUp:
             with self.inbound.store.transaction():
                 self.inbound.store.put(MARK_KEY + relay, str(int(started)))
         return found
-
-    async def _open(
-        self,
-        new: list[InboundEvent],
-        fresh: list[InboundEvent],
-        items: list[Taken | str],
-        ahead: list[tuple[int, InboundEvent, nip59.Sealed]],
-    ) -> tuple[list[Taken | str], int]:
-        """Unwrap a page's ``new`` wraps, a slice of JUNK_PAGE_STOP at a time, onto
-        ``items``; with how many junk wraps made it stop, or 0. It stops once what was
-        judged of the page (its ``fresh`` wraps known before, then each slice opened) is at
-        least JUNK_PAGE_STOP junk and nine tenths junk: after a flood the rest of the page
-        is more of it, and is left as the older pages are."""
-        waste = self.inbound.waste
-        # Junk met before counts as junk found now: a flood's wraps, read back by every
-        # catch-up, would otherwise be paged through to the end of the lookback each time.
-        judged = len(fresh) - len(new)
-        junk_before = waste.found - sum(1 for e in fresh if e.id in waste.ids)
-        for start in range(0, len(new), JUNK_PAGE_STOP):
-            part = new[start : start + JUNK_PAGE_STOP]
-            items += self.inbound.reader.unwrap_all(part, ahead=ahead)
-            judged += len(part)
-            junk = waste.found - junk_before
-            if junk >= JUNK_PAGE_STOP and junk * 10 >= judged * 9:
-                return items, junk
-            await asyncio.sleep(0)
-        return items, 0
 
     def _mark(self, relay: str) -> float | None:
         """When the last complete catch-up at ``relay`` began (None: never, or unreadable)."""
