@@ -329,7 +329,9 @@ class RawPeer:
 
     def wrap_unsigned_seal(self, receiver_hex: str, message: WireMessage) -> Any:
         """Gift-wrap ``message`` in a seal in this peer's name whose signature is not its
-        own (another seal's): all a forger without the key could make of the seal."""
+        own (another seal's): what a key's holder that does not sign, or a relay splicing
+        signatures, could send (without the key, even the seal's NIP-44 content is out of
+        reach: it is encrypted between that key and the receiver's)."""
         receiver = ns.PublicKey.parse(receiver_hex)
         rumor = ns.EventBuilder(ns.Kind(CALL_KIND), message.encode())
         seal = json.loads(

@@ -49,7 +49,7 @@ def _memmove_write(self: Any, value: bytes) -> None:
 
 
 def apply() -> bool:
-    """Apply both speed-ups where the installed bindings still need them; True if the
+    """Apply the three speed-ups where the installed bindings still need them; True if the
     string-passing one is in place (patched now or before)."""
     from nostr_sdk import nostr_sdk as bindings
 

@@ -14,7 +14,9 @@ import pytest
 from p2p_comm import clock
 from p2p_comm.daemon.relays import catch_up
 from p2p_comm.daemon.relays.inbound import Taken
+from p2p_comm.daemon.relays.relay_events import to_inbound
 from p2p_comm.protocol.call import ACTIVE
+from tests.faults import junk_wrap
 
 from .seam import FakeNetwork, SeamAgent, until
 
@@ -327,5 +329,29 @@ def test_an_outage_backlog_is_taken_before_the_older_history_is_paged(
         assert [t for t in texts(bob)] == [f"new {i}" for i in range(50)]
         for agent in (alice, bob):
             await agent.go_offline()
+
+    run(scenario())
+
+
+def test_a_page_of_junk_met_before_ends_a_catch_up_without_opening_anything(
+    tmp_path: Path,
+) -> None:
+    """A relay keeps a flood's junk: the first catch-up opens one page of it and stops
+    there; each one after it reads that page again, finds it all known junk, and stops
+    there too, opening nothing (a reworking of the catch-up that judged only what it opened
+    paged one page further and opened 100 more wraps every time)."""
+
+    async def scenario() -> None:
+        network = FakeNetwork()
+        bob = SeamAgent(tmp_path / "bob", network)
+        bob_hex = bob.identity.public_hex
+        network.events += [to_inbound(junk_wrap(bob_hex), "fake") for _ in range(1200)]
+        await bob.go_online()  # its first catch-up
+        stats = bob.inbound.stats
+        assert (stats["catch_up_pages"], stats["unwrapped"]) == (1, catch_up.PAGE)
+        for _ in range(3):
+            await bob.inbound.catch_up()
+        assert (stats["catch_up_pages"], stats["unwrapped"]) == (4, catch_up.PAGE)
+        await bob.go_offline()
 
     run(scenario())
