@@ -124,24 +124,22 @@ def _patch_builder(bindings: Any) -> bool:
 def _patch_calls(bindings: Any) -> bool:
     """Speed-up 3 (see the module docstring); False, and nothing changed, where the
     bindings are not the shape this was written for."""
-    call = getattr(bindings, "_uniffi_rust_call_with_error", None)
-    if getattr(call, "p2p_fast", False):
+    if getattr(getattr(bindings, "_uniffi_rust_call_with_error", None), "p2p_fast", False):
         return True
-    status_type = getattr(bindings, "_UniffiRustCallStatus", None)
-    buffer_type = getattr(bindings, "_UniffiRustBuffer", None)
-    check = getattr(bindings, "_uniffi_check_call_status", None)
-    strings = getattr(bindings, "_UniffiFfiConverterString", None)
-    compound = getattr(bindings, "_UniffiConverterRustBuffer", None)
-    stream_type = getattr(bindings, "_UniffiRustBufferStream", None)
-    lib = getattr(bindings, "_UniffiLib", None)
-    free = getattr(lib, "ffi_nostr_sdk_ffi_rustbuffer_free", None)
-    alloc = getattr(lib, "ffi_nostr_sdk_ffi_rustbuffer_alloc", None)
-    parts = (call, status_type, buffer_type, check, strings, compound, stream_type, free, alloc)
-    if any(part is None for part in parts) or not _calls_have_their_shape(bindings):
+    try:
+        fits = _calls_have_their_shape(bindings)
+        status_type = bindings._UniffiRustCallStatus
+        check = bindings._uniffi_check_call_status
+        strings = bindings._UniffiFfiConverterString
+        compound = bindings._UniffiConverterRustBuffer
+        stream_type = bindings._UniffiRustBufferStream
+        free = bindings._UniffiLib.ffi_nostr_sdk_ffi_rustbuffer_free
+        alloc = bindings._UniffiLib.ffi_nostr_sdk_ffi_rustbuffer_alloc
+    except AttributeError:  # a piece is gone (ctypes raises it for a missing symbol too)
+        fits = False
+    if not fits:
         log.info("nostr-sdk bindings changed shape; call speed-up not applied")
         return False
-    assert status_type is not None and check is not None and stream_type is not None
-    assert strings is not None and compound is not None
     byref = ctypes.byref
     string_at = ctypes.string_at
     memmove = ctypes.memmove
